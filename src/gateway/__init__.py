@@ -1,0 +1,1 @@
+"""HTTP gateway: auth, uploads, chat over SSE, history, health, metrics."""

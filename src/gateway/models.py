@@ -1,0 +1,78 @@
+"""The HTTP API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX
+from shared.events import DocumentStatus, Source
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Credentials(Strict):
+    username: Username
+    password: Password
+
+
+class RefreshBody(Strict):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int
+
+
+class UserOut(BaseModel):
+    id: UUID
+    username: str
+    tenant_id: UUID
+    created_at: datetime
+
+
+class DocumentOut(BaseModel):
+    id: UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    status: DocumentStatus
+    chunks: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChatBody(Strict):
+    message: Message
+    conversation_id: UUID | None = None
+    stream_timeout: float | None = Field(default=None, gt=0, le=STREAM_TIMEOUT_MAX)
+    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
+
+
+class ChatAnswer(BaseModel):
+    answer: str
+    sources: list[Source]
+    conversation_id: UUID
+
+
+class TurnOut(BaseModel):
+    conversation_id: UUID
+    role: Literal["user", "assistant"]
+    content: str
+    sources: list[dict[str, Any]]
+    created_at: datetime

@@ -1,0 +1,103 @@
+"""Chat: streamed (SSE) and whole answers, and the history of conversations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Query
+from sse_starlette import EventSourceResponse
+
+from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
+from gateway.models import ChatAnswer, ChatBody, TurnOut
+from gateway.relay import ChatRelay, StreamTimeout
+from gateway.replies import AnyReplyEvent
+from shared import chat_history
+from shared.errors import DeadlineExceeded, Unavailable
+from shared.events import Source
+
+router = APIRouter(prefix="/api/chat", tags=["chat"])
+Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
+
+
+def _relay(gateway: GatewayDep, user: CurrentUser, request_id: str, body: ChatBody) -> ChatRelay:
+    return ChatRelay(
+        gateway=gateway,
+        user=user,
+        correlation_id=request_id,
+        conversation_id=body.conversation_id or uuid4(),
+        timeout=body.stream_timeout or gateway.clients.settings.stream_timeout,
+    )
+
+
+def to_sse(event: AnyReplyEvent | StreamTimeout) -> dict[str, str]:
+    """An event as SSE: ``event:`` is its type, ``data:`` its JSON payload."""
+    data: Any
+    match event:
+        case StreamTimeout(seconds=seconds):
+            data = {"message": f"no answer for {seconds:g} seconds", "stream_timeout": seconds}
+        case _ if event.type == "token":
+            data = {"text": event.text, "seq": event.seq}
+        case _ if event.type == "sources":
+            data = [s.model_dump(mode="json") for s in event.sources]
+        case _ if event.type == "error":
+            data = {"message": event.message, "seq": event.seq}
+        case _:
+            data = {"conversation_id": str(event.conversation_id), "seq": event.seq}
+    return {"event": event.type, "data": json.dumps(data)}
+
+
+@router.post(
+    "/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=json_body_schema(ChatBody),
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE events"}},
+)
+async def chat_stream(
+    gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
+) -> EventSourceResponse:
+    relay = _relay(gateway, user, request_id, body)
+    events = await relay.start(body.message, body.top_k)
+
+    async def sse() -> AsyncIterator[dict[str, str]]:
+        async for event in events:
+            yield to_sse(event)
+
+    return EventSourceResponse(
+        sse(), ping=15, headers={"X-Conversation-ID": str(relay.conversation_id)}
+    )
+
+
+@router.post("", response_model=ChatAnswer, openapi_extra=json_body_schema(ChatBody))
+async def chat(
+    gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
+) -> ChatAnswer:
+    relay = _relay(gateway, user, request_id, body)
+    words: list[str] = []
+    sources: list[Source] = []
+    async for event in await relay.start(body.message, body.top_k):
+        if isinstance(event, StreamTimeout):
+            raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
+        if event.type == "token":
+            words.append(event.text)
+        elif event.type == "sources":
+            sources = event.sources
+        elif event.type == "error":
+            raise Unavailable(event.message)
+    return ChatAnswer(answer="".join(words), sources=sources, conversation_id=relay.conversation_id)
+
+
+@router.get("/history", response_model=list[TurnOut])
+async def history(
+    gateway: GatewayDep,
+    user: CurrentUser,
+    conversation_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TurnOut]:
+    turns = await chat_history.list_turns(
+        gateway.clients.pool, user.tenant_id, user.id, conversation_id=conversation_id, limit=limit
+    )
+    return [TurnOut(**asdict(t)) for t in turns]

@@ -1,0 +1,39 @@
+"""What the gateway holds for its lifetime, built once in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from gateway.replies import ReplyRouter
+from gateway.security import Tokens
+from shared.clients import Clients
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Gateway:
+    clients: Clients
+    replies: ReplyRouter
+    tokens: Tokens
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` beyond the current request; failures are logged."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Background task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)

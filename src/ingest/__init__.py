@@ -1,0 +1,1 @@
+"""Ingest worker: parse, chunk, embed and index uploaded documents."""

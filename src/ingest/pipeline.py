@@ -1,0 +1,119 @@
+"""Indexing one document: the steps between a claim check and ``indexed``.
+
+A document is reported ``indexed`` only after its chunks are in the vector
+store, so anything that reads the status can already search it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from ingest.chunking import chunk_id, split
+from ingest.parsing import parse
+from shared import documents
+from shared.cache import bump_corpus_generation
+from shared.clients import Clients
+from shared.errors import InvalidInput, NotFound, UnsupportedDocument
+from shared.events import DocumentStatus, IngestRequest, IngestStatus
+from shared.kafka import publish
+from shared.vectorstore import Chunk
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Indexer:
+    clients: Clients
+
+    async def handle(self, request: IngestRequest) -> None:
+        if not await documents.exists(self.clients.pool, request.document_id):
+            log.info("Document deleted before indexing", document_id=str(request.document_id))
+            return
+        try:
+            await self._set_status(request, "processing")
+            count = await self._index(request)
+        except InvalidInput as exc:
+            # The message was fine; the document is not. Nothing to retry.
+            await self.fail(request, exc.code, exc.message)
+            return
+        if not await self._set_status(request, "indexed", chunks=count):
+            # Deleted while we worked: leave nothing searchable behind.
+            await self._drop_chunks(request)
+            return
+        await bump_corpus_generation(self.clients.redis, request.tenant_id)
+        log.info("Document indexed", document_id=str(request.document_id), chunks=count)
+
+    async def fail(self, request: IngestRequest, reason: str, detail: str) -> None:
+        log.warning("Document failed", document_id=str(request.document_id), reason=reason)
+        await self._set_status(request, "failed", error=detail)
+
+    async def _index(self, request: IngestRequest) -> int:
+        try:
+            data = await self.clients.blobs.read(request.blob_key)
+        except NotFound:
+            raise UnsupportedDocument("the uploaded file is missing from the blob store") from None
+        settings = self.clients.settings
+        text = await asyncio.to_thread(parse, request.filename, data)
+        texts = await asyncio.to_thread(
+            split, request.filename, text, size=settings.chunk_size, overlap=settings.chunk_overlap
+        )
+        if not texts:
+            raise UnsupportedDocument(f"{request.filename!r}: the document has no text")
+        vectors = await asyncio.to_thread(self.clients.embedder.embed, texts)
+        chunks = [
+            Chunk(
+                id=chunk_id(request.document_id, index, body),
+                tenant_id=request.tenant_id,
+                user_id=request.user_id,
+                document_id=request.document_id,
+                filename=request.filename,
+                chunk_index=index,
+                text=body,
+                embedding=vector,
+            )
+            for index, (body, vector) in enumerate(zip(texts, vectors, strict=True))
+        ]
+        stale = await self._chunk_ids(request) - {c.id for c in chunks}
+        await self.clients.vectors.upsert(chunks)
+        await self.clients.vectors.delete_ids(stale)
+        return len(chunks)
+
+    async def _chunk_ids(self, request: IngestRequest) -> set[str]:
+        return await self.clients.vectors.chunk_ids(
+            request.tenant_id, request.user_id, request.document_id
+        )
+
+    async def _drop_chunks(self, request: IngestRequest) -> None:
+        await self.clients.vectors.delete_ids(await self._chunk_ids(request))
+
+    async def _set_status(
+        self,
+        request: IngestRequest,
+        status: DocumentStatus,
+        *,
+        chunks: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        found = await documents.set_status(
+            self.clients.pool, request.document_id, status, chunks=chunks, error=error
+        )
+        if found:
+            event = IngestStatus(
+                correlation_id=request.correlation_id,
+                tenant_id=request.tenant_id,
+                user_id=request.user_id,
+                document_id=request.document_id,
+                status=status,
+                chunks=chunks or 0,
+                error=error,
+            )
+            await publish(
+                self.clients.broker,
+                self.clients.topics.ingest_events,
+                event,
+                key=request.document_id,
+            )
+        return found

@@ -1,0 +1,1 @@
+"""Query worker: retrieve the caller's passages, answer, stream tokens back."""

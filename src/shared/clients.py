@@ -1,0 +1,66 @@
+"""The one place that builds a process's clients at start-up.
+
+Each service opens ``Clients`` once, hands the pieces down, and closes them on
+the way out. Nothing builds a client per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
+from shared.blobs import LocalBlobStore
+from shared.config import Settings
+from shared.db import create_pool
+from shared.embeddings import Embedder, build_embedder
+from shared.kafka import create_broker
+from shared.topics import Topics, ensure_topics
+from shared.vectorstore import VectorStore, connect_chroma
+
+
+@dataclass
+class Clients:
+    settings: Settings
+    topics: Topics
+    pool: asyncpg.Pool
+    redis: Redis
+    broker: KafkaBroker
+    embedder: Embedder
+    vectors: VectorStore
+    blobs: LocalBlobStore
+
+
+@asynccontextmanager
+async def open_clients(settings: Settings, service: str) -> AsyncIterator[Clients]:
+    """Connect to everything; the broker is built but not started, so the
+    caller can register subscribers first."""
+    topics = Topics.from_prefix(settings.kafka_topic_prefix)
+    await ensure_topics(settings, topics)
+    pool = await create_pool(settings)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.dependency_timeout,
+        socket_connect_timeout=settings.dependency_timeout,
+    )
+    embedder = build_embedder(settings)
+    clients = Clients(
+        settings=settings,
+        topics=topics,
+        pool=pool,
+        redis=redis,
+        broker=create_broker(settings, client_id=service),
+        embedder=embedder,
+        vectors=VectorStore(connect_chroma(settings), embedder),
+        blobs=LocalBlobStore(settings.blob_dir),
+    )
+    try:
+        yield clients
+    finally:
+        await clients.broker.stop()
+        await redis.aclose()
+        await pool.close()

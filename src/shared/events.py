@@ -1,0 +1,158 @@
+"""Every message on Kafka, as a pydantic model: the single source of the wire
+format and of the checked-in ``schemas/``.
+
+JSON on the wire. Unknown fields are ignored so that a newer producer does not
+break an older consumer during a rolling upgrade; ``schema_version`` changes
+when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION: Literal[1] = 1
+
+CorrelationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Fields every event carries: who it is for and which request it serves."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    correlation_id: CorrelationId
+    tenant_id: UUID
+    user_id: UUID
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+# --- ingestion ---------------------------------------------------------------
+
+
+class IngestRequest(Event):
+    """``rag.ingest.requests``, keyed by document id. A claim check: the bytes
+    stay in the blob store, the message carries where to find them."""
+
+    type: Literal["ingest.request"] = "ingest.request"
+    document_id: UUID
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", max_length=255)
+    blob_key: str = Field(min_length=1, max_length=1024)
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class IngestStatus(Event):
+    """``rag.ingest.events``: a document changed status."""
+
+    type: Literal["ingest.status"] = "ingest.status"
+    document_id: UUID
+    status: DocumentStatus
+    chunks: int = Field(default=0, ge=0)
+    error: str | None = None
+
+
+# --- chat --------------------------------------------------------------------
+
+
+class ReplyTo(BaseModel):
+    """Where the gateway that owns the stream listens for its replies."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    topic: str = Field(min_length=1, max_length=249)
+    partition: int = Field(ge=0)
+
+
+class ChatRequest(Event):
+    """``rag.chat.requests``, keyed by conversation id."""
+
+    type: Literal["chat.request"] = "chat.request"
+    conversation_id: UUID
+    message: str = Field(min_length=1, max_length=8000)
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    deadline: AwareDatetime
+    reply_to: ReplyTo | None = None
+
+
+class ChatCancel(Event):
+    """``rag.chat.cancel``: stop generating; nobody is listening any more."""
+
+    type: Literal["chat.cancel"] = "chat.cancel"
+    reason: Literal["timeout", "client_disconnected"]
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    document_id: UUID
+    filename: str
+    chunk_index: int = Field(ge=0)
+    score: float
+    snippet: str
+
+
+class Reply(Event):
+    """Common shape of everything on ``rag.chat.replies``."""
+
+    conversation_id: UUID
+    seq: int = Field(ge=0)
+
+
+class TokenReply(Reply):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class SourcesReply(Reply):
+    type: Literal["sources"] = "sources"
+    sources: list[Source]
+
+
+class DoneReply(Reply):
+    type: Literal["done"] = "done"
+
+
+class ErrorReply(Reply):
+    type: Literal["error"] = "error"
+    message: str
+
+
+AnyReply = Annotated[
+    TokenReply | SourcesReply | DoneReply | ErrorReply, Field(discriminator="type")
+]
+REPLY_ADAPTER: TypeAdapter[TokenReply | SourcesReply | DoneReply | ErrorReply] = TypeAdapter(
+    AnyReply
+)
+TERMINAL_REPLIES = ("done", "error")
+
+
+# --- failures ----------------------------------------------------------------
+
+
+class DeadLetter(BaseModel):
+    """``<topic>.dlq``: a message a consumer could not handle, and why."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["dead_letter"] = "dead_letter"
+    correlation_id: str | None = None
+    source_topic: str
+    partition: int
+    offset: int
+    consumer_group: str
+    reason: str
+    detail: str
+    payload: str = Field(description="The original message, decoded as UTF-8 with replacement")
+    failed_at: AwareDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,79 @@
+"""Topic names, and creating them with the right partition counts.
+
+Names derive from ``KAFKA_TOPIC_PREFIX`` so that several deployments (or test
+runs) can share one cluster without seeing each other's traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.config import Settings
+
+log = structlog.get_logger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+_HOUR_MS = str(60 * 60 * 1000)
+
+
+@dataclass(frozen=True)
+class Topics:
+    ingest_requests: str
+    ingest_events: str
+    chat_requests: str
+    chat_replies: str
+    chat_cancel: str
+
+    @classmethod
+    def from_prefix(cls, prefix: str) -> Topics:
+        return cls(
+            ingest_requests=f"{prefix}.ingest.requests",
+            ingest_events=f"{prefix}.ingest.events",
+            chat_requests=f"{prefix}.chat.requests",
+            chat_replies=f"{prefix}.chat.replies",
+            chat_cancel=f"{prefix}.chat.cancel",
+        )
+
+    @staticmethod
+    def dead_letter(topic: str) -> str:
+        return f"{topic}.dlq"
+
+
+def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
+    requests = settings.kafka_request_partitions
+    rf = settings.kafka_replication_factor
+    # Replies and cancels are only useful for the length of a stream.
+    short_lived = {"retention.ms": _HOUR_MS}
+    return [
+        NewTopic(topics.ingest_requests, requests, rf),
+        NewTopic(topics.ingest_events, requests, rf),
+        NewTopic(topics.chat_requests, requests, rf),
+        NewTopic(
+            topics.chat_replies, settings.kafka_reply_partitions, rf, topic_configs=short_lived
+        ),
+        NewTopic(topics.chat_cancel, 1, rf, topic_configs=short_lived),
+        NewTopic(Topics.dead_letter(topics.ingest_requests), 1, rf),
+        NewTopic(Topics.dead_letter(topics.chat_requests), 1, rf),
+    ]
+
+
+async def ensure_topics(settings: Settings, topics: Topics) -> None:
+    """Create whichever topics are missing; existing ones are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in _wanted(settings, topics) if t.name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+        for name, code, *rest in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                log.error("Topic creation failed", topic=name, code=code, detail=rest)
+            elif code == 0:
+                log.info("Topic created", topic=name)
+    finally:
+        await admin.close()

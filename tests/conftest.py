@@ -1,0 +1,76 @@
+"""Session fixtures: real Kafka, PostgreSQL, Redis and Chroma, started here
+(or taken from the environment when all four URLs are set), migrated, and a
+gateway with one ingest and one query worker running against them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.migrate import upgrade
+from tests.support.processes import Component, start_gateway, start_worker
+
+INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CHROMA_URL")
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if all(os.environ.get(name) for name in INFRA_VARS):
+        yield {name: os.environ[name] for name in INFRA_VARS}
+        return
+    from ragstream.localstack.stack import LocalStack, StackConfig
+
+    stack = LocalStack(StackConfig.ephemeral(tmp_path_factory.mktemp("stack")))
+    stack.start()
+    try:
+        yield stack.env
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def app_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    upgrade(stack_env["DATABASE_URL"])
+    return {
+        **stack_env,
+        "SECRET_KEY": secrets.token_hex(32),
+        "BLOB_DIR": str(tmp_path_factory.mktemp("blobs")),
+        # A prefix of its own: runs sharing a broker never see each other.
+        "KAFKA_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        "MAX_UPLOAD_MB": "1",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def workers(app_env: dict[str, str], log_dir: Path) -> Iterator[list[Component]]:
+    started = [start_worker("ingest", app_env, log_dir), start_worker("query", app_env, log_dir)]
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    app_env: dict[str, str], log_dir: Path, workers: list[Component]
+) -> Iterator[Component]:
+    component = start_gateway("gateway", app_env, log_dir)
+    yield component
+    component.stop()
+
+
+@pytest.fixture
+async def client(gateway: Component) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as http:
+        yield http

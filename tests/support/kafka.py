@@ -1,0 +1,56 @@
+"""Reading and writing topics directly, as an internal service would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    *,
+    partitions: list[int] | None = None,
+    timeout: float = 30,
+) -> list[dict[str, Any]]:
+    """JSON messages of ``topic`` from the beginning until ``done(messages)``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        known = await _partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in (partitions or sorted(known))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        messages: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while not done(messages):
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    messages += [json.loads(r.value) for r in records]
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise LookupError(f"topic {topic} does not exist")

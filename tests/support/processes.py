@@ -1,0 +1,92 @@
+"""Starting ragstream components as real processes, the way `rag up` does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    base_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Component:
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Component(name, process, log_path, env=env)
+
+
+def wait_for_log(component: Component, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in component.log():
+            return
+        if component.process.poll() is not None:
+            raise RuntimeError(f"{component.name} exited:\n{component.log()[-3000:]}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{component.name} never logged {text!r}:\n{component.log()[-3000:]}")
+
+
+def start_gateway(name: str, env: dict[str, str], log_dir: Path) -> Component:
+    port = free_port()
+    args = ["uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    gateway = start(name, args, env, log_dir)
+    gateway.base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if gateway.process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{gateway.log()[-3000:]}")
+        try:
+            if httpx.get(f"{gateway.base_url}/health", timeout=1).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    gateway.stop()
+    raise TimeoutError(f"{name} did not become healthy:\n{gateway.log()[-3000:]}")
+
+
+def start_worker(
+    kind: str, env: dict[str, str], log_dir: Path, name: str | None = None
+) -> Component:
+    worker = start(name or f"{kind}-worker", [kind], env, log_dir)
+    wait_for_log(worker, "Worker started", timeout=90)
+    return worker
