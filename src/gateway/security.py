@@ -22,6 +22,7 @@ from shared.errors import AuthError
 from shared.events import utcnow
 
 TokenType = Literal["access", "refresh"]
+MIN_KEY_LENGTH = 32
 _ISSUER = "ragstream"
 _HASHER = PasswordHasher()
 # Verified when the user does not exist, so both cases take the same time.
@@ -64,6 +65,11 @@ class Tokens:
         self._key = settings.secret_key.get_secret_value()
         previous = settings.secret_key_previous
         self._keys = [self._key] + ([previous.get_secret_value()] if previous else [])
+        if any(len(key) < MIN_KEY_LENGTH for key in self._keys):
+            raise RuntimeError(
+                f"SECRET_KEY and SECRET_KEY_PREVIOUS need at least {MIN_KEY_LENGTH} characters;"
+                " generate one with `openssl rand -hex 32`"
+            )
         self._access_ttl = timedelta(minutes=settings.access_token_expire_minutes)
         self._refresh_ttl = timedelta(days=settings.refresh_token_expire_days)
 

@@ -29,6 +29,12 @@ def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def _upper_level(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # Upper case, as operators grep for it: `kubectl logs ... | grep ERROR`.
+    event_dict["level"] = str(event_dict.get("level", "")).upper()
+    return event_dict
+
+
 def _with_service(service: str) -> Processor:
     def add(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         event_dict.setdefault("service", service)
@@ -41,6 +47,7 @@ def configure_logging(settings: Settings, service: str) -> None:
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
+        _upper_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _with_service(service),

@@ -83,9 +83,10 @@ def test_unsigned_token_is_rejected() -> None:
         _tokens("k" * 32).verify(forged, "access")
 
 
-def test_missing_secret_key_fails_loudly() -> None:
+@pytest.mark.parametrize("key", [None, "", "short-key"])
+def test_missing_or_weak_secret_key_fails_loudly(key: str | None) -> None:
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
-        Tokens(Settings(secret_key=None))
+        Tokens(Settings(secret_key=SecretStr(key) if key is not None else None))
 
 
 async def test_password_hashing() -> None:

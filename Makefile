@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make up` runs the system, `make test` tests it.
+VENV ?= .venv
+PYTHON ?= python3
+
+.PHONY: install up test lint schemas clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[local,dev]"
+	touch $@
+
+# The whole stack in the foreground, with the sample documents ingested.
+up: install
+	$(VENV)/bin/rag up --samples
+
+# Lint, type-check, then every test against real Kafka, Postgres, Redis, Chroma.
+test: install lint
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+schemas: install
+	$(VENV)/bin/rag schemas
+
+clean:
+	rm -rf $(VENV) .rag .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,52 @@
+"""The reply router on a real partition: only its own streams' events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from gateway.replies import UNCLAIMED_REPLIES, ReplyRouter
+from shared.config import Settings
+from shared.events import DoneReply, TokenReply
+from shared.kafka import create_broker, publish
+
+
+async def test_router_delivers_by_correlation_id_and_drops_the_rest(
+    stack_env: dict[str, str],
+) -> None:
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"replies-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 2, 1)])
+    await admin.close()
+
+    router = ReplyRouter(bootstrap, topic, partition=1)
+    await router.start()
+    broker = create_broker(Settings(kafka_bootstrap_servers=bootstrap), "test")
+    await broker.start()
+    ids = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4(), "conversation_id": uuid.uuid4()}
+    try:
+        mine = router.open("mine")
+        before = UNCLAIMED_REPLIES._value.get()  # noqa: SLF001
+        await publish(
+            broker, topic, TokenReply(correlation_id="other", seq=0, text="x", **ids), partition=1
+        )
+        await publish(
+            broker, topic, TokenReply(correlation_id="mine", seq=0, text="hi", **ids), partition=1
+        )
+        await publish(broker, topic, DoneReply(correlation_id="mine", seq=1, **ids), partition=1)
+        # Partition 0 is another replica's: never read here.
+        await publish(broker, topic, DoneReply(correlation_id="mine", seq=9, **ids), partition=0)
+
+        got = [await asyncio.wait_for(mine.get(), 10) for _ in range(2)]
+        assert [(r.type, r.seq) for r in got] == [("token", 0), ("done", 1)]
+        await asyncio.sleep(0.5)
+        assert mine.empty()
+        assert UNCLAIMED_REPLIES._value.get() == before + 1  # noqa: SLF001
+    finally:
+        router.close("mine")
+        await broker.stop()
+        await router.stop()
