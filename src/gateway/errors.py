@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncpg
+import httpx
 import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.errors import (
     AuthError,
@@ -33,6 +38,20 @@ STATUS: tuple[tuple[type[RagError], int], ...] = (
 )
 
 
+# A dependency that is down or overloaded: the client may retry, it is not a bug.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaError,
+    httpx.TransportError,
+)
+
+
 def status_for(exc: RagError) -> int:
     return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
 
@@ -46,6 +65,15 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
 
 
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error("Dependency unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+    return JSONResponse(
+        {"detail": "a service this request needs is unavailable; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("Unhandled error", path=request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -53,4 +81,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RagError, _rag_error)
+    for kind in DEPENDENCY_ERRORS:
+        app.add_exception_handler(kind, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     kafka_request_partitions: int = Field(default=6, ge=1, le=1000)
     kafka_reply_partitions: int = Field(default=8, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_enable_idempotence: bool = Field(
+        default=True, description="Exactly-once produce per partition (tansu lacks it)"
+    )
     gateway_reply_partition: int | None = Field(
         default=None, ge=0, description="Pin this gateway to one reply partition (else leased)"
     )

@@ -17,7 +17,7 @@ def create_broker(settings: Settings, client_id: str) -> KafkaBroker:
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=settings.kafka_enable_idempotence,
         logger=structlog.stdlib.get_logger("faststream"),
         # FastStream's per-message lines stay at DEBUG; ours carry the
         # correlation id at INFO.

@@ -144,7 +144,7 @@ async def test_replayed_ingest_request_does_not_duplicate_chunks(
 async def _chroma_count(chroma: httpx.AsyncClient, doc_id: str) -> int:
     base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
     collections = (await chroma.get(base)).json()
-    [collection] = [c for c in collections if c["name"].startswith("chunks-")]
+    [collection] = [c for c in collections if c["name"] == "chunks-hashing-384"]
     result = await chroma.post(
         f"{base}/{collection['id']}/get", json={"where": {"document_id": doc_id}, "include": []}
     )

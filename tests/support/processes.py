@@ -46,7 +46,7 @@ def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Com
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", *args],
+            [sys.executable, "-m", "ragstream", *args],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,7 +67,7 @@ def wait_for_log(component: Component, text: str, timeout: float = 60) -> None:
 
 def start_gateway(name: str, env: dict[str, str], log_dir: Path) -> Component:
     port = free_port()
-    args = ["uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["gateway", "--host", "127.0.0.1", "--port", str(port)]
     gateway = start(name, args, env, log_dir)
     gateway.base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -87,6 +87,6 @@ def start_gateway(name: str, env: dict[str, str], log_dir: Path) -> Component:
 def start_worker(
     kind: str, env: dict[str, str], log_dir: Path, name: str | None = None
 ) -> Component:
-    worker = start(name or f"{kind}-worker", [kind], env, log_dir)
+    worker = start(name or f"{kind}-worker", ["worker", kind], env, log_dir)
     wait_for_log(worker, "Worker started", timeout=90)
     return worker

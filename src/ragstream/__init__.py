@@ -1,0 +1,1 @@
+"""ragstream's command line (``rag``) and the local stack it runs on."""

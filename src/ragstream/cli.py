@@ -1,0 +1,169 @@
+"""``rag``: run the whole system, its infrastructure, or one component.
+
+Service packages (gateway, ingest, query) are reached by import strings
+only: ragstream must not depend on them statically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ragstream.localstack import StackError
+from ragstream.supervisor import CliError
+from ragstream.up import StackOptions, UpOptions, migrate, run_services, run_up
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _configure_logging(service: str) -> None:
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+    from shared.logging import configure_logging
+
+    try:
+        configure_logging(Settings(), service)
+    except ValidationError as exc:
+        raise CliError(f"invalid configuration: {exc.errors()[0]['msg']}") from exc
+
+
+def _stack_options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
+        data_dir=Path(args.data_dir).resolve(),
+        broker=args.broker,
+        kafka_port=int(args.kafka_port),
+        postgres_port=int(args.postgres_port),
+        redis_port=int(args.redis_port),
+        chroma_port=int(args.chroma_port),
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _configure_logging("rag")
+    options = UpOptions(
+        stack=_stack_options(args),
+        host=str(args.host),
+        port=int(args.port),
+        samples=bool(args.samples),
+    )
+    return run_up(options)
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    _configure_logging("rag")
+    # stdout carries only the export lines, so it can be redirected to a file.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    return run_services(_stack_options(args))
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.main:app",
+        host=str(args.host),
+        port=int(args.port),
+        workers=int(args.workers),
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"{args.kind}.__main__")
+    module.main()
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from shared.config import Settings
+
+    migrate(Settings().database_url)
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from shared.schemas import check_schemas, write_schemas
+
+    directory = Path("schemas")
+    if not args.check:
+        written = write_schemas(directory)
+        print(f"wrote {len(written)} files to {directory}/")
+        return 0
+    drifted = check_schemas(directory)
+    for name in drifted:
+        print(f"{directory}/{name} is out of date: run `rag schemas`")
+    return 1 if drifted else 0
+
+
+def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=".rag", help="state folder (default: .rag)")
+    parser.add_argument(
+        "--broker",
+        choices=["kafka", "tansu"],
+        default="kafka",
+        help="kafka: Apache Kafka (Java); tansu: in-memory, no Java",
+    )
+    parser.add_argument("--kafka-port", type=int, default=9092, help="controller: port + 1")
+    parser.add_argument("--postgres-port", type=int, default=5432)
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--chroma-port", type=int, default=8001)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="ragstream: the whole system, its infrastructure, or one part."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="infrastructure, gateway and workers, in the foreground")
+    _add_stack_arguments(up)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--samples", action="store_true", help="load the sample documents")
+    up.set_defaults(handler=cmd_up)
+
+    services = commands.add_parser("services", help="only Kafka, PostgreSQL, Redis, Chroma")
+    _add_stack_arguments(services)
+    services.set_defaults(handler=cmd_services)
+
+    gateway = commands.add_parser("gateway", help="the HTTP API")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.add_argument("--workers", type=int, default=1)
+    gateway.set_defaults(handler=cmd_gateway)
+
+    worker = commands.add_parser("worker", help="an ingest or query worker")
+    worker.add_argument("kind", choices=["ingest", "query"])
+    worker.set_defaults(handler=cmd_worker)
+
+    commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
+        handler=cmd_migrate
+    )
+    schemas = commands.add_parser("schemas", help="write (or --check) schemas/")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if schemas/ is stale")
+    schemas.set_defaults(handler=cmd_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        code = handler(args)
+    except (StackError, CliError) as exc:
+        # Expected failures: the message says what to do, a traceback would not.
+        print(f"rag: {exc}", file=sys.stderr)
+        code = exc.exit_code if isinstance(exc, CliError) else 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

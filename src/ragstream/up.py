@@ -1,0 +1,191 @@
+"""``rag up`` (everything in the foreground) and ``rag services`` (the
+infrastructure only), both stopped in order by Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
+from ragstream.localstack.ports import ensure_free
+from ragstream.localstack.stack import BrokerKind
+from ragstream.samples import DEMO_PASSWORD, DEMO_USER, SampleError, load_samples
+from ragstream.supervisor import (
+    CliError,
+    Shutdown,
+    ignore_signals,
+    install_shutdown_handlers,
+    stop_apps,
+    wait_healthy,
+    watch,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    data_dir: Path
+    broker: BrokerKind
+    kafka_port: int
+    postgres_port: int
+    redis_port: int
+    chroma_port: int
+
+    def config(self, environ: Mapping[str, str]) -> StackConfig:
+        # A URL already in the environment means "use that server".
+        external = {name: environ[name] for name in INFRA_VARS if environ.get(name)}
+        for name in external:
+            logger.info("%s is set: not starting that service", name)
+        return StackConfig(
+            data_dir=self.data_dir,
+            broker=self.broker,
+            kafka_port=self.kafka_port,
+            postgres_port=self.postgres_port,
+            redis_port=self.redis_port,
+            chroma_port=self.chroma_port,
+            external=external,
+        )
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    stack: StackOptions
+    host: str
+    port: int
+    samples: bool
+
+    @property
+    def base_url(self) -> str:
+        # A wildcard bind is still reached through loopback.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def secret_key(data_dir: Path) -> str:
+    """SECRET_KEY from the environment, else one kept in the data dir so that
+    tokens stay valid across restarts."""
+    configured = os.environ.get("SECRET_KEY")
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, **stack.env}
+    env["BLOB_DIR"] = str(data_dir / "blobs")
+    env["SECRET_KEY"] = secret_key(data_dir)
+    # The workers must share the Chroma server, not each open a folder.
+    env.pop("CHROMA_PATH", None)
+    if stack.config.broker == "tansu" and "KAFKA_BOOTSTRAP_SERVERS" not in stack.config.external:
+        # tansu refuses the idempotent-producer handshake.
+        env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
+    return env
+
+
+def app_commands(options: UpOptions) -> dict[str, list[str]]:
+    me = [sys.executable, "-m", "ragstream"]
+    gateway = [*me, "gateway", "--host", options.host, "--port", str(options.port)]
+    return {
+        "gateway": gateway,
+        "ingest-worker": [*me, "worker", "ingest"],
+        "query-worker": [*me, "worker", "query"],
+    }
+
+
+def migrate(database_url: str) -> None:
+    try:
+        from shared.migrate import upgrade
+    except ImportError as exc:
+        raise CliError(f"migrations are not available: {exc}", 1) from exc
+    try:
+        upgrade(database_url)
+    except Exception as exc:
+        first_line = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise CliError(f"migrating the database failed: {first_line}", 1) from exc
+    logger.info("database migrated")
+
+
+def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProcess]) -> None:
+    for name, args in app_commands(options).items():
+        # log_path None: their JSON log lines go straight to this terminal.
+        app = ManagedProcess(name, args, log_path=None, env=env)
+        apps.append(app)
+        app.start()
+
+
+def print_banner(options: UpOptions) -> None:
+    data = options.stack.data_dir
+    print(
+        f"\nragstream is up\n"
+        f"  API       {options.base_url}\n"
+        f"  API docs  {options.base_url}/docs\n"
+        f"  data      {data} (server logs in {data / 'logs'})\n"
+        f"  stop      Ctrl-C\n",
+        flush=True,
+    )
+
+
+def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) -> int:
+    stack.start()
+    migrate(stack.env["DATABASE_URL"])
+    start_apps(options, app_env(stack, options.stack.data_dir), apps)
+    wait_healthy(f"{options.base_url}/health", apps)
+    print_banner(options)
+    if options.samples:
+        try:
+            load_samples(options.base_url)
+            print(f"(demo login: {DEMO_USER} / {DEMO_PASSWORD})\n", flush=True)
+        except (SampleError, OSError, ValueError) as exc:
+            logger.warning("loading the samples failed, the system keeps running: %s", exc)
+    return watch(stack, apps)
+
+
+def run_up(options: UpOptions) -> int:
+    data_dir = options.stack.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_free(options.port, "pass --port to serve the API on another one")
+    stack = LocalStack(options.stack.config(os.environ))
+    apps: list[ManagedProcess] = []
+    install_shutdown_handlers()
+    try:
+        return _serve(options, stack, apps)
+    except Shutdown as stop:
+        logger.info("%s received: stopping", stop)
+        return 0
+    finally:
+        ignore_signals()
+        stop_apps(apps)
+        stack.stop()
+
+
+def print_exports(env: Mapping[str, str]) -> None:
+    for name in INFRA_VARS:
+        print(f"export {name}={shlex.quote(env[name])}")
+    sys.stdout.flush()
+
+
+def run_services(options: StackOptions) -> int:
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(options.config(os.environ))
+    install_shutdown_handlers()
+    try:
+        stack.start()
+        print_exports(stack.env)
+        return watch(stack, [])
+    except Shutdown as stop:
+        logger.info("%s received: stopping", stop)
+        return 0
+    finally:
+        ignore_signals()
+        stack.stop()
