@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 from ragstream.localstack.errors import StackError
 from ragstream.localstack.ports import HOST
-from ragstream.localstack.process import ManagedProcess, RunAs
 from ragstream.localstack.service import Service
 from ragstream.localstack.unprivileged import (
     ensure_account,
@@ -44,10 +43,13 @@ class PostgresService(Service):
     name = "postgres"
     env_var = "DATABASE_URL"
     option = "--postgres-port"
+    # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every
+    # client to disconnect.
+    stop_signal = signal.SIGINT
+    signal_group = False
 
     def __init__(self, data_dir: Path, port: int) -> None:
         super().__init__(data_dir, port)
-        self.run_as: RunAs | None = None
         self._socket_dir: Path | None = None
         self._temp_socket_dir = False
 
@@ -153,20 +155,6 @@ class PostgresService(Service):
             "-c",
             "max_connections=200",
         ]
-
-    def make_process(self) -> ManagedProcess:
-        return ManagedProcess(
-            self.name,
-            self.command(),
-            log_path=self.log_path,
-            env=self.environment(),
-            cwd=self.home,
-            run_as=self.run_as,
-            # SIGINT is postgres's "fast" shutdown; SIGTERM would wait for
-            # every client to disconnect.
-            stop_signal=signal.SIGINT,
-            signal_group=False,
-        )
 
     def _client_env(self) -> dict[str, str]:
         return {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "2"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import ClassVar
 
 from ragstream.localstack.errors import StackError
 from ragstream.localstack.ports import ensure_free
-from ragstream.localstack.process import ManagedProcess
+from ragstream.localstack.process import ManagedProcess, RunAs
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,13 @@ class Service(ABC):
     env_var: ClassVar[str]
     option: ClassVar[str]  # the command-line flag that moves the port
     ready_timeout: ClassVar[float] = 60.0
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    signal_group: ClassVar[bool] = True
 
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.run_as: RunAs | None = None
         self.process: ManagedProcess | None = None
         self.ready_seconds: float | None = None
         self._stopped = False
@@ -86,6 +90,9 @@ class Service(ABC):
             log_path=self.log_path,
             env=self.environment(),
             cwd=self.home,
+            run_as=self.run_as,
+            stop_signal=self.stop_signal,
+            signal_group=self.signal_group,
         )
 
     def launch(self) -> None:
