@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_clients(settings, "gateway") as clients:
+        async with open_clients(settings, "gateway", embedder=False) as clients:
             await clients.broker.start()
             lease = PartitionLease(
                 clients.redis, clients.topics.chat_replies, settings.kafka_reply_partitions

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX
-from shared.events import DocumentStatus, Source
+from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
+from shared.events import ChatOptions, DocumentStatus, Source
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
@@ -62,11 +62,32 @@ class ChatBody(Strict):
     conversation_id: UUID | None = None
     stream_timeout: float | None = Field(default=None, gt=0, le=STREAM_TIMEOUT_MAX)
     top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
+    retrieval: RetrievalMode | None = Field(
+        default=None, description="dense, lexical or hybrid (default: RETRIEVAL_MODE)"
+    )
+    reranking: RerankingMethod | None = Field(
+        default=None, description="none, cross-encoder, mmr or llm (default: RERANKING_METHOD)"
+    )
+    hyde: bool | None = Field(default=None, description="default: RAG_USE_HYDE")
+    compression: bool | None = Field(default=None, description="default: RAG_USE_COMPRESSION")
+    document_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=100, description="Search only these documents"
+    )
+
+    def options(self) -> ChatOptions:
+        return ChatOptions(
+            retrieval=self.retrieval,
+            reranking=self.reranking,
+            hyde=self.hyde,
+            compression=self.compression,
+            document_ids=self.document_ids,
+        )
 
 
 class ChatAnswer(BaseModel):
     answer: str
-    sources: list[Source]
+    sources: list[Source] = Field(description="The passages the answer was given, numbered [n]")
+    cited: list[int] = Field(description="The source numbers the answer cites")
     conversation_id: UUID
 
 

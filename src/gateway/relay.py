@@ -16,7 +16,14 @@ import structlog
 from gateway.replies import AnyReplyEvent
 from gateway.state import Gateway
 from gateway.users import User
-from shared.events import TERMINAL_REPLIES, ChatCancel, ChatRequest, ReplyTo, utcnow
+from shared.events import (
+    TERMINAL_REPLIES,
+    ChatCancel,
+    ChatOptions,
+    ChatRequest,
+    ReplyTo,
+    utcnow,
+)
 from shared.kafka import publish
 
 log = structlog.get_logger(__name__)
@@ -38,7 +45,7 @@ class ChatRelay:
     _finished: bool = False
 
     async def start(
-        self, message: str, top_k: int | None
+        self, message: str, top_k: int | None, options: ChatOptions
     ) -> AsyncIterator[AnyReplyEvent | StreamTimeout]:
         """Publish the request; the returned iterator yields its replies."""
         clients = self.gateway.clients
@@ -51,6 +58,7 @@ class ChatRelay:
             conversation_id=self.conversation_id,
             message=message,
             top_k=top_k,
+            options=options,
             deadline=utcnow() + timedelta(seconds=self.timeout),
             reply_to=ReplyTo(topic=replies.topic, partition=replies.partition),
         )

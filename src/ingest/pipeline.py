@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import asyncpg
 import structlog
 
 from ingest.chunking import chunk_id, split
-from ingest.parsing import parse
+from ingest.loaders import load
 from shared import documents
 from shared.cache import bump_corpus_generation
 from shared.clients import Clients
 from shared.errors import InvalidInput, NotFound, UnsupportedDocument
 from shared.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.kafka import publish
+from shared.lexical import IndexedChunk
+from shared.text import in_context
 from shared.vectorstore import Chunk
 
 log = structlog.get_logger(__name__)
@@ -39,6 +42,11 @@ class Indexer:
             # The message was fine; the document is not. Nothing to retry.
             await self.fail(request, exc.code, exc.message)
             return
+        except asyncpg.ForeignKeyViolationError:
+            # The row went away between our check and the lexical index write.
+            log.info("Document deleted while indexing", document_id=str(request.document_id))
+            await self._drop_chunks(request)
+            return
         if not await self._set_status(request, "indexed", chunks=count):
             # Deleted while we worked: leave nothing searchable behind.
             await self._drop_chunks(request)
@@ -56,29 +64,45 @@ class Indexer:
         except NotFound:
             raise UnsupportedDocument("the uploaded file is missing from the blob store") from None
         settings = self.clients.settings
-        text = await asyncio.to_thread(parse, request.filename, data)
-        texts = await asyncio.to_thread(
-            split, request.filename, text, size=settings.chunk_size, overlap=settings.chunk_overlap
+        sections = await asyncio.to_thread(load, request.filename, data)
+        pieces = await asyncio.to_thread(
+            split,
+            request.filename,
+            sections,
+            size=settings.chunk_size,
+            overlap=settings.chunk_overlap,
         )
-        if not texts:
+        if not pieces:
             raise UnsupportedDocument(f"{request.filename!r}: the document has no text")
-        vectors = await asyncio.to_thread(self.clients.embedder.embed, texts)
+        contexts = [in_context(request.filename, p.section, p.text) for p in pieces]
+        vectors = await self.clients.require_embedder().embed_documents(contexts)
         chunks = [
             Chunk(
-                id=chunk_id(request.document_id, index, body),
+                id=chunk_id(request.document_id, index, piece.text),
                 tenant_id=request.tenant_id,
                 user_id=request.user_id,
                 document_id=request.document_id,
                 filename=request.filename,
                 chunk_index=index,
-                text=body,
+                text=piece.text,
                 embedding=vector,
+                page=piece.page,
+                section=piece.section,
             )
-            for index, (body, vector) in enumerate(zip(texts, vectors, strict=True))
+            for index, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
         ]
         stale = await self._chunk_ids(request) - {c.id for c in chunks}
         await self.clients.vectors.upsert(chunks)
         await self.clients.vectors.delete_ids(stale)
+        await self.clients.lexical.replace_document(
+            request.tenant_id,
+            request.user_id,
+            request.document_id,
+            [
+                IndexedChunk(c.id, c.chunk_index, c.text, c.page, c.section, indexed_text=context)
+                for c, context in zip(chunks, contexts, strict=True)
+            ],
+        )
         return len(chunks)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.embeddings import terms
+from query.llm.base import Message
+from shared.text import terms
 from shared.vectorstore import Hit
 
 NOTHING_FOUND = "I could not find anything about that in your documents."
@@ -24,7 +25,11 @@ _WORD_PIECE = re.compile(r"\s*\S+\s*")
 
 
 class Generator(Protocol):
-    def stream(self, question: str, hits: list[Hit]) -> AsyncIterator[str]: ...
+    def stream(
+        self, question: str, hits: list[Hit], history: Sequence[Message] = ()
+    ) -> AsyncIterator[str]:
+        """The answer as it is produced; it cites ``hits`` as [1], [2], ..."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,10 @@ async def replay(text: str) -> AsyncIterator[str]:
 
 
 class ExtractiveGenerator:
-    async def stream(self, question: str, hits: list[Hit]) -> AsyncIterator[str]:
+    async def stream(
+        self, question: str, hits: list[Hit], history: Sequence[Message] = ()
+    ) -> AsyncIterator[str]:
+        # Quotes answer the (already standalone) question; history adds nothing.
         answer = await asyncio.to_thread(compose, question, hits)
         async for piece in replay(answer):
             yield piece

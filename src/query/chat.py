@@ -10,12 +10,16 @@ import structlog
 
 from query.answerer import Generator, replay
 from query.cancellation import Cancellations
+from query.generation import cited_numbers
+from query.llm import Message
 from query.metrics import CHAT_REQUESTS, FIRST_TOKEN_SECONDS
-from query.retrieval import Retriever
+from query.pipeline import Plan, RetrievalPipeline
+from query.retrieval import Owner
 from query.streaming import ReplyStream
 from shared import chat_history
 from shared.cache import answer_key, corpus_generation
 from shared.clients import Clients
+from shared.errors import InvalidInput
 from shared.events import ChatRequest, Source, utcnow
 from shared.vectorstore import Hit
 
@@ -28,20 +32,24 @@ FAILED_MESSAGE = "The answer could not be generated; please try again."
 def to_sources(hits: list[Hit]) -> list[Source]:
     return [
         Source(
+            n=n,
             document_id=h.document_id,
             filename=h.filename,
             chunk_index=h.chunk_index,
             score=h.score,
             snippet=h.text[:_SNIPPET_CHARS],
+            text=h.text,
+            page=h.page,
+            section=h.section,
         )
-        for h in hits
+        for n, h in enumerate(hits, start=1)
     ]
 
 
 @dataclass
 class ChatHandler:
     clients: Clients
-    retriever: Retriever
+    pipeline: RetrievalPipeline
     generator: Generator
     cancellations: Cancellations
 
@@ -63,6 +71,11 @@ class ChatHandler:
         )
         try:
             await self._answer(request, stream)
+        except InvalidInput as exc:
+            # The request asked for something this worker cannot do: say why.
+            CHAT_REQUESTS.labels("refused").inc()
+            if not stream.finished:
+                await stream.error(exc.message)
         except Exception:
             CHAT_REQUESTS.labels("failed").inc()
             if not stream.finished:
@@ -71,19 +84,21 @@ class ChatHandler:
 
     async def _answer(self, request: ChatRequest, stream: ReplyStream) -> None:
         settings = self.clients.settings
-        top_k = request.top_k or settings.retrieval_top_k
-        cache_key = await self._cache_key(request, top_k) if settings.rag_use_cache else None
+        plan = Plan.for_request(request, settings)
+        history = await self._history(request)
+        # A follow-up depends on its conversation: only first questions are cached.
+        cacheable = settings.rag_use_cache and not history
+        cache_key = await self._cache_key(request, plan) if cacheable else None
         cached = await self.clients.redis.get(cache_key) if cache_key else None
         pieces: AsyncIterator[str]
         if cached:
             answer, sources = self._from_cache(cached)
             pieces = replay(answer)
         else:
-            hits = await self.retriever.retrieve(
-                request.tenant_id, request.user_id, request.message, top_k
-            )
+            owner = Owner(request.tenant_id, request.user_id)
+            question, hits = await self.pipeline.find(owner, request.message, history, plan)
             sources = to_sources(hits)
-            pieces = self.generator.stream(request.message, hits)
+            pieces = self.generator.stream(question, hits, history)
         await stream.sources(sources)
         words: list[str] = []
         async for piece in pieces:
@@ -96,19 +111,35 @@ class ChatHandler:
             words.append(piece)
             await stream.token(piece)
         answer = "".join(words)
+        cited = cited_numbers(answer, len(sources))
         await self._remember(request, answer, sources)
         if cache_key and not cached:
             await self.clients.redis.set(
                 cache_key, self._to_cache(answer, sources), ex=settings.cache_ttl_seconds
             )
-        await stream.done()
+        await stream.done(cited)
         CHAT_REQUESTS.labels("cached" if cached else "answered").inc()
-        log.info("Chat answered", sources=len(sources), cached=bool(cached))
+        log.info("Chat answered", sources=len(sources), cited=cited, cached=bool(cached))
 
-    async def _cache_key(self, request: ChatRequest, top_k: int) -> str:
+    async def _history(self, request: ChatRequest) -> list[Message]:
+        turns = self.clients.settings.memory_turns
+        if not turns:
+            return []
+        past = await chat_history.list_turns(
+            self.clients.pool,
+            request.tenant_id,
+            request.user_id,
+            conversation_id=request.conversation_id,
+            limit=2 * turns,
+        )
+        return [Message(role=t.role, content=t.content) for t in past]
+
+    async def _cache_key(self, request: ChatRequest, plan: Plan) -> str:
         generation = await corpus_generation(self.clients.redis, request.tenant_id)
         question = " ".join(request.message.lower().split())
-        return answer_key(request.tenant_id, request.user_id, generation, top_k, question)
+        return answer_key(
+            request.tenant_id, request.user_id, generation, *plan.cache_parts(), question
+        )
 
     @staticmethod
     def _to_cache(answer: str, sources: list[Source]) -> str:

@@ -81,9 +81,9 @@ class ReplyStream:
             text, self._buffer = "".join(self._buffer), []
             await self._send(TokenReply(**self._envelope(), text=text))
 
-    async def done(self) -> None:
+    async def done(self, cited: list[int] | None = None) -> None:
         await self.flush()
-        await self._send(DoneReply(**self._envelope()))
+        await self._send(DoneReply(**self._envelope(), cited=cited or []))
         self.finished = True
 
     async def error(self, message: str) -> None:

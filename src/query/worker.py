@@ -7,10 +7,18 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from query.answerer import ExtractiveGenerator
+from query.answerer import ExtractiveGenerator, Generator
 from query.cancellation import Cancellations
 from query.chat import ChatHandler
-from query.retrieval import Retriever
+from query.compression import Compressor, EmbeddingCompressor, LLMCompressor
+from query.generation import LLMGenerator
+from query.llm import ChatModel, build_chat_model
+from query.pipeline import RetrievalPipeline
+from query.rerank.base import Reranker
+from query.rerank.cross_encoder import CrossEncoderReranker
+from query.rerank.llm import LLMReranker
+from query.rerank.mmr import MMRReranker
+from query.retrieval import QueryEmbeddings, Retriever
 from shared.clients import Clients
 from shared.config import Settings
 from shared.consumer import Consumer
@@ -18,6 +26,9 @@ from shared.events import ChatCancel, ChatRequest
 from shared.worker import run_worker
 
 log = structlog.get_logger(__name__)
+
+# Per passage: compression keeps a few sentences, not a summary.
+COMPRESSION_MAX_SENTENCES = 4
 
 
 def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
@@ -36,12 +47,55 @@ def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
         cancellations.cancel(cancel.correlation_id)
 
 
+def build_rerankers(
+    settings: Settings, clients: Clients, model: ChatModel | None
+) -> dict[str, Reranker]:
+    rerankers: dict[str, Reranker] = {
+        "mmr": MMRReranker(clients.require_embedder(), settings.mmr_lambda),
+        "cross-encoder": CrossEncoderReranker.bundled(max_chars=settings.rerank_max_chars),
+    }
+    if model is not None:
+        rerankers["llm"] = LLMReranker(model, max_chars=settings.rerank_max_chars)
+    return rerankers
+
+
+def build_pipeline(clients: Clients, model: ChatModel | None) -> RetrievalPipeline:
+    settings = clients.settings
+    compressor: Compressor = (
+        LLMCompressor(model)
+        if model is not None
+        else EmbeddingCompressor(
+            clients.require_embedder(),
+            threshold=settings.compression_threshold,
+            max_sentences=COMPRESSION_MAX_SENTENCES,
+        )
+    )
+    embeddings = QueryEmbeddings(
+        clients.require_embedder(), clients.redis, settings.cache_ttl_seconds
+    )
+    return RetrievalPipeline(
+        retriever=Retriever(embeddings, clients.vectors, clients.lexical, rrf_k=settings.rrf_k),
+        rerankers=build_rerankers(settings, clients, model),
+        compressor=compressor,
+        model=model,
+        candidates=settings.retrieval_candidates,
+        rerank_candidates=settings.rerank_candidates,
+        memory_turns=settings.memory_turns,
+    )
+
+
 async def subscribe(clients: Clients) -> None:
     cancellations = Cancellations()
+    model = build_chat_model(clients.settings)
+    generator: Generator = (
+        ExtractiveGenerator()
+        if model is None
+        else LLMGenerator(model, max_tokens=clients.settings.llm_max_tokens)
+    )
     handler = ChatHandler(
         clients=clients,
-        retriever=Retriever(clients.embedder, clients.vectors),
-        generator=ExtractiveGenerator(),
+        pipeline=build_pipeline(clients, model),
+        generator=generator,
         cancellations=cancellations,
     )
     consumer = Consumer(

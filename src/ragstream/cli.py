@@ -105,6 +105,41 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 1 if drifted else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ragstream.evaluation.dataset import load_dataset, verify
+    from ragstream.evaluation.runner import CONFIGS, EvalError, default_dataset_dir, run, table
+
+    dataset = load_dataset(Path(args.dataset) if args.dataset else default_dataset_dir())
+    problems = verify(dataset)
+    if problems:
+        raise CliError("the labelled set is inconsistent:\n  " + "\n  ".join(problems[:10]))
+    if args.limit:
+        dataset = dataset.head(args.limit)
+    known = {c.name: c for c in CONFIGS}
+    wanted = args.configs.split(",") if args.configs else list(known)
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise CliError(f"unknown configuration {unknown[0]!r}; known: {', '.join(known)}")
+
+    def say(text: str) -> None:
+        print(text, end="", file=sys.stderr, flush=True)
+
+    try:
+        results = run(args.base_url, dataset, [known[n] for n in wanted], say=say)
+    except EvalError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{len(dataset.questions)} questions, {len(dataset.documents)} documents\n")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps([{"config": r.config, "skipped": r.skipped, **r.summary} for r in results],
+                       indent=2)
+        )  # fmt: skip
+    return 0
+
+
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=".rag", help="state folder (default: .rag)")
     parser.add_argument(
@@ -149,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
         handler=cmd_migrate
     )
+    evaluate = commands.add_parser(
+        "eval", help="score retrieval configurations on a labelled set, through the HTTP API"
+    )
+    evaluate.add_argument("--base-url", default="http://127.0.0.1:8000", help="a running gateway")
+    evaluate.add_argument("--dataset", help="labelled set folder (default: eval/pydocs)")
+    evaluate.add_argument("--configs", help="comma-separated configuration names (default: all)")
+    evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--json", help="also write the figures to this file")
+    evaluate.set_defaults(handler=cmd_eval)
+
     schemas = commands.add_parser("schemas", help="write (or --check) schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 1 if schemas/ is stale")
     schemas.set_defaults(handler=cmd_schemas)

@@ -17,8 +17,10 @@ from redis.asyncio import Redis
 from shared.blobs import LocalBlobStore
 from shared.config import Settings
 from shared.db import create_pool
-from shared.embeddings import Embedder, build_embedder
+from shared.embedding import Embedder, build_embedder
+from shared.errors import RagError
 from shared.kafka import create_broker
+from shared.lexical import LexicalIndex
 from shared.topics import Topics, ensure_topics
 from shared.vectorstore import VectorStore, connect_chroma
 
@@ -30,15 +32,24 @@ class Clients:
     pool: asyncpg.Pool
     redis: Redis
     broker: KafkaBroker
-    embedder: Embedder
+    embedder: Embedder | None
     vectors: VectorStore
+    lexical: LexicalIndex
     blobs: LocalBlobStore
+
+    def require_embedder(self) -> Embedder:
+        if self.embedder is None:
+            raise RagError("this process was opened without an embedding model")
+        return self.embedder
 
 
 @asynccontextmanager
-async def open_clients(settings: Settings, service: str) -> AsyncIterator[Clients]:
+async def open_clients(
+    settings: Settings, service: str, *, embedder: bool = True
+) -> AsyncIterator[Clients]:
     """Connect to everything; the broker is built but not started, so the
-    caller can register subscribers first."""
+    caller can register subscribers first. The gateway embeds nothing, so it
+    loads no model (``embedder=False``)."""
     topics = Topics.from_prefix(settings.kafka_topic_prefix)
     await ensure_topics(settings, topics)
     pool = await create_pool(settings)
@@ -47,15 +58,16 @@ async def open_clients(settings: Settings, service: str) -> AsyncIterator[Client
         socket_timeout=settings.dependency_timeout,
         socket_connect_timeout=settings.dependency_timeout,
     )
-    embedder = build_embedder(settings)
+    model = build_embedder(settings) if embedder else None
     clients = Clients(
         settings=settings,
         topics=topics,
         pool=pool,
         redis=redis,
         broker=create_broker(settings, client_id=service),
-        embedder=embedder,
-        vectors=VectorStore(connect_chroma(settings), embedder),
+        embedder=model,
+        vectors=VectorStore(connect_chroma(settings), model),
+        lexical=LexicalIndex(pool),
         blobs=LocalBlobStore(settings.blob_dir),
     )
     try:

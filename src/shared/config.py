@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TOP_K_MAX = 50
 STREAM_TIMEOUT_MAX = 300.0
 
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+RerankingMethod = Literal["none", "cross-encoder", "mmr", "llm"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -52,12 +55,66 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=50, ge=1, le=10_000)
     chunk_size: int = Field(default=800, ge=100, le=8000)
     chunk_overlap: int = Field(default=120, ge=0, le=2000)
-    embedding_provider: Literal["hashing"] = "hashing"
-    embedding_dim: int = Field(default=384, ge=32, le=4096)
     ingest_max_attempts: int = Field(default=3, ge=1, le=20)
+
+    # --- embeddings -------------------------------------------------------------
+    embedding_provider: Literal["onnx", "hashing", "openai", "bedrock"] = Field(
+        default="onnx",
+        description="onnx: bge-small-en in a wheel, offline; hashing: not semantic, for tests",
+    )
+    embedding_model: str | None = Field(
+        default=None,
+        description="Model name for openai (text-embedding-3-small) or bedrock "
+        "(amazon.titan-embed-text-v2:0, cohere.embed-english-v3)",
+    )
+    embedding_dim: int = Field(
+        default=384,
+        ge=32,
+        le=4096,
+        description="Vector size of the hashing embedder, and of provider models not known by name",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+
+    # --- LLM providers ------------------------------------------------------------
+    llm_provider: Literal["extractive", "openai", "bedrock"] = Field(
+        default="extractive",
+        description="extractive: offline, quotes the best passages; openai/bedrock: generative",
+    )
+    llm_model: str | None = Field(
+        default=None, description="Chat model name (openai) or model id (bedrock)"
+    )
+    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    llm_max_tokens: int = Field(default=800, ge=16, le=32_000)
+    llm_timeout: float = Field(default=60.0, gt=0, le=600)
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible server: vLLM, Ollama, llama.cpp, TGI"
+    )
+    openai_api_key: SecretStr | None = None
+    aws_region: str | None = Field(default=None, description="Bedrock region (else boto3's own)")
+    bedrock_endpoint_url: str | None = None
 
     # --- retrieval and answering ---------------------------------------------
     retrieval_top_k: int = Field(default=5, ge=1, le=TOP_K_MAX)
+    retrieval_mode: RetrievalMode = "hybrid"
+    retrieval_candidates: int = Field(
+        default=30, ge=1, le=500, description="Candidates each retriever brings to fusion"
+    )
+    rrf_k: int = Field(default=60, ge=1, le=1000, description="Reciprocal rank fusion constant")
+    reranking_method: RerankingMethod = "none"
+    rerank_candidates: int = Field(default=20, ge=1, le=200)
+    rerank_max_chars: int = Field(default=1200, ge=100, le=8000)
+    mmr_lambda: float = Field(default=0.7, ge=0, le=1)
+    rag_use_hyde: bool = False
+    rag_use_compression: bool = False
+    compression_threshold: float = Field(
+        default=0.6,
+        ge=-1,
+        le=1,
+        description="Offline compression keeps sentences at least this similar to the question",
+    )
+    memory_turns: int = Field(
+        default=3, ge=0, le=20, description="Past exchanges used to rewrite a follow-up question"
+    )
     rag_use_cache: bool = False
     cache_ttl_seconds: int = Field(default=3600, ge=1)
     stream_timeout: float = Field(default=30.0, gt=0, le=STREAM_TIMEOUT_MAX)
@@ -73,6 +130,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @property
+    def has_generator(self) -> bool:
+        """HyDE, LLM reranking and LLM compression need a generative model."""
+        return self.llm_provider != "extractive"
 
     @property
     def max_upload_bytes(self) -> int:

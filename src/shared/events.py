@@ -14,6 +14,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
+
 SCHEMA_VERSION: Literal[1] = 1
 
 CorrelationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -74,13 +76,30 @@ class ReplyTo(BaseModel):
     partition: int = Field(ge=0)
 
 
+class ChatOptions(BaseModel):
+    """Per-request overrides of the retrieval settings; ``None`` keeps the
+    worker's setting (RETRIEVAL_MODE, RERANKING_METHOD, RAG_USE_HYDE,
+    RAG_USE_COMPRESSION). ``top_k`` stays on the request itself."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    retrieval: RetrievalMode | None = None
+    reranking: RerankingMethod | None = None
+    hyde: bool | None = None
+    compression: bool | None = None
+    document_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=100, description="Search only these documents"
+    )
+
+
 class ChatRequest(Event):
     """``rag.chat.requests``, keyed by conversation id."""
 
     type: Literal["chat.request"] = "chat.request"
     conversation_id: UUID
     message: str = Field(min_length=1, max_length=8000)
-    top_k: int | None = Field(default=None, ge=1, le=50)
+    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
+    options: ChatOptions = Field(default_factory=ChatOptions)
     deadline: AwareDatetime
     reply_to: ReplyTo | None = None
 
@@ -93,13 +112,19 @@ class ChatCancel(Event):
 
 
 class Source(BaseModel):
+    """A passage the answer may cite as ``[n]``."""
+
     model_config = ConfigDict(frozen=True)
 
+    n: int = Field(ge=1, description="The citation number: the answer cites this as [n]")
     document_id: UUID
     filename: str
     chunk_index: int = Field(ge=0)
     score: float
     snippet: str
+    text: str = Field(default="", description="The whole passage, as the answer was given it")
+    page: int | None = Field(default=None, ge=1, description="PDF page the passage is on")
+    section: str | None = Field(default=None, description="Heading the passage is under")
 
 
 class Reply(Event):
@@ -121,6 +146,9 @@ class SourcesReply(Reply):
 
 class DoneReply(Reply):
     type: Literal["done"] = "done"
+    cited: list[int] = Field(
+        default_factory=list, description="The source numbers the answer cites, in order"
+    )
 
 
 class ErrorReply(Reply):

@@ -8,6 +8,8 @@ tenant are never fetched and then filtered after the fact.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -17,7 +19,9 @@ import chromadb
 from chromadb.config import Settings as ChromaSettings
 
 from shared.config import Settings
-from shared.embeddings import Embedder
+from shared.embedding import Embedder
+from shared.errors import RagError, Unavailable
+from shared.text import in_context
 
 
 @dataclass(frozen=True)
@@ -30,21 +34,51 @@ class Chunk:
     chunk_index: int
     text: str
     embedding: list[float]
+    page: int | None = None
+    section: str | None = None
 
 
 @dataclass(frozen=True)
 class Hit:
+    """A retrieved chunk. ``score`` is whatever ranked it last (cosine
+    similarity, BM25, fused rank, reranker), higher is better."""
+
+    chunk_id: str
     document_id: UUID
     filename: str
     chunk_index: int
     text: str
     score: float
+    page: int | None = None
+    section: str | None = None
+
+    @property
+    def in_context(self) -> str:
+        """What rerankers read: the text under its document's name and headings."""
+        return in_context(self.filename, self.section, self.text)
 
 
-def _owner(tenant_id: UUID, user_id: UUID, **more: str) -> dict[str, Any]:
-    clauses = [{"tenant_id": str(tenant_id)}, {"user_id": str(user_id)}]
+def _owner(tenant_id: UUID, user_id: UUID, **more: object) -> dict[str, Any]:
+    clauses: list[dict[str, object]] = [{"tenant_id": str(tenant_id)}, {"user_id": str(user_id)}]
     clauses += [{key: value} for key, value in more.items()]
     return {"$and": clauses}
+
+
+_PREFIX = "chunks-"
+_MAX_UPSERT = 1000
+
+
+def _optional(**values: object) -> dict[str, object]:
+    # Chroma metadata values cannot be None: absent means unknown.
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(str(value)) if value is not None else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value) if value is not None else None
 
 
 def connect_chroma(settings: Settings) -> Any:
@@ -61,26 +95,52 @@ def connect_chroma(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
 
 
+def _collection_name(model: str, dim: int) -> str:
+    # Chroma allows [A-Za-z0-9._-] in names, starting and ending alphanumeric.
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-._")
+    return f"{_PREFIX}{safe}-{dim}"[:500]
+
+
 class VectorStore:
     """Async facade over the (blocking) Chroma client: calls run in threads."""
 
-    def __init__(self, client: Any, embedder: Embedder) -> None:
+    def __init__(self, client: Any, embedder: Embedder | None) -> None:
+        """Without an embedder (the gateway) the store can only delete, and
+        deletes from every embedding space's collection."""
         self._client = client
-        # One collection per embedding space: vectors of different embedders
-        # must never be compared with each other.
-        self.collection_name = f"chunks-{embedder.name}-{embedder.dim}"
+        # One collection per embedding space: vectors of different models are
+        # never stored or compared together. A new model gets a new, empty
+        # collection, filled by re-indexing.
+        self.model = f"{embedder.name}/{embedder.dim}" if embedder else None
+        self.collection_name = _collection_name(embedder.name, embedder.dim) if embedder else None
         self._collection: Any = None
 
     def _coll(self) -> Any:
+        if self.collection_name is None:
+            raise RagError("this process has no embedding model: it cannot search or index")
         if self._collection is None:
-            self._collection = self._client.get_or_create_collection(
+            collection = self._client.get_or_create_collection(
                 self.collection_name,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": self.model},
             )
+            recorded = (collection.metadata or {}).get("embedding_model")
+            if recorded not in (None, self.model):
+                raise Unavailable(
+                    f"Chroma collection {self.collection_name!r} holds vectors of {recorded!r},"
+                    f" not {self.model!r}: refusing to mix two embedding models"
+                )
+            self._collection = collection
         return self._collection
 
     def _upsert(self, chunks: list[Chunk]) -> None:
+        # Chroma refuses batches over its maximum size.
+        batch = max(1, min(self._client.get_max_batch_size(), _MAX_UPSERT))
+        for start in range(0, len(chunks), batch):
+            self._upsert_batch(chunks[start : start + batch])
+
+    def _upsert_batch(self, chunks: list[Chunk]) -> None:
         self._coll().upsert(
             ids=[c.id for c in chunks],
             embeddings=[c.embedding for c in chunks],
@@ -92,30 +152,48 @@ class VectorStore:
                     "document_id": str(c.document_id),
                     "filename": c.filename,
                     "chunk_index": c.chunk_index,
+                    **_optional(page=c.page, section=c.section),
                 }
                 for c in chunks
             ],
         )
 
-    def _search(self, tenant_id: UUID, user_id: UUID, embedding: list[float], k: int) -> list[Hit]:
+    def _search(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        embedding: list[float],
+        k: int,
+        document_ids: Sequence[UUID] | None,
+    ) -> list[Hit]:
+        more = {}
+        if document_ids is not None:
+            more["document_id"] = {"$in": [str(d) for d in document_ids]}
         result = self._coll().query(
             query_embeddings=[embedding],
             n_results=k,
-            where=_owner(tenant_id, user_id),
+            where=_owner(tenant_id, user_id, **more),
             include=["documents", "metadatas", "distances"],
         )
         rows = zip(
-            result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
         )
         return [
             Hit(
+                chunk_id=chunk_id,
                 document_id=UUID(str(meta["document_id"])),
                 filename=str(meta["filename"]),
                 chunk_index=int(meta["chunk_index"]),
                 text=text,
                 score=round(1.0 - float(distance), 4),
+                page=_int_or_none(meta.get("page")),
+                section=_str_or_none(meta.get("section")),
             )
-            for text, meta, distance in rows
+            for chunk_id, text, meta, distance in rows
         ]
 
     def _ids(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> set[str]:
@@ -126,14 +204,30 @@ class VectorStore:
         if ids:
             self._coll().delete(ids=ids)
 
+    def _delete_everywhere(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> int:
+        where = _owner(tenant_id, user_id, document_id=str(document_id))
+        deleted = 0
+        for collection in self._client.list_collections():
+            if collection.name.startswith(_PREFIX):
+                ids = collection.get(where=where, include=[])["ids"]
+                if ids:
+                    collection.delete(ids=ids)
+                deleted += len(ids)
+        return deleted
+
     async def upsert(self, chunks: list[Chunk]) -> None:
         if chunks:
             await asyncio.to_thread(self._upsert, chunks)
 
     async def search(
-        self, tenant_id: UUID, user_id: UUID, embedding: list[float], k: int
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        embedding: list[float],
+        k: int,
+        document_ids: Sequence[UUID] | None = None,
     ) -> list[Hit]:
-        return await asyncio.to_thread(self._search, tenant_id, user_id, embedding, k)
+        return await asyncio.to_thread(self._search, tenant_id, user_id, embedding, k, document_ids)
 
     async def chunk_ids(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> set[str]:
         return await asyncio.to_thread(self._ids, tenant_id, user_id, document_id)
@@ -142,6 +236,8 @@ class VectorStore:
         await asyncio.to_thread(self._delete, sorted(ids))
 
     async def delete_document(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> int:
+        if self.collection_name is None:
+            return await asyncio.to_thread(self._delete_everywhere, tenant_id, user_id, document_id)
         ids = await self.chunk_ids(tenant_id, user_id, document_id)
         await self.delete_ids(ids)
         return len(ids)

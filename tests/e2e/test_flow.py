@@ -46,13 +46,19 @@ async def test_upload_index_and_streamed_answer_citing_the_document(
     [sources] = [e.data for e in events if e.event == "sources"]
     assert sources[0]["document_id"] == doc_id
     assert sources[0]["filename"] == "travel-policy.md"
-    assert set(sources[0]) == {"document_id", "filename", "chunk_index", "score", "snippet"}
+    assert set(sources[0]) == {
+        "n", "document_id", "filename", "chunk_index", "score", "snippet", "text", "page",
+        "section",
+    }  # fmt: skip
+    assert [s["n"] for s in sources] == list(range(1, len(sources) + 1))
+    assert sources[0]["section"] == "Travel policy"
     answer = answer_text(events)
     assert "within 30 days" in answer
     assert "[1]" in answer
     seqs = [e.data["seq"] for e in events if isinstance(e.data, dict)]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert events[-1].data["conversation_id"] == conversation
+    assert 1 in events[-1].data["cited"]
 
     history = await client.get(
         "/api/chat/history", params={"conversation_id": conversation}, headers=user.headers

@@ -139,12 +139,20 @@ async def test_replayed_ingest_request_does_not_duplicate_chunks(
     async with httpx.AsyncClient(base_url=app_env["CHROMA_URL"]) as chroma:
         count = await _chroma_count(chroma, doc_id)
     assert count == first["chunks"]
+    conn = await asyncpg.connect(app_env["DATABASE_URL"])
+    try:
+        lexical = await conn.fetchval(
+            "SELECT count(*) FROM chunks WHERE document_id = $1", uuid.UUID(doc_id)
+        )
+    finally:
+        await conn.close()
+    assert lexical == first["chunks"]
 
 
 async def _chroma_count(chroma: httpx.AsyncClient, doc_id: str) -> int:
     base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
     collections = (await chroma.get(base)).json()
-    [collection] = [c for c in collections if c["name"] == "chunks-hashing-384"]
+    [collection] = [c for c in collections if c["name"] == "chunks-bge-small-en-v1.5-384"]
     result = await chroma.post(
         f"{base}/{collection['id']}/get", json={"where": {"document_id": doc_id}, "include": []}
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from shared.config import Settings
-from shared.embeddings import HashingEmbedder
+from shared.embedding import HashingEmbedder
 from shared.vectorstore import Chunk, VectorStore, connect_chroma
 
 

@@ -5,7 +5,14 @@ from shared.vectorstore import Hit
 
 
 def _hit(text: str, score: float = 0.5) -> Hit:
-    return Hit(document_id=uuid4(), filename="doc.md", chunk_index=0, text=text, score=score)
+    return Hit(
+        chunk_id=text[:20],
+        document_id=uuid4(),
+        filename="doc.md",
+        chunk_index=0,
+        text=text,
+        score=score,
+    )
 
 
 def test_quotes_the_sentence_that_answers_and_cites_its_source() -> None:

@@ -1,6 +1,7 @@
 import math
 
-from shared.embeddings import HashingEmbedder, terms
+from shared.embedding import HashingEmbedder
+from shared.text import terms
 
 
 def test_vectors_are_unit_length_and_deterministic() -> None:

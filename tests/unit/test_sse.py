@@ -21,23 +21,31 @@ def test_token_event() -> None:
 
 
 def test_sources_event_is_a_list() -> None:
-    source = Source(document_id=uuid4(), filename="a.md", chunk_index=2, score=0.5, snippet="s")
+    source = Source(
+        n=1, document_id=uuid4(), filename="a.pdf", chunk_index=2, score=0.5, snippet="s",
+        text="s t", page=3, section=None,
+    )  # fmt: skip
     data = json.loads(to_sse(SourcesReply(**ENVELOPE, sources=[source]))["data"])
     assert data == [
         {
+            "n": 1,
             "document_id": str(source.document_id),
-            "filename": "a.md",
+            "filename": "a.pdf",
             "chunk_index": 2,
             "score": 0.5,
             "snippet": "s",
+            "text": "s t",
+            "page": 3,
+            "section": None,
         }
     ]
 
 
 def test_terminal_events() -> None:
-    done = to_sse(DoneReply(**ENVELOPE))
+    done = to_sse(DoneReply(**ENVELOPE, cited=[2, 1]))
     assert done["event"] == "done"
     assert json.loads(done["data"])["conversation_id"] == str(ENVELOPE["conversation_id"])
+    assert json.loads(done["data"])["cited"] == [2, 1]
     error = to_sse(ErrorReply(**ENVELOPE, message="boom"))
     assert (error["event"], json.loads(error["data"])["message"]) == ("error", "boom")
     timeout = to_sse(StreamTimeout(2.5))

@@ -16,7 +16,8 @@ from gateway.models import ChatAnswer, ChatBody, TurnOut
 from gateway.relay import ChatRelay, StreamTimeout
 from gateway.replies import AnyReplyEvent
 from shared import chat_history
-from shared.errors import DeadlineExceeded, Unavailable
+from shared.config import Settings
+from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
 from shared.events import Source
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
@@ -24,6 +25,7 @@ Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
 
 
 def _relay(gateway: GatewayDep, user: CurrentUser, request_id: str, body: ChatBody) -> ChatRelay:
+    check_options(body, gateway.clients.settings)
     return ChatRelay(
         gateway=gateway,
         user=user,
@@ -31,6 +33,22 @@ def _relay(gateway: GatewayDep, user: CurrentUser, request_id: str, body: ChatBo
         conversation_id=body.conversation_id or uuid4(),
         timeout=body.stream_timeout or gateway.clients.settings.stream_timeout,
     )
+
+
+def check_options(body: ChatBody, settings: Settings) -> None:
+    """Refuse what the configured workers cannot do, before anything is sent."""
+    if settings.has_generator:
+        return
+    wanted = {
+        "hyde": body.hyde if body.hyde is not None else settings.rag_use_hyde,
+        "reranking=llm": (body.reranking or settings.reranking_method) == "llm",
+    }
+    missing = [name for name, on in wanted.items() if on]
+    if missing:
+        raise InvalidInput(
+            f"{' and '.join(missing)} need a generative model: set LLM_PROVIDER"
+            " (openai or bedrock); the offline extractive answerer cannot write text"
+        )
 
 
 def to_sse(event: AnyReplyEvent | StreamTimeout) -> dict[str, str]:
@@ -46,7 +64,11 @@ def to_sse(event: AnyReplyEvent | StreamTimeout) -> dict[str, str]:
         case _ if event.type == "error":
             data = {"message": event.message, "seq": event.seq}
         case _:
-            data = {"conversation_id": str(event.conversation_id), "seq": event.seq}
+            data = {
+                "conversation_id": str(event.conversation_id),
+                "seq": event.seq,
+                "cited": event.cited,
+            }
     return {"event": event.type, "data": json.dumps(data)}
 
 
@@ -60,7 +82,7 @@ async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> EventSourceResponse:
     relay = _relay(gateway, user, request_id, body)
-    events = await relay.start(body.message, body.top_k)
+    events = await relay.start(body.message, body.top_k, body.options())
 
     async def sse() -> AsyncIterator[dict[str, str]]:
         async for event in events:
@@ -78,16 +100,24 @@ async def chat(
     relay = _relay(gateway, user, request_id, body)
     words: list[str] = []
     sources: list[Source] = []
-    async for event in await relay.start(body.message, body.top_k):
+    cited: list[int] = []
+    async for event in await relay.start(body.message, body.top_k, body.options()):
         if isinstance(event, StreamTimeout):
             raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
         if event.type == "token":
             words.append(event.text)
         elif event.type == "sources":
             sources = event.sources
+        elif event.type == "done":
+            cited = event.cited
         elif event.type == "error":
             raise Unavailable(event.message)
-    return ChatAnswer(answer="".join(words), sources=sources, conversation_id=relay.conversation_id)
+    return ChatAnswer(
+        answer="".join(words),
+        sources=sources,
+        cited=cited,
+        conversation_id=relay.conversation_id,
+    )
 
 
 @router.get("/history", response_model=list[TurnOut])

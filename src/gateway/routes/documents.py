@@ -19,21 +19,20 @@ from shared.cache import bump_corpus_generation
 from shared.documents import Document
 from shared.errors import InvalidInput, NotFound, UnsupportedDocument
 from shared.events import IngestRequest, utcnow
+from shared.formats import SUPPORTED_SUFFIXES, describe_supported
 from shared.kafka import publish
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
+
 # What the ingest worker can parse; checked here so a bad upload fails fast.
-SUPPORTED_SUFFIXES = (".txt", ".text", ".md", ".markdown")
-
-
 def _check_filename(filename: str | None) -> str:
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name or len(name) > 255:
         raise InvalidInput("the upload needs a file name of 1 to 255 characters")
     if not name.lower().endswith(SUPPORTED_SUFFIXES):
-        kinds = ", ".join(SUPPORTED_SUFFIXES)
+        kinds = describe_supported()
         raise UnsupportedDocument(f"unsupported file type {name!r}; supported: {kinds}")
     return name
 
@@ -70,7 +69,7 @@ async def upload(
     gateway: GatewayDep,
     user: CurrentUser,
     request_id: RequestId,
-    file: Annotated[UploadFile, File(description="A .txt or .md document")],
+    file: Annotated[UploadFile, File(description="A document: " + describe_supported())],
 ) -> DocumentOut:
     doc = await _store(gateway, user, file, uuid4())
     await documents.insert(gateway.clients.pool, doc)

@@ -1,0 +1,1 @@
+"""Rerankers: reorder retrieved candidates (RERANKING_METHOD: cross-encoder, mmr, llm)."""

@@ -1,0 +1,176 @@
+"""Lexical (BM25) retrieval, kept in PostgreSQL so every query-worker replica
+sees the same index and every upload or delete updates it at once.
+
+Two tables (migration 0002): ``chunks`` holds each indexed chunk's text and
+length in terms; ``chunk_terms`` holds, per tenant, which chunk has which term
+how often. BM25 needs a corpus's document frequencies and average length,
+which ``ts_rank`` lacks; here they are computed per tenant inside the same SQL
+statement that scores, and the caller's owner filter sits in that statement
+too, so no other user's chunk is ever fetched.
+
+Scoring is BM25 as Lucene computes it: idf ``ln(1 + (N - df + 0.5) / (df + 0.5))``
+times ``tf / (tf + k1 * (1 - b + b * length / avgdl))``, the formula of the
+``bm25s`` package's default method, so the two can be compared on the same
+chunks (tests/integration/test_lexical.py, docs/quality.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from uuid import UUID
+
+import asyncpg
+import Stemmer
+
+from shared.vectorstore import Hit
+
+K1 = 1.5
+B = 0.75
+_MAX_TERM_CHARS = 40
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Function words, and the words people put around a question ("how do I...").
+STOPWORDS = frozenset(
+    """a about am an and any are as at be been but by can could did do does doing for from
+    had has have having he her here hers him his how i if in into is it its itself me my no
+    nor not of off on or our ours she should so some such than that the their theirs them
+    then there these they this those to too very was we were what when where which while
+    who whom why will with would you your yours""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Stemmed content words: the same function at indexing and at query time."""
+    words = [
+        w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) <= _MAX_TERM_CHARS
+    ]
+    stems: list[str] = _stemmer().stemWords(words)
+    return stems
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    """``text`` is stored and shown; ``indexed_text`` (the text in its context,
+    by default the text itself) is what the terms are counted in."""
+
+    id: str
+    chunk_index: int
+    text: str
+    page: int | None = None
+    section: str | None = None
+    indexed_text: str | None = None
+
+
+_SEARCH = """
+WITH q AS (
+    SELECT term, count(*)::float8 AS df
+    FROM chunk_terms WHERE tenant_id = $1 AND term = ANY($3::text[])
+    GROUP BY term
+), corpus AS (
+    SELECT count(*)::float8 AS n, greatest(avg(length), 1)::float8 AS avgdl
+    FROM chunks WHERE tenant_id = $1
+)
+SELECT c.id, c.document_id, d.filename, c.chunk_index, c.text, c.page, c.section,
+       sum(ln(1 + (corpus.n - q.df + 0.5) / (q.df + 0.5))
+           * t.tf / (t.tf + $5::float8 * (1 - $6::float8 + $6::float8 * c.length / corpus.avgdl))
+       ) AS score
+FROM chunk_terms t
+JOIN q USING (term)
+JOIN chunks c ON c.id = t.chunk_id
+JOIN documents d ON d.id = c.document_id
+CROSS JOIN corpus
+WHERE t.tenant_id = $1 AND c.tenant_id = $1 AND c.user_id = $2
+  AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
+GROUP BY c.id, d.filename
+ORDER BY score DESC, c.id
+LIMIT $4
+"""
+
+
+class LexicalIndex:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def replace_document(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        document_id: UUID,
+        chunks: Sequence[IndexedChunk],
+    ) -> None:
+        """Make the index hold exactly ``chunks`` for the document (a replay
+        replaces, never duplicates). Raises ``asyncpg.ForeignKeyViolationError``
+        when the document row is gone."""
+        counted = [(c, Counter(tokenize(c.indexed_text or c.text))) for c in chunks]
+        chunk_rows = [
+            (c.id, document_id, tenant_id, user_id, c.chunk_index, c.text, c.page, c.section,
+             sum(terms.values()))
+            for c, terms in counted
+        ]  # fmt: skip
+        term_rows = [
+            (tenant_id, term, c.id, tf) for c, terms in counted for term, tf in terms.items()
+        ]
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
+            await conn.copy_records_to_table(
+                "chunks",
+                records=chunk_rows,
+                columns=[
+                    "id", "document_id", "tenant_id", "user_id", "chunk_index", "text", "page",
+                    "section", "length",
+                ],
+            )  # fmt: skip
+            await conn.copy_records_to_table(
+                "chunk_terms", records=term_rows, columns=["tenant_id", "term", "chunk_id", "tf"]
+            )
+
+    async def delete_document(self, document_id: UUID) -> None:
+        await self._pool.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
+
+    async def search(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        question: str,
+        k: int,
+        document_ids: Sequence[UUID] | None = None,
+    ) -> list[Hit]:
+        terms = sorted(set(tokenize(question)))
+        if not terms:
+            return []
+        rows = await self._pool.fetch(
+            _SEARCH, tenant_id, user_id, terms, k, K1, B,
+            list(document_ids) if document_ids is not None else None,
+        )  # fmt: skip
+        return [
+            Hit(
+                chunk_id=row["id"],
+                document_id=row["document_id"],
+                filename=row["filename"],
+                chunk_index=row["chunk_index"],
+                text=row["text"],
+                score=round(float(row["score"]), 4),
+                page=row["page"],
+                section=row["section"],
+            )
+            for row in rows
+        ]
+
+    async def chunks_of_tenant(self, tenant_id: UUID, user_id: UUID) -> list[tuple[str, str, str]]:
+        """(chunk id, filename, text) of every chunk the caller owns: what the
+        evaluation's in-process baselines index, so they see the same chunks."""
+        rows = await self._pool.fetch(
+            "SELECT c.id, d.filename, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
+            " WHERE c.tenant_id = $1 AND c.user_id = $2 ORDER BY c.id",
+            tenant_id,
+            user_id,
+        )
+        return [(row["id"], row["filename"], row["text"]) for row in rows]

@@ -1,0 +1,124 @@
+"""BM25 in PostgreSQL: the same scores as the bm25s package on the same
+chunks, the owner filter inside the query, replays that replace."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import bm25s
+import numpy as np
+import pytest
+
+from shared import documents
+from shared.lexical import IndexedChunk, LexicalIndex, tokenize
+from shared.migrate import upgrade
+
+CORPUS = [
+    "To claim travel expenses, submit the expense report within 30 days of the trip.",
+    "The cafeteria serves lunch from noon; vegetarian options are available daily.",
+    "Expense reports above 500 euros need approval from a department head.",
+    "Parking permits are issued by facilities; travel by bicycle is encouraged.",
+    "Security badges must be worn at all times; lost badges are reported to security.",
+    "Reimbursement of travel costs is paid with the next salary after approval.",
+]
+
+
+@pytest.fixture(scope="module")
+async def pool(stack_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    await asyncio.to_thread(upgrade, stack_env["DATABASE_URL"])
+    created = await asyncpg.create_pool(stack_env["DATABASE_URL"], min_size=1, max_size=2)
+    assert created is not None
+    yield created
+    await created.close()
+
+
+async def _document(pool: asyncpg.Pool, tenant: uuid.UUID, user: uuid.UUID) -> uuid.UUID:
+    await pool.execute(
+        "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')"
+        " ON CONFLICT DO NOTHING",
+        user, tenant, f"lex-{user}",
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    doc = documents.Document(
+        id=uuid.uuid4(), tenant_id=tenant, user_id=user, filename="policy.md",
+        content_type="text/markdown", size_bytes=1, sha256="0" * 64, blob_key="k",
+        status="indexed", chunks=0, error=None, created_at=now, updated_at=now,
+    )  # fmt: skip
+    await documents.insert(pool, doc)
+    return doc.id
+
+
+def _chunks(doc: uuid.UUID, texts: list[str]) -> list[IndexedChunk]:
+    return [IndexedChunk(f"{doc}:{i}:h", i, text) for i, text in enumerate(texts)]
+
+
+async def test_scores_match_bm25s_on_the_same_chunks(pool: asyncpg.Pool) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    doc = await _document(pool, tenant, user)
+    index = LexicalIndex(pool)
+    await index.replace_document(tenant, user, doc, _chunks(doc, CORPUS))
+
+    question = "How do I get my travel expenses reimbursed after approval?"
+    hits = await index.search(tenant, user, question, k=len(CORPUS))
+
+    reference = bm25s.BM25(method="lucene", k1=1.5, b=0.75)
+    reference.index([tokenize(t) for t in CORPUS], show_progress=False)
+    # Each distinct query term once, as the SQL does.
+    query = sorted(set(tokenize(question)))
+    expected = reference.get_scores(query)
+    ranked = [int(i) for i in np.argsort(-expected, kind="stable") if expected[i] > 0]
+    assert [h.chunk_index for h in hits] == ranked
+    for hit in hits:
+        assert hit.score == pytest.approx(float(expected[hit.chunk_index]), abs=1e-3)
+    assert hits[0].text.startswith("Reimbursement of travel costs")
+
+
+async def test_owner_filter_and_document_filter(pool: asyncpg.Pool) -> None:
+    tenant, alice, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    doc_a1, doc_a2 = await _document(pool, tenant, alice), await _document(pool, tenant, alice)
+    doc_b = await _document(pool, tenant, bob)
+    index = LexicalIndex(pool)
+    await index.replace_document(tenant, alice, doc_a1, _chunks(doc_a1, ["alpha budget plan"]))
+    await index.replace_document(tenant, alice, doc_a2, _chunks(doc_a2, ["beta budget plan"]))
+    await index.replace_document(tenant, bob, doc_b, _chunks(doc_b, ["bob budget secret"]))
+
+    mine = await index.search(tenant, alice, "budget", k=10)
+    assert {h.document_id for h in mine} == {doc_a1, doc_a2}
+    only = await index.search(tenant, alice, "budget", k=10, document_ids=[doc_a2])
+    assert [h.document_id for h in only] == [doc_a2]
+    # Another tenant with the same user id sees nothing.
+    assert await index.search(uuid.uuid4(), alice, "budget", k=10) == []
+    assert [h.text for h in await index.search(tenant, bob, "secret budget", k=10)] == [
+        "bob budget secret"
+    ]
+
+
+async def test_replay_replaces_and_delete_cascades(pool: asyncpg.Pool) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    doc = await _document(pool, tenant, user)
+    index = LexicalIndex(pool)
+    for _ in range(2):
+        await index.replace_document(tenant, user, doc, _chunks(doc, ["one kettle", "two kettle"]))
+    assert len(await index.search(tenant, user, "kettle", k=10)) == 2
+    await index.replace_document(tenant, user, doc, _chunks(doc, ["one kettle"]))
+    assert len(await index.search(tenant, user, "kettle", k=10)) == 1
+
+    await pool.execute("DELETE FROM documents WHERE id = $1", doc)
+    assert await index.search(tenant, user, "kettle", k=10) == []
+    left = await pool.fetchval("SELECT count(*) FROM chunk_terms WHERE tenant_id = $1", tenant)
+    assert left == 0
+
+
+async def test_writing_for_a_deleted_document_fails_cleanly(pool: asyncpg.Pool) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    gone = uuid.uuid4()
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await LexicalIndex(pool).replace_document(tenant, user, gone, _chunks(gone, ["x y"]))
+
+
+async def test_a_question_of_stopwords_finds_nothing(pool: asyncpg.Pool) -> None:
+    assert await LexicalIndex(pool).search(uuid.uuid4(), uuid.uuid4(), "how do I", k=5) == []
