@@ -7,6 +7,7 @@ store, so anything that reads the status can already search it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -31,9 +32,10 @@ log = structlog.get_logger(__name__)
 class Indexer:
     clients: Clients
 
-    async def handle(self, request: IngestRequest) -> None:
-        if not await documents.exists(self.clients.pool, request.document_id):
-            log.info("Document deleted before indexing", document_id=str(request.document_id))
+    async def handle(self, message: IngestRequest) -> None:
+        request = await self._trusted(message)
+        if request is None:
+            log.info("Document deleted before indexing", document_id=str(message.document_id))
             return
         try:
             await self._set_status(request, "processing")
@@ -47,22 +49,70 @@ class Indexer:
             log.info("Document deleted while indexing", document_id=str(request.document_id))
             await self._drop_chunks(request)
             return
-        if not await self._set_status(request, "indexed", chunks=count):
+        if not await self._record(request, "indexed", chunks=count):
             # Deleted while we worked: leave nothing searchable behind.
             await self._drop_chunks(request)
             return
-        await bump_corpus_generation(self.clients.redis, request.tenant_id)
-        log.info("Document indexed", document_id=str(request.document_id), chunks=count)
+        await self._after_indexed(request, count)
 
-    async def fail(self, request: IngestRequest, reason: str, detail: str) -> None:
+    async def _after_indexed(self, request: IngestRequest, count: int) -> None:
+        """Past the commit point the document is searchable and its row says
+        so: what follows is best-effort. Raising here would send the message
+        round again and, after the last attempt, mark an indexed document
+        failed."""
+        log.info("Document indexed", document_id=str(request.document_id), chunks=count)
+        try:
+            await self._announce(request, "indexed", chunks=count)
+            if self.clients.settings.rag_use_cache:
+                await bump_corpus_generation(self.clients.redis, request.tenant_id)
+        except Exception as exc:
+            log.warning(
+                "Document indexed, but a follow-up step failed",
+                document_id=str(request.document_id),
+                error=type(exc).__name__,
+            )
+
+    async def fail(self, message: IngestRequest, reason: str, detail: str) -> None:
+        request = await self._trusted(message)
+        if request is None:
+            return
         log.warning("Document failed", document_id=str(request.document_id), reason=reason)
         await self._set_status(request, "failed", error=detail)
+
+    async def _trusted(self, message: IngestRequest) -> IngestRequest | None:
+        """The request as the document row has it. Anyone who can publish to
+        the topic can write a message; only the gateway writes rows, after
+        authenticating the owner. ``None``: the document is gone."""
+        doc = await documents.by_id(self.clients.pool, message.document_id)
+        if doc is None:
+            return None
+        row = {
+            "tenant_id": doc.tenant_id,
+            "user_id": doc.user_id,
+            "filename": doc.filename,
+            "blob_key": doc.blob_key,
+            "sha256": doc.sha256,
+            "size_bytes": doc.size_bytes,
+        }
+        differ = sorted(name for name, value in row.items() if getattr(message, name) != value)
+        if differ:
+            log.warning(
+                "Ingest request disagrees with the document row; using the row",
+                document_id=str(doc.id),
+                fields=differ,
+            )
+        return message.model_copy(update=row)
 
     async def _index(self, request: IngestRequest) -> int:
         try:
             data = await self.clients.blobs.read(request.blob_key)
         except NotFound:
             raise UnsupportedDocument("the uploaded file is missing from the blob store") from None
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if digest != request.sha256:
+            raise UnsupportedDocument(
+                f"{request.filename!r}: the stored file does not match the checksum taken at upload"
+            )
         settings = self.clients.settings
         sections = await asyncio.to_thread(load, request.filename, data)
         pieces = await asyncio.to_thread(
@@ -121,23 +171,41 @@ class Indexer:
         chunks: int | None = None,
         error: str | None = None,
     ) -> bool:
-        found = await documents.set_status(
+        found = await self._record(request, status, chunks=chunks, error=error)
+        if found:
+            await self._announce(request, status, chunks=chunks, error=error)
+        return found
+
+    async def _record(
+        self,
+        request: IngestRequest,
+        status: DocumentStatus,
+        *,
+        chunks: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """The status in Postgres, the source of truth; ``False``: no such row."""
+        return await documents.set_status(
             self.clients.pool, request.document_id, status, chunks=chunks, error=error
         )
-        if found:
-            event = IngestStatus(
-                correlation_id=request.correlation_id,
-                tenant_id=request.tenant_id,
-                user_id=request.user_id,
-                document_id=request.document_id,
-                status=status,
-                chunks=chunks or 0,
-                error=error,
-            )
-            await publish(
-                self.clients.broker,
-                self.clients.topics.ingest_events,
-                event,
-                key=request.document_id,
-            )
-        return found
+
+    async def _announce(
+        self,
+        request: IngestRequest,
+        status: DocumentStatus,
+        *,
+        chunks: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        event = IngestStatus(
+            correlation_id=request.correlation_id,
+            tenant_id=request.tenant_id,
+            user_id=request.user_id,
+            document_id=request.document_id,
+            status=status,
+            chunks=chunks or 0,
+            error=error,
+        )
+        await publish(
+            self.clients.broker, self.clients.topics.ingest_events, event, key=request.document_id
+        )

@@ -106,5 +106,8 @@ async def set_status(
     return result != "UPDATE 0"
 
 
-async def exists(pool: asyncpg.Pool, doc_id: UUID) -> bool:
-    return bool(await pool.fetchval("SELECT 1 FROM documents WHERE id=$1", doc_id))
+async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
+    """For workers only: the row whatever its owner, because a message's
+    claims about the owner are checked against it, not trusted."""
+    record = await pool.fetchrow(f"SELECT {_COLUMNS} FROM documents WHERE id=$1", doc_id)  # noqa: S608
+    return Document.from_record(record) if record else None

@@ -1,0 +1,56 @@
+"""Past the commit point, a failing follow-up step (here: Redis unreachable
+while the answer cache is on) leaves the document indexed, never failed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import new_user, upload, wait_for_status
+from tests.support.processes import Component, free_port, start_gateway, start_worker
+
+
+@pytest.fixture(scope="module")
+def broken_redis_stack(app_env: dict[str, str], log_dir: Path) -> Iterator[Component]:
+    env = {
+        **app_env,
+        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-noredis",
+        "RAG_USE_CACHE": "true",
+        "INGEST_MAX_ATTEMPTS": "2",
+    }
+    # Nothing listens there: every Redis call of this worker fails.
+    worker_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    worker = start_worker("ingest", worker_env, log_dir, name="ingest-worker-noredis")
+    gateway = start_gateway("gateway-noredis", env, log_dir)
+    yield gateway
+    gateway.stop()
+    worker.stop()
+
+
+@pytest.fixture
+async def client(broken_redis_stack: Component) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=broken_redis_stack.base_url or "", timeout=30) as http:
+        yield http
+
+
+async def test_a_failing_cache_bump_leaves_the_document_indexed(
+    client: httpx.AsyncClient, log_dir: Path
+) -> None:
+    user = await new_user(client)
+    doc_id = await upload(client, user, "policy.md", b"# Policy\n\nBadges are worn at all times.\n")
+    log_path = log_dir / "ingest-worker-noredis.log"
+    outcomes = ("Document indexed, but a follow-up step failed", "Document failed")
+    # Wait until the worker is done with the message, one way or the other.
+    async with asyncio.timeout(60):
+        while True:
+            if any(line in log_path.read_text() for line in outcomes):
+                break
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+    doc = await wait_for_status(client, user, doc_id)
+    assert (doc["status"], doc["chunks"], doc["error"]) == ("indexed", 1, None)
+    assert "Document failed" not in log_path.read_text()
