@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +30,24 @@ async def test_empty_file(client: httpx.AsyncClient, user: User) -> None:
     assert response.status_code == 400
     assert response.json() == {"detail": "the file is empty"}
     assert (await client.get("/api/documents", headers=user.headers)).json() == []
+
+
+async def test_an_overlong_content_type_is_refused_before_anything_is_stored(
+    client: httpx.AsyncClient, user: User, app_env: dict[str, str]
+) -> None:
+    def blobs() -> set[Path]:
+        return set(Path(app_env["BLOB_DIR"]).rglob("*"))
+
+    before = await asyncio.to_thread(blobs)
+    response = await client.post(
+        "/api/documents",
+        headers=user.headers,
+        files={"file": ("notes.txt", b"some text", "text/plain; x=" + "a" * 300)},
+    )
+    assert response.status_code == 400, response.text
+    assert "Content-Type" in response.json()["detail"]
+    assert (await client.get("/api/documents", headers=user.headers)).json() == []
+    assert await asyncio.to_thread(blobs) == before
 
 
 async def test_unsupported_file_type(client: httpx.AsyncClient, user: User) -> None:

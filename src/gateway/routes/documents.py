@@ -26,6 +26,9 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
 
+MAX_CONTENT_TYPE = 255
+
+
 # What the ingest worker can parse; checked here so a bad upload fails fast.
 def _check_filename(filename: str | None) -> str:
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
@@ -37,8 +40,19 @@ def _check_filename(filename: str | None) -> str:
     return name
 
 
+def _check_content_type(content_type: str | None) -> str:
+    value = (content_type or "application/octet-stream").strip()
+    # Checked before anything is written: the request event carries it too.
+    if len(value) > MAX_CONTENT_TYPE or not value.isprintable():
+        raise InvalidInput(
+            f"the file's Content-Type must be printable and at most {MAX_CONTENT_TYPE} characters"
+        )
+    return value
+
+
 async def _store(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -> Document:
     filename = _check_filename(file.filename)
+    content_type = _check_content_type(file.content_type)
     key = blob_key(user.tenant_id, doc_id)
     stored = await gateway.clients.blobs.put(
         key, file.file, gateway.clients.settings.max_upload_bytes
@@ -52,7 +66,7 @@ async def _store(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -
         tenant_id=user.tenant_id,
         user_id=user.id,
         filename=filename,
-        content_type=file.content_type or "application/octet-stream",
+        content_type=content_type,
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,
         blob_key=key,
