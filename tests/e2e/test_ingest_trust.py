@@ -9,28 +9,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
-from shared.events import IngestRequest
 from tests.support.api import User, new_user, upload, wait_for_status
-from tests.support.kafka import produce, read_until
+from tests.support.kafka import document_row, ingest_request_for, publish_ingest, read_until
 
 SECRET = b"# Vault\n\nThe vault code of the Lisbon office is 7731, changed every March.\n"
 
 
 def _topic(app_env: dict[str, str], name: str) -> str:
     return f"{app_env['KAFKA_TOPIC_PREFIX']}.{name}"
-
-
-async def _row(app_env: dict[str, str], doc_id: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(app_env["DATABASE_URL"])
-    try:
-        row = await conn.fetchrow("SELECT * FROM documents WHERE id = $1", uuid.UUID(doc_id))
-    finally:
-        await conn.close()
-    assert row is not None
-    return row
 
 
 async def _sources(client: httpx.AsyncClient, user: User, message: str) -> list[dict[str, Any]]:
@@ -46,23 +34,12 @@ async def test_a_forged_owner_in_the_message_changes_nothing(
     victim, attacker = await new_user(client, "victim"), await new_user(client, "attacker")
     doc_id = await upload(client, victim, "vault.md", SECRET)
     assert (await wait_for_status(client, victim, doc_id))["status"] == "indexed"
-    row = await _row(app_env, doc_id)
-    forged = IngestRequest(
-        correlation_id=f"forged-{uuid.uuid4().hex}",
-        tenant_id=uuid.UUID(attacker.id),
-        user_id=uuid.UUID(attacker.id),
-        document_id=row["id"],
-        filename="mine-now.md",
-        blob_key=row["blob_key"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
+    row = await document_row(app_env["DATABASE_URL"], doc_id)
+    attacker_id = uuid.UUID(attacker.id)
+    forged = ingest_request_for(
+        row, "forged", tenant_id=attacker_id, user_id=attacker_id, filename="mine-now.md"
     )
-    await produce(
-        app_env["KAFKA_BOOTSTRAP_SERVERS"],
-        _topic(app_env, "ingest.requests"),
-        forged.model_dump_json().encode(),
-        key=doc_id.encode(),
-    )
+    await publish_ingest(app_env, forged)
     events = await read_until(
         app_env["KAFKA_BOOTSTRAP_SERVERS"],
         _topic(app_env, "ingest.events"),
@@ -84,25 +61,10 @@ async def test_a_stored_file_that_no_longer_matches_its_checksum_fails(
     user = await new_user(client)
     doc_id = await upload(client, user, "notes.md", b"# Notes\n\nThe original text.\n")
     assert (await wait_for_status(client, user, doc_id))["status"] == "indexed"
-    row = await _row(app_env, doc_id)
+    row = await document_row(app_env["DATABASE_URL"], doc_id)
     blob = Path(app_env["BLOB_DIR"]) / row["blob_key"]
     await asyncio.to_thread(blob.write_bytes, b"# Notes\n\nSwapped behind our back.\n")
-    replay = IngestRequest(
-        correlation_id=f"replay-{uuid.uuid4().hex}",
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        document_id=row["id"],
-        filename=row["filename"],
-        blob_key=row["blob_key"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-    )
-    await produce(
-        app_env["KAFKA_BOOTSTRAP_SERVERS"],
-        _topic(app_env, "ingest.requests"),
-        replay.model_dump_json().encode(),
-        key=doc_id.encode(),
-    )
+    await publish_ingest(app_env, ingest_request_for(row, "replay"))
     async with asyncio.timeout(30):
         while True:
             doc = await wait_for_status(client, user, doc_id)

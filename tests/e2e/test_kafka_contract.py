@@ -11,9 +11,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from shared.events import ChatRequest, IngestRequest, ReplyTo
+from shared.events import ChatRequest, ReplyTo
 from tests.support.api import new_user, upload, wait_for_status
-from tests.support.kafka import produce, read_until
+from tests.support.kafka import (
+    document_row,
+    ingest_request_for,
+    produce,
+    publish_ingest,
+    read_until,
+)
 from tests.support.processes import Component
 
 
@@ -99,29 +105,10 @@ async def test_replayed_ingest_request_does_not_duplicate_chunks(
     first = await wait_for_status(client, user, doc_id)
     assert first["status"] == "indexed" and first["chunks"] > 1
 
-    conn = await asyncpg.connect(app_env["DATABASE_URL"])
-    try:
-        row = await conn.fetchrow("SELECT * FROM documents WHERE id = $1", uuid.UUID(doc_id))
-    finally:
-        await conn.close()
-    assert row is not None
-    replay = IngestRequest(
-        correlation_id=f"replay-{uuid.uuid4().hex}",
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        document_id=row["id"],
-        filename=row["filename"],
-        blob_key=row["blob_key"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-    )
+    row = await document_row(app_env["DATABASE_URL"], doc_id)
+    replay = ingest_request_for(row, "replay")
     for _ in range(2):
-        await produce(
-            app_env["KAFKA_BOOTSTRAP_SERVERS"],
-            _topic(app_env, "ingest.requests"),
-            replay.model_dump_json().encode(),
-            key=doc_id.encode(),
-        )
+        await publish_ingest(app_env, replay)
     events = await read_until(
         app_env["KAFKA_BOOTSTRAP_SERVERS"],
         _topic(app_env, "ingest.events"),

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.events import IngestRequest
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -54,3 +58,38 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise LookupError(f"topic {topic} does not exist")
+
+
+async def document_row(database_url: str, doc_id: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT * FROM documents WHERE id = $1", uuid.UUID(doc_id))
+    finally:
+        await conn.close()
+    assert row is not None
+    return row
+
+
+def ingest_request_for(row: asyncpg.Record, prefix: str, **overrides: Any) -> IngestRequest:
+    """An ingest request for an uploaded document, as an internal service
+    would publish it; ``overrides`` forge any field."""
+    fields = {
+        "correlation_id": f"{prefix}-{uuid.uuid4().hex}",
+        "tenant_id": row["tenant_id"],
+        "user_id": row["user_id"],
+        "document_id": row["id"],
+        "filename": row["filename"],
+        "blob_key": row["blob_key"],
+        "size_bytes": row["size_bytes"],
+        "sha256": row["sha256"],
+    }
+    return IngestRequest(**{**fields, **overrides})
+
+
+async def publish_ingest(app_env: dict[str, str], request: IngestRequest) -> None:
+    await produce(
+        app_env["KAFKA_BOOTSTRAP_SERVERS"],
+        f"{app_env['KAFKA_TOPIC_PREFIX']}.ingest.requests",
+        request.model_dump_json().encode(),
+        key=str(request.document_id).encode(),
+    )
