@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from ingest.chunking import chunk_id, split
+from ingest.chunking import Piece, chunk_id, split
 from ingest.loaders import load
 from shared import documents
 from shared.cache import bump_corpus_generation
@@ -26,6 +26,9 @@ from shared.text import in_context
 from shared.vectorstore import Chunk
 
 log = structlog.get_logger(__name__)
+
+# Chunks embedded and stored together: bounds the vectors held in memory.
+STORE_BATCH = 256
 
 
 @dataclass
@@ -104,6 +107,30 @@ class Indexer:
         return message.model_copy(update=row)
 
     async def _index(self, request: IngestRequest) -> int:
+        pieces = await self._pieces(request)
+        ids = [chunk_id(request.document_id, n, piece.text) for n, piece in enumerate(pieces)]
+        stale = await self._chunk_ids(request) - set(ids)
+        # Embed and store a batch at a time: a long document's vectors are
+        # never all in memory at once.
+        for start in range(0, len(pieces), STORE_BATCH):
+            await self._store_vectors(request, pieces, ids, start)
+        await self.clients.vectors.delete_ids(stale)
+        await self.clients.lexical.replace_document(
+            request.tenant_id,
+            request.user_id,
+            request.document_id,
+            [
+                IndexedChunk(
+                    ids[n], n, piece.text, piece.page, piece.section,
+                    indexed_text=in_context(request.filename, piece.section, piece.text),
+                )
+                for n, piece in enumerate(pieces)
+            ],
+        )  # fmt: skip
+        return len(pieces)
+
+    async def _pieces(self, request: IngestRequest) -> list[Piece]:
+        """The document's chunks of text, from its verified blob."""
         try:
             data = await self.clients.blobs.read(request.blob_key)
         except NotFound:
@@ -116,44 +143,36 @@ class Indexer:
         settings = self.clients.settings
         sections = await asyncio.to_thread(load, request.filename, data)
         pieces = await asyncio.to_thread(
-            split,
-            request.filename,
-            sections,
-            size=settings.chunk_size,
-            overlap=settings.chunk_overlap,
-        )
+            split, request.filename, sections,
+            size=settings.chunk_size, overlap=settings.chunk_overlap,
+        )  # fmt: skip
         if not pieces:
             raise UnsupportedDocument(f"{request.filename!r}: the document has no text")
-        contexts = [in_context(request.filename, p.section, p.text) for p in pieces]
+        return pieces
+
+    async def _store_vectors(
+        self, request: IngestRequest, pieces: list[Piece], ids: list[str], start: int
+    ) -> None:
+        batch = pieces[start : start + STORE_BATCH]
+        contexts = [in_context(request.filename, p.section, p.text) for p in batch]
         vectors = await self.clients.require_embedder().embed_documents(contexts)
-        chunks = [
-            Chunk(
-                id=chunk_id(request.document_id, index, piece.text),
-                tenant_id=request.tenant_id,
-                user_id=request.user_id,
-                document_id=request.document_id,
-                filename=request.filename,
-                chunk_index=index,
-                text=piece.text,
-                embedding=vector,
-                page=piece.page,
-                section=piece.section,
-            )
-            for index, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
-        ]
-        stale = await self._chunk_ids(request) - {c.id for c in chunks}
-        await self.clients.vectors.upsert(chunks)
-        await self.clients.vectors.delete_ids(stale)
-        await self.clients.lexical.replace_document(
-            request.tenant_id,
-            request.user_id,
-            request.document_id,
+        await self.clients.vectors.upsert(
             [
-                IndexedChunk(c.id, c.chunk_index, c.text, c.page, c.section, indexed_text=context)
-                for c, context in zip(chunks, contexts, strict=True)
-            ],
+                Chunk(
+                    id=ids[start + offset],
+                    tenant_id=request.tenant_id,
+                    user_id=request.user_id,
+                    document_id=request.document_id,
+                    filename=request.filename,
+                    chunk_index=start + offset,
+                    text=piece.text,
+                    embedding=vector,
+                    page=piece.page,
+                    section=piece.section,
+                )
+                for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
+            ]
         )
-        return len(chunks)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:
         return await self.clients.vectors.chunk_ids(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.support.api import User, answer_text, new_user, stream_chat, upload, wait_for_status
@@ -164,3 +165,30 @@ async def test_a_document_that_gives_orders_changes_nothing(client: httpx.AsyncC
     assert "within 30 days" in after["answer"]
     assert after["sources"][0]["document_id"] == travel
     assert after["answer"] == before["answer"]
+
+
+async def test_a_document_of_many_storage_batches_is_indexed_whole(
+    client: httpx.AsyncClient, app_env: dict[str, str]
+) -> None:
+    user = await new_user(client)
+    paragraphs = [
+        f"Paragraph {i} of the long manual. " + "Filler words here. " * 35 for i in range(330)
+    ]
+    paragraphs[-1] = "The very last paragraph mentions the zanzibarite procedure once."
+    doc_id = await _indexed(client, user, "manual.txt", "\n\n".join(paragraphs).encode())
+    doc = await wait_for_status(client, user, doc_id)
+    assert doc["chunks"] > 256  # more than one STORE_BATCH
+
+    conn = await asyncpg.connect(app_env["DATABASE_URL"])
+    try:
+        lexical = await conn.fetchval(
+            "SELECT count(*) FROM chunks WHERE document_id = $1", uuid.UUID(doc_id)
+        )
+    finally:
+        await conn.close()
+    assert lexical == doc["chunks"]
+    for mode in ("dense", "lexical"):
+        answer = await _chat(
+            client, user, message="What is the zanzibarite procedure?", retrieval=mode
+        )
+        assert "zanzibarite" in answer["sources"][0]["text"], mode
