@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOP_K_MAX = 50
@@ -130,6 +130,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _generator_for_generative_steps(self) -> Settings:
+        # Said at start-up, once, rather than as a 400 on every question.
+        wanted = [
+            name
+            for name, on in (
+                ("RAG_USE_HYDE=true", self.rag_use_hyde),
+                ("RERANKING_METHOD=llm", self.reranking_method == "llm"),
+            )
+            if on
+        ]
+        if wanted and not self.has_generator:
+            raise ValueError(
+                f"{' and '.join(wanted)} need a generative model: set LLM_PROVIDER"
+                " (openai or bedrock)"
+            )
+        return self
 
     @property
     def has_generator(self) -> bool:

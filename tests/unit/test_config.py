@@ -28,3 +28,14 @@ def test_out_of_bounds_values_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("RAG_USE_HYDE", "true"), ("RERANKING_METHOD", "llm")])
+def test_generative_steps_without_a_generator_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="LLM_PROVIDER"):
+        Settings()
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    assert Settings().has_generator

@@ -36,18 +36,17 @@ def _relay(gateway: GatewayDep, user: CurrentUser, request_id: str, body: ChatBo
 
 
 def check_options(body: ChatBody, settings: Settings) -> None:
-    """Refuse what the configured workers cannot do, before anything is sent."""
+    """Refuse what the configured workers cannot do, before anything is sent.
+    (The settings themselves cannot ask for it: they are refused at start.)"""
     if settings.has_generator:
         return
-    wanted = {
-        "hyde": body.hyde if body.hyde is not None else settings.rag_use_hyde,
-        "reranking=llm": (body.reranking or settings.reranking_method) == "llm",
-    }
-    missing = [name for name, on in wanted.items() if on]
+    wanted = (("hyde", body.hyde is True), ("reranking=llm", body.reranking == "llm"))
+    missing = [name for name, on in wanted if on]
     if missing:
         raise InvalidInput(
-            f"{' and '.join(missing)} need a generative model: set LLM_PROVIDER"
-            " (openai or bedrock); the offline extractive answerer cannot write text"
+            f"{' and '.join(missing)} {'need' if len(missing) > 1 else 'needs'} a generative"
+            " model: set LLM_PROVIDER (openai or bedrock); the offline extractive answerer"
+            " cannot write text"
         )
 
 
