@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 from uuid import UUID
@@ -22,6 +22,7 @@ from shared.events import (
     ChatOptions,
     ChatRequest,
     ReplyTo,
+    new_stream_id,
     utcnow,
 )
 from shared.kafka import publish
@@ -42,6 +43,8 @@ class ChatRelay:
     correlation_id: str
     conversation_id: UUID
     timeout: float
+    # Ours, never the client's: X-Request-ID (the correlation id) is only logged.
+    stream_id: str = field(default_factory=new_stream_id)
     _finished: bool = False
 
     async def start(
@@ -50,9 +53,10 @@ class ChatRelay:
         """Publish the request; the returned iterator yields its replies."""
         clients = self.gateway.clients
         replies = self.gateway.replies
-        queue = replies.open(self.correlation_id)
+        queue = replies.open(self.stream_id, self.user.tenant_id, self.user.id)
         request = ChatRequest(
             correlation_id=self.correlation_id,
+            stream_id=self.stream_id,
             tenant_id=self.user.tenant_id,
             user_id=self.user.id,
             conversation_id=self.conversation_id,
@@ -67,7 +71,7 @@ class ChatRelay:
                 clients.broker, clients.topics.chat_requests, request, key=self.conversation_id
             )
         except BaseException:
-            replies.close(self.correlation_id)
+            replies.close(self.stream_id)
             raise
         return self._relay(queue)
 
@@ -90,7 +94,7 @@ class ChatRelay:
                 if self._finished:
                     return
         finally:
-            self.gateway.replies.close(self.correlation_id)
+            self.gateway.replies.close(self.stream_id)
             if not self._finished:
                 log.info("Client left before the answer finished")
                 self._cancel("client_disconnected")
@@ -100,6 +104,7 @@ class ChatRelay:
         # cancelled, where an await would be cancelled too.
         cancel = ChatCancel(
             correlation_id=self.correlation_id,
+            stream_id=self.stream_id,
             tenant_id=self.user.tenant_id,
             user_id=self.user.id,
             reason=reason,
@@ -109,6 +114,6 @@ class ChatRelay:
                 self.gateway.clients.broker,
                 self.gateway.clients.topics.chat_cancel,
                 cancel,
-                key=self.correlation_id,
+                key=self.stream_id,
             )
         )

@@ -2,14 +2,18 @@
 
 The replica reads only its own partition of the reply topic, without a
 consumer group, from the end: nothing before its start concerns it. Each
-event goes to the stream waiting for its correlation id; anything else is
-dropped, so a misrouted reply can never reach the wrong client.
+event goes to the stream waiting for its stream id (chosen by this gateway,
+never by a client) if, and only if, it is for that stream's tenant and user;
+anything else is dropped, so a misrouted or forged reply never reaches the
+wrong client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +30,13 @@ UNCLAIMED_REPLIES = Counter(
 )
 
 
+@dataclass(frozen=True)
+class _Stream:
+    queue: asyncio.Queue[AnyReplyEvent]
+    tenant_id: UUID
+    user_id: UUID
+
+
 class ReplyRouter:
     def __init__(self, bootstrap_servers: str, topic: str, partition: int) -> None:
         self.topic = topic
@@ -33,7 +44,7 @@ class ReplyRouter:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
         )
-        self._streams: dict[str, asyncio.Queue[AnyReplyEvent]] = {}
+        self._streams: dict[str, _Stream] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -53,14 +64,14 @@ class ReplyRouter:
                 await self._task
         await self._consumer.stop()
 
-    def open(self, correlation_id: str) -> asyncio.Queue[AnyReplyEvent]:
+    def open(self, stream_id: str, tenant_id: UUID, user_id: UUID) -> asyncio.Queue[AnyReplyEvent]:
         """Register before publishing the request, so no reply can be missed."""
         queue: asyncio.Queue[AnyReplyEvent] = asyncio.Queue()
-        self._streams[correlation_id] = queue
+        self._streams[stream_id] = _Stream(queue, tenant_id, user_id)
         return queue
 
-    def close(self, correlation_id: str) -> None:
-        self._streams.pop(correlation_id, None)
+    def close(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
 
     @property
     def open_streams(self) -> int:
@@ -77,19 +88,17 @@ class ReplyRouter:
 
     async def _consume(self) -> None:
         async for record in self._consumer:
-            headers = dict(record.headers or ())
-            queue = self._streams.get(headers.get("correlation_id", b"").decode(errors="replace"))
-            if queue is None:
-                UNCLAIMED_REPLIES.inc()
-                continue
             try:
                 reply = REPLY_ADAPTER.validate_json(record.value)
             except ValidationError as exc:
                 log.error("Malformed reply dropped", offset=record.offset, error=str(exc))
                 continue
-            # The header picked the stream; the body must agree.
-            target = self._streams.get(reply.correlation_id)
-            if target is queue:
-                queue.put_nowait(reply)
-            else:
+            stream = self._streams.get(reply.stream_id)
+            if stream is None:
                 UNCLAIMED_REPLIES.inc()
+                continue
+            if (reply.tenant_id, reply.user_id) != (stream.tenant_id, stream.user_id):
+                UNCLAIMED_REPLIES.inc()
+                log.warning("Reply for another owner dropped", offset=record.offset)
+                continue
+            stream.queue.put_nowait(reply)

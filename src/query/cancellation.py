@@ -3,27 +3,33 @@
 Every query worker reads every cancel (no consumer group): the one that is
 generating stops, the others remember the id for a while in case the request
 is still queued behind others.
+
+A cancel counts only for a stream of the same tenant and user: knowing
+someone's stream id is not enough to stop their answer.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from uuid import UUID
+
+from shared.events import ChatCancel, ChatRequest
 
 _REMEMBER_SECONDS = 600.0
 
 
 @dataclass
 class Cancellations:
-    _cancelled: dict[str, float] = field(default_factory=dict)
+    _cancelled: dict[tuple[str, UUID, UUID], float] = field(default_factory=dict)
 
-    def cancel(self, correlation_id: str) -> None:
+    def cancel(self, cancel: ChatCancel) -> None:
         now = time.monotonic()
-        self._cancelled[correlation_id] = now
+        self._cancelled[(cancel.stream_id, cancel.tenant_id, cancel.user_id)] = now
         if len(self._cancelled) > 1000:
             self._cancelled = {
-                cid: at for cid, at in self._cancelled.items() if now - at < _REMEMBER_SECONDS
+                key: at for key, at in self._cancelled.items() if now - at < _REMEMBER_SECONDS
             }
 
-    def is_cancelled(self, correlation_id: str) -> bool:
-        return correlation_id in self._cancelled
+    def is_cancelled(self, request: ChatRequest) -> bool:
+        return (request.stream_id, request.tenant_id, request.user_id) in self._cancelled

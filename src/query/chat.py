@@ -59,7 +59,7 @@ class ChatHandler:
             CHAT_REQUESTS.labels("expired").inc()
             log.info("Chat request expired", deadline=request.deadline.isoformat())
             return
-        if self.cancellations.is_cancelled(request.correlation_id):
+        if self.cancellations.is_cancelled(request):
             CHAT_REQUESTS.labels("cancelled").inc()
             log.info("Chat request cancelled before start")
             return
@@ -102,7 +102,7 @@ class ChatHandler:
         await stream.sources(sources)
         words: list[str] = []
         async for piece in pieces:
-            if self.cancellations.is_cancelled(request.correlation_id):
+            if self.cancellations.is_cancelled(request):
                 CHAT_REQUESTS.labels("cancelled").inc()
                 log.info("Generation cancelled", words=len(words))
                 return

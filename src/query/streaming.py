@@ -29,6 +29,7 @@ _MAX_BUFFER_SECONDS = 0.05
 
 class _Envelope(TypedDict):
     correlation_id: str
+    stream_id: str
     tenant_id: UUID
     user_id: UUID
     conversation_id: UUID
@@ -49,6 +50,7 @@ class ReplyStream:
     def _envelope(self) -> _Envelope:
         envelope: _Envelope = {
             "correlation_id": self.request.correlation_id,
+            "stream_id": self.request.stream_id,
             "tenant_id": self.request.tenant_id,
             "user_id": self.request.user_id,
             "conversation_id": self.request.conversation_id,
@@ -61,7 +63,7 @@ class ReplyStream:
         target = self.request.reply_to
         if target is None:
             # Internal callers without a gateway read the default reply topic.
-            await publish(self.broker, self.default_topic, reply, key=reply.correlation_id)
+            await publish(self.broker, self.default_topic, reply, key=reply.stream_id)
         else:
             await publish(self.broker, target.topic, reply, partition=target.partition)
 

@@ -44,7 +44,7 @@ def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
         except ValidationError:
             log.warning("Ignoring malformed cancel", message_id=msg.message_id)
             return
-        cancellations.cancel(cancel.correlation_id)
+        cancellations.cancel(cancel)
 
 
 def build_rerankers(

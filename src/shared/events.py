@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -20,10 +20,15 @@ SCHEMA_VERSION: Literal[1] = 1
 
 CorrelationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
+StreamId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_stream_id() -> str:
+    return uuid4().hex
 
 
 class Event(BaseModel):
@@ -96,6 +101,11 @@ class ChatRequest(Event):
     """``rag.chat.requests``, keyed by conversation id."""
 
     type: Literal["chat.request"] = "chat.request"
+    stream_id: StreamId = Field(
+        default_factory=new_stream_id,
+        description="Chosen by the server for each request: replies and cancels are keyed by"
+        " it and checked against the tenant and user (correlation_id is only for logs)",
+    )
     conversation_id: UUID
     message: str = Field(min_length=1, max_length=8000)
     top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
@@ -108,6 +118,7 @@ class ChatCancel(Event):
     """``rag.chat.cancel``: stop generating; nobody is listening any more."""
 
     type: Literal["chat.cancel"] = "chat.cancel"
+    stream_id: StreamId
     reason: Literal["timeout", "client_disconnected"]
 
 
@@ -130,6 +141,7 @@ class Source(BaseModel):
 class Reply(Event):
     """Common shape of everything on ``rag.chat.replies``."""
 
+    stream_id: StreamId
     conversation_id: UUID
     seq: int = Field(ge=0)
 

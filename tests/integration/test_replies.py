@@ -18,7 +18,7 @@ def _unclaimed() -> float:
     return REGISTRY.get_sample_value("rag_gateway_unclaimed_replies_total") or 0.0
 
 
-async def test_router_delivers_by_correlation_id_and_drops_the_rest(
+async def test_router_delivers_by_stream_and_owner_and_drops_the_rest(
     stack_env: dict[str, str],
 ) -> None:
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
@@ -32,26 +32,36 @@ async def test_router_delivers_by_correlation_id_and_drops_the_rest(
     await router.start()
     broker = create_broker(Settings(kafka_bootstrap_servers=bootstrap), "test")
     await broker.start()
-    ids = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4(), "conversation_id": uuid.uuid4()}
+    owner = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4()}
+    ids = {**owner, "correlation_id": "same-request-id", "conversation_id": uuid.uuid4()}
+    stranger = {**ids, "tenant_id": uuid.uuid4(), "user_id": uuid.uuid4()}
     try:
-        mine = router.open("mine")
+        mine = router.open("stream-mine", owner["tenant_id"], owner["user_id"])
         before = _unclaimed()
         await publish(
-            broker, topic, TokenReply(correlation_id="other", seq=0, text="x", **ids), partition=1
-        )
+            broker, topic, TokenReply(stream_id="stream-other", seq=0, text="x", **ids),
+            partition=1,
+        )  # fmt: skip
+        # The right stream id for another tenant and user: not delivered.
         await publish(
-            broker, topic, TokenReply(correlation_id="mine", seq=0, text="hi", **ids), partition=1
-        )
-        await publish(broker, topic, DoneReply(correlation_id="mine", seq=1, **ids), partition=1)
+            broker, topic, TokenReply(stream_id="stream-mine", seq=0, text="evil", **stranger),
+            partition=1,
+        )  # fmt: skip
+        await publish(
+            broker, topic, TokenReply(stream_id="stream-mine", seq=0, text="hi", **ids),
+            partition=1,
+        )  # fmt: skip
+        await publish(broker, topic, DoneReply(stream_id="stream-mine", seq=1, **ids), partition=1)
         # Partition 0 is another replica's: never read here.
-        await publish(broker, topic, DoneReply(correlation_id="mine", seq=9, **ids), partition=0)
+        await publish(broker, topic, DoneReply(stream_id="stream-mine", seq=9, **ids), partition=0)
 
         got = [await asyncio.wait_for(mine.get(), 10) for _ in range(2)]
         assert [(r.type, r.seq) for r in got] == [("token", 0), ("done", 1)]
+        assert got[0].text == "hi"
         await asyncio.sleep(0.5)
         assert mine.empty()
-        assert _unclaimed() == before + 1
+        assert _unclaimed() == before + 2
     finally:
-        router.close("mine")
+        router.close("stream-mine")
         await broker.stop()
         await router.stop()

@@ -7,6 +7,7 @@ from shared.events import DoneReply, ErrorReply, Source, SourcesReply, TokenRepl
 
 ENVELOPE = {
     "correlation_id": "req-1",
+    "stream_id": "stream-0001",
     "tenant_id": uuid4(),
     "user_id": uuid4(),
     "conversation_id": uuid4(),
