@@ -52,7 +52,8 @@ class Indexer:
             log.info("Document deleted while indexing", document_id=str(request.document_id))
             await self._drop_chunks(request)
             return
-        if not await self._record(request, "indexed", chunks=count):
+        # The commit point; announcing it is best-effort (below).
+        if not await self._set_status(request, "indexed", chunks=count, announce=False):
             # Deleted while we worked: leave nothing searchable behind.
             await self._drop_chunks(request)
             return
@@ -189,24 +190,16 @@ class Indexer:
         *,
         chunks: int | None = None,
         error: str | None = None,
+        announce: bool = True,
     ) -> bool:
-        found = await self._record(request, status, chunks=chunks, error=error)
-        if found:
-            await self._announce(request, status, chunks=chunks, error=error)
-        return found
-
-    async def _record(
-        self,
-        request: IngestRequest,
-        status: DocumentStatus,
-        *,
-        chunks: int | None = None,
-        error: str | None = None,
-    ) -> bool:
-        """The status in Postgres, the source of truth; ``False``: no such row."""
-        return await documents.set_status(
+        """The status in Postgres (the source of truth; ``False``: no such row),
+        then on ``rag.ingest.events`` unless ``announce`` is off."""
+        found = await documents.set_status(
             self.clients.pool, request.document_id, status, chunks=chunks, error=error
         )
+        if found and announce:
+            await self._announce(request, status, chunks=chunks, error=error)
+        return found
 
     async def _announce(
         self,

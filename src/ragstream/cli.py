@@ -108,6 +108,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    from ragstream.api import ApiError
     from ragstream.evaluation.dataset import load_dataset, verify
     from ragstream.evaluation.runner import CONFIGS, EvalError, default_dataset_dir, run, table
 
@@ -128,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         results = run(args.base_url, dataset, [known[n] for n in wanted], say=say)
-    except EvalError as exc:
+    except (EvalError, ApiError) as exc:
         raise CliError(str(exc)) from exc
     print(f"{len(dataset.questions)} questions, {len(dataset.documents)} documents\n")
     print(table(results))

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from ragstream.api import expect
+
 logger = logging.getLogger(__name__)
 
 # The repository's samples/ folder: present in a checkout, not in a wheel.
@@ -22,30 +24,17 @@ INDEX_TIMEOUT = 60.0
 EXAMPLE_QUESTION = "How many days do I have to submit an expense report, and who approves it?"
 
 
-class SampleError(Exception):
-    pass
-
-
-def _expect(response: httpx.Response, *codes: int) -> Any:
-    if response.status_code not in codes:
-        raise SampleError(
-            f"{response.request.method} {response.request.url.path} answered "
-            f"{response.status_code}: {response.text[:200]}"
-        )
-    return response.json() if response.content else None
-
-
 def _login(http: httpx.Client) -> dict[str, Any]:
     body = {"username": DEMO_USER, "password": DEMO_PASSWORD}
     # 409: the user exists from an earlier run, which is fine.
-    _expect(http.post("/api/auth/register", json=body), 201, 409)
-    token: dict[str, Any] = _expect(http.post("/api/auth/login", json=body), 200)
+    expect(http.post("/api/auth/register", json=body), 201, 409)
+    token: dict[str, Any] = expect(http.post("/api/auth/login", json=body), 200)
     return token
 
 
 def _upload(http: httpx.Client, files: list[Path]) -> dict[str, str]:
     """Uploads the files not uploaded before; file name -> document id."""
-    listed = _expect(http.get("/api/documents"), 200)
+    listed = expect(http.get("/api/documents"), 200)
     present = {doc["filename"] for doc in listed}
     queued: dict[str, str] = {}
     for path in files:
@@ -54,7 +43,7 @@ def _upload(http: httpx.Client, files: list[Path]) -> dict[str, str]:
             continue
         mime = mimetypes.guess_type(path.name)[0] or "text/plain"
         upload = {"file": (path.name, path.read_bytes(), mime)}
-        queued[path.name] = _expect(http.post("/api/documents", files=upload), 202)["id"]
+        queued[path.name] = expect(http.post("/api/documents", files=upload), 202)["id"]
     return queued
 
 
@@ -63,7 +52,7 @@ def _wait_indexed(http: httpx.Client, queued: dict[str, str]) -> None:
     pending = dict(queued)
     while pending and time.monotonic() < deadline:
         for name, doc_id in list(pending.items()):
-            doc = _expect(http.get(f"/api/documents/{doc_id}"), 200)
+            doc = expect(http.get(f"/api/documents/{doc_id}"), 200)
             if doc["status"] in ("indexed", "failed"):
                 detail = (
                     f"{doc.get('chunks', 0)} chunks"

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragstream.api import ApiError
 from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
 from ragstream.localstack.ports import ensure_free
 from ragstream.localstack.stack import BrokerKind
-from ragstream.samples import DEMO_PASSWORD, DEMO_USER, SampleError, load_samples
+from ragstream.samples import DEMO_PASSWORD, DEMO_USER, load_samples
 from ragstream.supervisor import (
     CliError,
     Shutdown,
@@ -146,7 +147,7 @@ def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) ->
         try:
             load_samples(options.base_url)
             print(f"(demo login: {DEMO_USER} / {DEMO_PASSWORD})\n", flush=True)
-        except (SampleError, OSError, ValueError) as exc:
+        except (ApiError, OSError, ValueError) as exc:
             logger.warning("loading the samples failed, the system keeps running: %s", exc)
     return watch(stack, apps)
 

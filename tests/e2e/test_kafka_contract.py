@@ -8,7 +8,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 
 from shared.events import ChatRequest, ReplyTo
@@ -16,6 +15,7 @@ from tests.support.api import new_user, upload, wait_for_status
 from tests.support.kafka import (
     document_row,
     ingest_request_for,
+    lexical_chunk_count,
     produce,
     publish_ingest,
     read_until,
@@ -126,13 +126,7 @@ async def test_replayed_ingest_request_does_not_duplicate_chunks(
     async with httpx.AsyncClient(base_url=app_env["CHROMA_URL"]) as chroma:
         count = await _chroma_count(chroma, doc_id)
     assert count == first["chunks"]
-    conn = await asyncpg.connect(app_env["DATABASE_URL"])
-    try:
-        lexical = await conn.fetchval(
-            "SELECT count(*) FROM chunks WHERE document_id = $1", uuid.UUID(doc_id)
-        )
-    finally:
-        await conn.close()
+    lexical = await lexical_chunk_count(app_env["DATABASE_URL"], doc_id)
     assert lexical == first["chunks"]
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.support.api import User, answer_text, new_user, stream_chat, upload, wait_for_status
 from tests.support.documents import pdf_bytes
+from tests.support.kafka import lexical_chunk_count
 
 LEAVE = b"""# Parental leave
 
@@ -179,13 +179,7 @@ async def test_a_document_of_many_storage_batches_is_indexed_whole(
     doc = await wait_for_status(client, user, doc_id)
     assert doc["chunks"] > 256  # more than one STORE_BATCH
 
-    conn = await asyncpg.connect(app_env["DATABASE_URL"])
-    try:
-        lexical = await conn.fetchval(
-            "SELECT count(*) FROM chunks WHERE document_id = $1", uuid.UUID(doc_id)
-        )
-    finally:
-        await conn.close()
+    lexical = await lexical_chunk_count(app_env["DATABASE_URL"], doc_id)
     assert lexical == doc["chunks"]
     for mode in ("dense", "lexical"):
         answer = await _chat(

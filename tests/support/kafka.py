@@ -70,6 +70,18 @@ async def document_row(database_url: str, doc_id: str) -> asyncpg.Record:
     return row
 
 
+async def lexical_chunk_count(database_url: str, doc_id: str) -> int:
+    """How many chunks of the document the lexical index holds."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM chunks WHERE document_id = $1", uuid.UUID(doc_id)
+        )
+    finally:
+        await conn.close()
+    return count
+
+
 def ingest_request_for(row: asyncpg.Record, prefix: str, **overrides: Any) -> IngestRequest:
     """An ingest request for an uploaded document, as an internal service
     would publish it; ``overrides`` forge any field."""

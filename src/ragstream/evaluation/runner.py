@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from ragstream.api import expect
 from ragstream.evaluation.dataset import Dataset, Question, document_relevant, passage_relevant
 from ragstream.evaluation.metrics import Outcome, summarise
 
@@ -61,15 +62,6 @@ class ConfigResult:
     questions: list[Outcome] = field(default_factory=list)
 
 
-def _expect(response: httpx.Response, *codes: int) -> Any:
-    if response.status_code not in codes:
-        raise EvalError(
-            f"{response.request.method} {response.request.url.path} answered "
-            f"{response.status_code}: {response.text[:300]}"
-        )
-    return response.json() if response.content else None
-
-
 def sign_in(http: httpx.Client, dataset: Dataset) -> None:
     """A user of the eval's own, named after the corpus, so a second run
     reuses the documents the first one indexed."""
@@ -77,15 +69,15 @@ def sign_in(http: httpx.Client, dataset: Dataset) -> None:
         "".join(sorted(p.name for p in dataset.documents)).encode()
     ).hexdigest()[:10]
     body = {"username": f"eval-{dataset.name}-{digest}", "password": EVAL_PASSWORD}
-    _expect(http.post("/api/auth/register", json=body), 201, 409)
-    token = _expect(http.post("/api/auth/login", json=body), 200)
+    expect(http.post("/api/auth/register", json=body), 201, 409)
+    token = expect(http.post("/api/auth/login", json=body), 200)
     http.headers["Authorization"] = f"Bearer {token['access_token']}"
 
 
 def upload_corpus(
     http: httpx.Client, dataset: Dataset, timeout: float, say: Callable[[str], None]
 ) -> None:
-    listed = {d["filename"]: d for d in _expect(http.get("/api/documents", params=_ALL), 200)}
+    listed = {d["filename"]: d for d in expect(http.get("/api/documents", params=_ALL), 200)}
     pending: dict[str, str] = {}
     for path in dataset.documents:
         known = listed.get(path.name)
@@ -94,13 +86,13 @@ def upload_corpus(
             continue
         mime = mimetypes.guess_type(path.name)[0] or "text/plain"
         upload = {"file": (path.name, path.read_bytes(), mime)}
-        pending[path.name] = _expect(http.post("/api/documents", files=upload), 202)["id"]
+        pending[path.name] = expect(http.post("/api/documents", files=upload), 202)["id"]
     total, started = len(pending), time.monotonic()
     deadline = started + timeout
     while pending:
         if time.monotonic() > deadline:
             raise EvalError(f"{len(pending)} documents not indexed after {timeout:.0f} s")
-        for doc in _expect(http.get("/api/documents", params=_ALL), 200):
+        for doc in expect(http.get("/api/documents", params=_ALL), 200):
             if doc["filename"] in pending and doc["status"] in ("indexed", "failed"):
                 if doc["status"] == "failed":
                     raise EvalError(f"{doc['filename']} failed to index: {doc['error']}")
@@ -119,7 +111,7 @@ def ask(http: httpx.Client, question: Question, config: Config) -> Outcome | str
     latency = time.perf_counter() - started
     if response.status_code == 400:
         return str(response.json().get("detail", response.text))
-    answer = _expect(response, 200)
+    answer = expect(response, 200)
     sources = answer["sources"]
     return Outcome(
         passages=[passage_relevant(question, s["filename"], s["text"]) for s in sources],
