@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway import errors
+from gateway.drain import DrainOnSignal
 from gateway.lease import PartitionLease
 from gateway.middleware import RequestContext
 from gateway.replies import ReplyRouter
@@ -18,6 +19,7 @@ from gateway.state import Gateway
 from shared.clients import open_clients
 from shared.config import Settings
 from shared.logging import configure_logging
+from shared.metrics import Sampler, forget_process_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -34,21 +36,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lease = PartitionLease(
                 clients.redis, clients.topics.chat_replies, settings.kafka_reply_partitions
             )
-            partition = settings.gateway_reply_partition
-            if partition is None:
+            if settings.gateway_reply_partition is None:
                 partition = await lease.acquire()
+            else:
+                partition = lease.pin(settings.gateway_reply_partition)
             replies = ReplyRouter(
                 settings.kafka_bootstrap_servers, clients.topics.chat_replies, partition
             )
             await replies.start()
-            app.state.gateway = gateway = Gateway(clients, replies, tokens)
+            if lease.state != "pinned":
+                lease.keep(replies.move)
+            app.state.gateway = gateway = Gateway(clients, replies, tokens, lease)
+            sampler = Sampler(clients.pool, "gateway")
+            await sampler.start()
+            signals = DrainOnSignal(gateway, settings.shutdown_grace_seconds)
+            signals.install()
             log.info("Gateway started", reply_partition=partition)
             try:
                 yield
             finally:
+                signals.uninstall()
+                await sampler.stop()
                 await gateway.drain()
                 await replies.stop()
                 await lease.release()
+                forget_process_metrics()
                 log.info("Gateway stopped")
 
     app = FastAPI(

@@ -1,19 +1,20 @@
 """One chat round trip: publish the request, then yield its replies as they
 arrive on this replica's reply partition, ending with exactly one terminal
-event (done, error, or a timeout raised here)."""
+event (done or error from the worker, or a timeout or cut raised here)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 from uuid import UUID
 
 import structlog
+from prometheus_client import Counter
 
-from gateway.replies import AnyReplyEvent
+from gateway.inbox import AnyReplyEvent, CutReason, Inbox, StreamCut
 from gateway.state import Gateway
 from gateway.users import User
 from shared.events import (
@@ -29,11 +30,41 @@ from shared.kafka import publish
 
 log = structlog.get_logger(__name__)
 
+STREAM_TIMEOUTS = Counter(
+    "rag_gateway_stream_timeouts_total", "Streams ended with `timeout`: no event in time"
+)
+STREAM_CANCELS = Counter(
+    "rag_gateway_stream_cancels_total",
+    "Generations the gateway asked the workers to stop, by why: client_left, timeout,"
+    " overflow (the client fell behind), shutdown (the drain's grace ran out)",
+    ["reason"],
+)
+CancelReason = Literal["client_left", "timeout", "overflow", "shutdown"]
+CUT_MESSAGES: dict[CutReason, str] = {
+    "overflow": "the answer came faster than it was read; please ask again",
+    "shutdown": "this server is restarting; please ask again",
+}
+
 
 @dataclass(frozen=True)
 class StreamTimeout:
     seconds: float
     type: Literal["timeout"] = "timeout"
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """An error ending made here, not by a worker: the stream was cut."""
+
+    reason: CutReason
+    type: Literal["error"] = "error"
+
+    @property
+    def message(self) -> str:
+        return CUT_MESSAGES[self.reason]
+
+
+RelayEvent = AnyReplyEvent | StreamTimeout | StreamEnded
 
 
 @dataclass
@@ -49,11 +80,13 @@ class ChatRelay:
 
     async def start(
         self, message: str, top_k: int | None, options: ChatOptions
-    ) -> AsyncIterator[AnyReplyEvent | StreamTimeout]:
+    ) -> AsyncGenerator[RelayEvent, None]:
         """Publish the request; the returned iterator yields its replies."""
         clients = self.gateway.clients
         replies = self.gateway.replies
-        queue = replies.open(self.stream_id, self.user.tenant_id, self.user.id)
+        inbox = replies.open(
+            self.stream_id, self.user.tenant_id, self.user.id, clients.settings.stream_queue_size
+        )
         request = ChatRequest(
             correlation_id=self.correlation_id,
             stream_id=self.stream_id,
@@ -73,20 +106,23 @@ class ChatRelay:
         except BaseException:
             replies.close(self.stream_id)
             raise
-        return self._relay(queue)
+        return self._relay(inbox)
 
-    async def _relay(
-        self, queue: asyncio.Queue[AnyReplyEvent]
-    ) -> AsyncIterator[AnyReplyEvent | StreamTimeout]:
+    async def _relay(self, inbox: Inbox) -> AsyncGenerator[RelayEvent, None]:
         try:
             while True:
                 try:
-                    reply = await asyncio.wait_for(queue.get(), self.timeout)
+                    reply = await asyncio.wait_for(inbox.get(), self.timeout)
                 except TimeoutError:
                     log.warning("Stream timeout", stream_timeout=self.timeout)
-                    self._finished = True
-                    self._cancel("timeout")
+                    STREAM_TIMEOUTS.inc()
+                    self._end("timeout")
                     yield StreamTimeout(self.timeout)
+                    return
+                except StreamCut as cut:
+                    log.warning("Stream cut", reason=cut.reason)
+                    self._end(cut.reason)
+                    yield StreamEnded(cut.reason)
                     return
                 if reply.type in TERMINAL_REPLIES:
                     self._finished = True
@@ -96,19 +132,25 @@ class ChatRelay:
         finally:
             self.gateway.replies.close(self.stream_id)
             if not self._finished:
+                # Closed while waiting to send: the client left or stopped
+                # reading (and may have overflowed its inbox meanwhile).
                 log.info("Client left before the answer finished")
-                self._cancel("client_disconnected")
+                self._end(inbox.cut_reason or "client_left")
 
-    def _cancel(self, reason: Literal["timeout", "client_disconnected"]) -> None:
-        # A task of its own: this runs while the request's scope is being
-        # cancelled, where an await would be cancelled too.
+    def _end(self, reason: CancelReason) -> None:
+        """The stream ends before its answer: have the workers stop it."""
+        self._finished = True
+        STREAM_CANCELS.labels(reason).inc()
         cancel = ChatCancel(
             correlation_id=self.correlation_id,
             stream_id=self.stream_id,
             tenant_id=self.user.tenant_id,
             user_id=self.user.id,
-            reason=reason,
+            # The wire keeps its two reasons: workers stop either way.
+            reason="timeout" if reason == "timeout" else "client_disconnected",
         )
+        # A task of its own: this may run while the request's scope is being
+        # cancelled, where an await would be cancelled too.
         self.gateway.spawn(
             publish(
                 self.gateway.clients.broker,

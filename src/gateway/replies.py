@@ -5,36 +5,40 @@ consumer group, from the end: nothing before its start concerns it. Each
 event goes to the stream waiting for its stream id (chosen by this gateway,
 never by a client) if, and only if, it is for that stream's tenant and user;
 anything else is dropped, so a misrouted or forged reply never reaches the
-wrong client.
+wrong client. The stream's inbox (gateway.inbox) then keeps one answer
+attempt, in order, within its bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from shared.events import REPLY_ADAPTER, DoneReply, ErrorReply, SourcesReply, TokenReply
+from gateway.inbox import AnyReplyEvent, CutReason, Inbox
+from shared.events import REPLY_ADAPTER
 
 log = structlog.get_logger(__name__)
 
-AnyReplyEvent = TokenReply | SourcesReply | DoneReply | ErrorReply
+__all__ = ["AnyReplyEvent", "ReplyRouter"]
 UNCLAIMED_REPLIES = Counter(
     "rag_gateway_unclaimed_replies_total", "Replies read that no open stream here waited for"
 )
-
-
-@dataclass(frozen=True)
-class _Stream:
-    queue: asyncio.Queue[AnyReplyEvent]
-    tenant_id: UUID
-    user_id: UUID
+REPLY_DROPS = Counter(
+    "rag_gateway_reply_drops_total",
+    "Replies for an open stream not relayed: duplicate, out_of_order, other_attempt"
+    " (a second answer to one request), overflow (the client fell behind), after_cut",
+    ["reason"],
+)
+STREAMS_ACTIVE = Gauge(
+    "rag_gateway_streams_active", "Chat streams open on this gateway", multiprocess_mode="livesum"
+)
+DEFAULT_QUEUE_SIZE = 256
 
 
 class ReplyRouter:
@@ -44,7 +48,7 @@ class ReplyRouter:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
         )
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Inbox] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -64,18 +68,47 @@ class ReplyRouter:
                 await self._task
         await self._consumer.stop()
 
-    def open(self, stream_id: str, tenant_id: UUID, user_id: UUID) -> asyncio.Queue[AnyReplyEvent]:
+    def open(
+        self, stream_id: str, tenant_id: UUID, user_id: UUID, size: int = DEFAULT_QUEUE_SIZE
+    ) -> Inbox:
         """Register before publishing the request, so no reply can be missed."""
-        queue: asyncio.Queue[AnyReplyEvent] = asyncio.Queue()
-        self._streams[stream_id] = _Stream(queue, tenant_id, user_id)
-        return queue
+        inbox = Inbox(tenant_id, user_id, size)
+        if self._streams.setdefault(stream_id, inbox) is not inbox:
+            raise ValueError(f"stream {stream_id} is open already")
+        STREAMS_ACTIVE.inc()
+        return inbox
 
     def close(self, stream_id: str) -> None:
-        self._streams.pop(stream_id, None)
+        if self._streams.pop(stream_id, None) is not None:
+            STREAMS_ACTIVE.dec()
+
+    def cut_all(self, reason: CutReason) -> None:
+        """End every open stream at its next read (on shutdown)."""
+        for inbox in self._streams.values():
+            inbox.cut(reason)
 
     @property
     def open_streams(self) -> int:
         return len(self._streams)
+
+    @property
+    def running(self) -> bool:
+        """Whether replies are being read at all."""
+        return self._task is not None and not self._task.done()
+
+    async def move(self, partition: int) -> None:
+        """Read ``partition`` too, from its end, and have new streams use it.
+        Partitions read before stay assigned, where they are: streams opened
+        on them still get their replies."""
+        tps = self._consumer.assignment()
+        positions = {tp: await self._consumer.position(tp) for tp in tps}
+        new = TopicPartition(self.topic, partition)
+        self._consumer.assign([*tps, new])
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
+        await self._consumer.seek_to_end(new)
+        await self._consumer.position(new)
+        self.partition = partition
 
     async def _run(self) -> None:
         while True:
@@ -101,4 +134,19 @@ class ReplyRouter:
                 UNCLAIMED_REPLIES.inc()
                 log.warning("Reply for another owner dropped", offset=record.offset)
                 continue
-            stream.queue.put_nowait(reply)
+            self._deliver(stream, reply)
+
+    @staticmethod
+    def _deliver(stream: Inbox, reply: AnyReplyEvent) -> None:
+        dropped = stream.deliver(reply)
+        if dropped is None:
+            return
+        REPLY_DROPS.labels(dropped).inc()
+        log.info(
+            "Reply dropped",
+            reason=dropped,
+            stream_id=reply.stream_id,
+            seq=reply.seq,
+            attempt_id=reply.attempt_id,
+            correlation_id=reply.correlation_id,
+        )

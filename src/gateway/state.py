@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from gateway.lease import PartitionLease
 from gateway.replies import ReplyRouter
 from gateway.security import Tokens
 from shared.clients import Clients
@@ -21,6 +22,9 @@ class Gateway:
     clients: Clients
     replies: ReplyRouter
     tokens: Tokens
+    lease: PartitionLease
+    # Set on SIGTERM (gateway.drain): open streams may finish, new ones get 503.
+    draining: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:

@@ -18,7 +18,7 @@ from ingest.loaders import load
 from shared import documents
 from shared.cache import bump_corpus_generation
 from shared.clients import Clients
-from shared.errors import InvalidInput, NotFound, UnsupportedDocument
+from shared.errors import NotFound, RagError, UnsupportedDocument
 from shared.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.kafka import publish
 from shared.lexical import IndexedChunk
@@ -31,39 +31,68 @@ log = structlog.get_logger(__name__)
 STORE_BATCH = 256
 
 
+class TooManyAttempts(RagError):
+    """Permanent: the document has used up its deliveries."""
+
+    code = "too_many_attempts"
+
+
 @dataclass
 class Indexer:
     clients: Clients
 
-    async def handle(self, message: IngestRequest) -> None:
+    async def claim(self, message: IngestRequest) -> None:
+        """Once per delivery: ``processing`` and one more attempt on the row.
+        Attempts past ``ingest_max_attempts`` mean every earlier delivery
+        ended with no outcome (the worker died or was stopped on it each
+        time): a poison document, given up rather than retried forever."""
+        request = await self._trusted(message)
+        if request is None:
+            return  # handle() drops it
+        attempts = await documents.claim(self.clients.pool, request.document_id)
+        if attempts is None:
+            return
+        limit = self.clients.settings.ingest_max_attempts
+        if attempts > limit:
+            raise TooManyAttempts(
+                f"{request.filename!r}: {attempts - 1} deliveries ended without an outcome"
+                f" (more than INGEST_MAX_ATTEMPTS={limit}); the worker may be crashing on it"
+            )
+        try:
+            await self._announce(request, "processing")
+        except Exception as exc:
+            # The row says processing; raising would make the retry count a
+            # second attempt for this one delivery.
+            log.warning("Processing not announced", document_id=str(request.document_id),
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+    async def handle(self, message: IngestRequest) -> str:
+        """Index the document; the outcome for the duration metric. A content
+        error (``InvalidInput``) propagates: the consumer dead-letters the
+        message and calls ``fail``."""
         request = await self._trusted(message)
         if request is None:
             log.info("Document deleted before indexing", document_id=str(message.document_id))
-            return
+            return "dropped"
         try:
-            await self._set_status(request, "processing")
             count = await self._index(request)
-        except InvalidInput as exc:
-            # The message was fine; the document is not. Nothing to retry.
-            await self.fail(request, exc.code, exc.message)
-            return
         except asyncpg.ForeignKeyViolationError:
             # The row went away between our check and the lexical index write.
             log.info("Document deleted while indexing", document_id=str(request.document_id))
             await self._drop_chunks(request)
-            return
+            return "dropped"
         # The commit point; announcing it is best-effort (below).
         if not await self._set_status(request, "indexed", chunks=count, announce=False):
             # Deleted while we worked: leave nothing searchable behind.
             await self._drop_chunks(request)
-            return
+            return "dropped"
         await self._after_indexed(request, count)
+        return "indexed"
 
     async def _after_indexed(self, request: IngestRequest, count: int) -> None:
         """Past the commit point the document is searchable and its row says
         so: what follows is best-effort. Raising here would send the message
-        round again and, after the last attempt, mark an indexed document
-        failed."""
+        round again, indexing the document again for nothing."""
         log.info("Document indexed", document_id=str(request.document_id), chunks=count)
         try:
             await self._announce(request, "indexed", chunks=count)
@@ -115,6 +144,8 @@ class Indexer:
         # never all in memory at once.
         for start in range(0, len(pieces), STORE_BATCH):
             await self._store_vectors(request, pieces, ids, start)
+            # The sweeper re-queues documents whose row stands still.
+            await documents.touch(self.clients.pool, request.document_id)
         await self.clients.vectors.delete_ids(stale)
         await self.clients.lexical.replace_document(
             request.tenant_id,

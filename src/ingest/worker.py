@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from faststream import AckPolicy
 
+from ingest.metrics import INGEST_DURATION
 from ingest.pipeline import Indexer
+from ingest.reconciler import reconcile_forever
+from ingest.sweeper import sweep_forever
 from shared.clients import Clients
 from shared.config import Settings
 from shared.consumer import Consumer
 from shared.events import IngestRequest
-from shared.worker import run_worker
+from shared.worker import BackgroundJob, run_worker
 
 
-async def subscribe(clients: Clients) -> None:
+async def subscribe(clients: Clients) -> list[BackgroundJob]:
     indexer = Indexer(clients)
     consumer = Consumer(
         broker=clients.broker,
@@ -20,12 +23,22 @@ async def subscribe(clients: Clients) -> None:
         group_id=f"{clients.settings.kafka_topic_prefix}.ingest",
         model=IngestRequest,
         handle=indexer.handle,
+        on_delivery=indexer.claim,
         on_give_up=indexer.fail,
-        max_attempts=clients.settings.ingest_max_attempts,
+        retry_transient=True,
+        retry_max_seconds=clients.settings.ingest_retry_max_seconds,
+        duration=INGEST_DURATION,
     )
-    # Offsets are committed only after a document is indexed (or failed):
-    # a worker that dies mid-document leaves it to be redelivered.
-    consumer.subscribe(ack_policy=AckPolicy.ACK)
+    # Offsets are committed only after an outcome (indexed, failed and
+    # dead-lettered, or dropped): a transient failure is a nack, and a worker
+    # that dies mid-document leaves it to be redelivered.
+    # A long document (tens of thousands of chunks) takes minutes: more than
+    # Kafka's default five before the group would re-assign it.
+    consumer.subscribe(
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_seconds_per_message=clients.settings.ingest_max_document_seconds,
+    )
+    return [sweep_forever(clients), reconcile_forever(clients)]
 
 
 async def run(settings: Settings) -> None:

@@ -21,15 +21,23 @@ _REMEMBER_SECONDS = 600.0
 
 @dataclass
 class Cancellations:
-    _cancelled: dict[tuple[str, UUID, UUID], float] = field(default_factory=dict)
+    _cancelled: dict[tuple[str, UUID, UUID], tuple[float, str]] = field(default_factory=dict)
 
     def cancel(self, cancel: ChatCancel) -> None:
         now = time.monotonic()
-        self._cancelled[(cancel.stream_id, cancel.tenant_id, cancel.user_id)] = now
+        key = (cancel.stream_id, cancel.tenant_id, cancel.user_id)
+        self._cancelled[key] = (now, cancel.reason)
         if len(self._cancelled) > 1000:
             self._cancelled = {
-                key: at for key, at in self._cancelled.items() if now - at < _REMEMBER_SECONDS
+                key: (at, reason)
+                for key, (at, reason) in self._cancelled.items()
+                if now - at < _REMEMBER_SECONDS
             }
 
+    def reason(self, request: ChatRequest) -> str | None:
+        """Why the request was cancelled, or None if it was not."""
+        found = self._cancelled.get((request.stream_id, request.tenant_id, request.user_id))
+        return found[1] if found else None
+
     def is_cancelled(self, request: ChatRequest) -> bool:
-        return (request.stream_id, request.tenant_id, request.user_id) in self._cancelled
+        return self.reason(request) is not None

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import RedisError
 
 from query.answerer import Generator, replay
 from query.cancellation import Cancellations
+from query.claims import claim
 from query.generation import cited_numbers
 from query.llm import Message
-from query.metrics import CHAT_REQUESTS, FIRST_TOKEN_SECONDS
+from query.metrics import ANSWER_CACHE, CHAT_REQUESTS, FIRST_TOKEN_SECONDS, GENERATIONS_STOPPED
 from query.pipeline import Plan, RetrievalPipeline
 from query.retrieval import Owner
 from query.streaming import ReplyStream
@@ -69,6 +71,11 @@ class ChatHandler:
             request=request,
             coalesce_words=self.clients.settings.token_coalesce_words,
         )
+        if not await claim(self.clients.redis, request, stream.attempt_id):
+            # Redelivered (or published twice): another attempt has it already.
+            CHAT_REQUESTS.labels("duplicate").inc()
+            log.info("Chat request already claimed; skipped", stream_id=request.stream_id)
+            return
         try:
             await self._answer(request, stream)
         except InvalidInput as exc:
@@ -88,8 +95,7 @@ class ChatHandler:
         history = await self._history(request)
         # A follow-up depends on its conversation: only first questions are cached.
         cacheable = settings.rag_use_cache and not history
-        cache_key = await self._cache_key(request, plan) if cacheable else None
-        cached = await self.clients.redis.get(cache_key) if cache_key else None
+        cache_key, cached = await self._look_up(request, plan) if cacheable else (None, None)
         pieces: AsyncIterator[str]
         if cached:
             answer, sources = self._from_cache(cached)
@@ -100,26 +106,41 @@ class ChatHandler:
             sources = to_sources(hits)
             pieces = self.generator.stream(question, hits, history)
         await stream.sources(sources)
-        words: list[str] = []
-        async for piece in pieces:
-            if self.cancellations.is_cancelled(request):
-                CHAT_REQUESTS.labels("cancelled").inc()
-                log.info("Generation cancelled", words=len(words))
-                return
-            if not words:
-                FIRST_TOKEN_SECONDS.observe((utcnow() - request.created_at).total_seconds())
-            words.append(piece)
-            await stream.token(piece)
+        words = await self._relay_pieces(request, pieces, stream)
+        if words is None:
+            return
         answer = "".join(words)
         cited = cited_numbers(answer, len(sources))
         await self._remember(request, answer, sources)
         if cache_key and not cached:
-            await self.clients.redis.set(
-                cache_key, self._to_cache(answer, sources), ex=settings.cache_ttl_seconds
-            )
+            await self._store(cache_key, answer, sources)
         await stream.done(cited)
         CHAT_REQUESTS.labels("cached" if cached else "answered").inc()
         log.info("Chat answered", sources=len(sources), cited=cited, cached=bool(cached))
+
+    async def _relay_pieces(
+        self, request: ChatRequest, pieces: AsyncIterator[str], stream: ReplyStream
+    ) -> list[str] | None:
+        """Stream the pieces out; None if a cancel stopped the generation."""
+        words: list[str] = []
+        try:
+            async for piece in pieces:
+                if reason := self.cancellations.reason(request):
+                    CHAT_REQUESTS.labels("cancelled").inc()
+                    GENERATIONS_STOPPED.labels(reason).inc()
+                    log.info("Generation cancelled", words=len(words), reason=reason)
+                    return None
+                if not words:
+                    FIRST_TOKEN_SECONDS.observe((utcnow() - request.created_at).total_seconds())
+                words.append(piece)
+                await stream.token(piece)
+        finally:
+            # Close the model's stream now, not when the generator is collected:
+            # its connection is what keeps the model generating (and billing).
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
+        return words
 
     async def _history(self, request: ChatRequest) -> list[Message]:
         turns = self.clients.settings.memory_turns
@@ -133,6 +154,27 @@ class ChatHandler:
             limit=2 * turns,
         )
         return [Message(role=t.role, content=t.content) for t in past]
+
+    async def _look_up(
+        self, request: ChatRequest, plan: Plan
+    ) -> tuple[str | None, bytes | str | None]:
+        """(cache key, cached answer); (None, None) if Redis fails: the cache
+        only saves work, a chat must answer without it."""
+        try:
+            key = await self._cache_key(request, plan)
+            cached: bytes | str | None = await self.clients.redis.get(key)
+        except RedisError as exc:
+            log.warning("Answer cache unavailable", error=type(exc).__name__)
+            return None, None
+        ANSWER_CACHE.labels("hit" if cached else "miss").inc()
+        return key, cached
+
+    async def _store(self, key: str, answer: str, sources: list[Source]) -> None:
+        ttl = self.clients.settings.cache_ttl_seconds
+        try:
+            await self.clients.redis.set(key, self._to_cache(answer, sources), ex=ttl)
+        except RedisError as exc:
+            log.warning("Answer cache unavailable", error=type(exc).__name__)
 
     async def _cache_key(self, request: ChatRequest, plan: Plan) -> str:
         generation = await corpus_generation(self.clients.redis, request.tenant_id)

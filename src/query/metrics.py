@@ -8,3 +8,17 @@ CHAT_REQUESTS = Counter("rag_chat_requests_total", "Chat requests by outcome", [
 FIRST_TOKEN_SECONDS = Histogram(
     "rag_chat_first_token_seconds", "From request creation to the first token sent"
 )
+GENERATIONS_STOPPED = Counter(
+    "rag_chat_generations_stopped_total",
+    "Generations stopped part-way because a cancel arrived, by its reason",
+    ["reason"],
+)
+ANSWER_CACHE = Counter(
+    "rag_chat_answer_cache_total",
+    "Answer cache look-ups of cacheable questions; hit / (hit + miss) is the hit ratio",
+    ["result"],
+)
+CLAIMS_UNAVAILABLE = Counter(
+    "rag_chat_claims_unavailable_total",
+    "Requests answered without claiming their stream first, because Redis failed",
+)

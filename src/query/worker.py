@@ -23,12 +23,13 @@ from shared.clients import Clients
 from shared.config import Settings
 from shared.consumer import Consumer
 from shared.events import ChatCancel, ChatRequest
-from shared.worker import run_worker
+from shared.worker import BackgroundJob, run_worker
 
 log = structlog.get_logger(__name__)
 
 # Per passage: compression keeps a few sentences, not a summary.
 COMPRESSION_MAX_SENTENCES = 4
+_COMMIT_INTERVAL_MS = 1000
 
 
 def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
@@ -84,7 +85,7 @@ def build_pipeline(clients: Clients, model: ChatModel | None) -> RetrievalPipeli
     )
 
 
-async def subscribe(clients: Clients) -> None:
+async def subscribe(clients: Clients) -> list[BackgroundJob]:
     cancellations = Cancellations()
     model = build_chat_model(clients.settings)
     generator: Generator = (
@@ -105,12 +106,28 @@ async def subscribe(clients: Clients) -> None:
         model=ChatRequest,
         handle=handler.handle,
     )
-    # Chat is at-most-once by design: a request carries a deadline and a
-    # waiting client, so a replay after a crash would answer nobody.
-    consumer.subscribe(
-        ack_policy=AckPolicy.ACK_FIRST, max_workers=clients.settings.query_concurrency
-    )
+    subscribe_requests(clients, consumer)
     subscribe_cancels(clients, cancellations)
+    return []
+
+
+def subscribe_requests(clients: Clients, consumer: Consumer[ChatRequest]) -> None:
+    # Offsets are committed as requests are taken (not answered), every
+    # second: a client is waiting with a deadline, so a crash should replay
+    # little. What it does replay is claimed per stream (query.claims), so a
+    # request that was being answered is skipped, one never started answered.
+    subscriber = clients.broker.subscriber(
+        consumer.topic,
+        group_id=consumer.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        max_workers=clients.settings.query_concurrency,
+        auto_commit_interval_ms=_COMMIT_INTERVAL_MS,
+    )
+
+    @subscriber
+    async def on_request(msg: KafkaMessage) -> None:
+        await consumer(msg.body, msg.raw_message)
 
 
 async def run(settings: Settings) -> None:

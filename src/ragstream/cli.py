@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -63,9 +65,26 @@ def cmd_services(args: argparse.Namespace) -> int:
     return run_services(_stack_options(args))
 
 
+def _share_metrics(workers: int) -> None:
+    """With several gateway processes, each writes its metrics to a shared
+    folder and any one of them serves the sum (prometheus-client's
+    multiprocess mode). It must be set before any process imports the
+    client, hence here, and emptied, so a previous run's numbers don't count."""
+    if workers < 2:
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="rag-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _share_metrics(int(args.workers))
     uvicorn.run(
         "gateway.main:app",
         host=str(args.host),
@@ -74,6 +93,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         lifespan="on",
+        # The gateway drains its streams before uvicorn starts shutting down
+        # (gateway.drain); this only bounds what is left after that.
+        timeout_graceful_shutdown=10,
     )
     return 0
 
@@ -194,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.add_argument("--json", help="also write the figures to this file")
     evaluate.set_defaults(handler=cmd_eval)
+
+    reconcile = commands.add_parser("reconcile", help="remove orphaned blobs and rows, once")
+    reconcile.add_argument("--dry-run", action="store_true", help="only print what would go")
+    reconcile.set_defaults(
+        handler=lambda args: importlib.import_module("ingest.reconciler").command(args)
+    )
+
+    from ragstream import dlq
+
+    dlq.add_arguments(commands.add_parser("dlq", help="list or replay dead letters"))
 
     schemas = commands.add_parser("schemas", help="write (or --check) schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 1 if schemas/ is stale")

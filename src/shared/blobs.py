@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import os
 import re
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -14,7 +17,10 @@ from uuid import UUID
 
 from shared.errors import NotFound, PayloadTooLarge
 
-_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}$")
+# A finished blob, or one still being written (``.partial``).
+_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}(\.partial)?$")
+_TENANT = re.compile(r"^[0-9a-f-]{36}$")
+_NAME = re.compile(r"^[0-9a-f-]{36}(\.partial)?$")
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -23,6 +29,22 @@ class StoredBlob:
     key: str
     size_bytes: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One listed blob; ``modified`` is its mtime in seconds since the epoch."""
+
+    key: str
+    modified: float
+
+    @property
+    def document_id(self) -> UUID | None:
+        """The document the key was built for (``None``: not one of ours)."""
+        try:
+            return UUID(self.key.split("/", 1)[1].removesuffix(".partial"))
+        except (IndexError, ValueError):
+            return None
 
 
 def blob_key(tenant_id: UUID, document_id: UUID) -> str:
@@ -43,18 +65,14 @@ class LocalBlobStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        digest, size = hashlib.sha256(), 0
-        with partial.open("wb") as out:
-            while chunk := source.read(_COPY_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    out.close()
-                    partial.unlink(missing_ok=True)
-                    raise PayloadTooLarge(f"file is larger than {max_bytes // (1024 * 1024)} MB")
-                digest.update(chunk)
-                out.write(chunk)
+        try:
+            digest, size = _copy(source, partial, max_bytes)
+        except BaseException:
+            # Too large, a full disk, a closed source: never leave half a file.
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(path)
-        return StoredBlob(key=key, size_bytes=size, sha256=digest.hexdigest())
+        return StoredBlob(key=key, size_bytes=size, sha256=digest)
 
     def _read(self, key: str) -> bytes:
         try:
@@ -65,6 +83,19 @@ class LocalBlobStore:
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def _exists(self, keys: list[str]) -> set[str]:
+        return {key for key in keys if _KEY.match(key) and self._path(key).is_file()}
+
+    def _walk(self) -> Generator[BlobInfo, None, None]:
+        """Every blob, streamed from the directory listings (never all names
+        in memory at once); files that are not ours are skipped, not listed."""
+        if not self.root.is_dir():
+            return
+        with os.scandir(self.root) as tenants:
+            for tenant in tenants:
+                if tenant.is_dir(follow_symlinks=False) and _TENANT.match(tenant.name):
+                    yield from _blobs_in(tenant)
+
     async def put(self, key: str, source: BinaryIO, max_bytes: int) -> StoredBlob:
         """Copy ``source`` in, hashing as it goes; refuse past ``max_bytes``."""
         return await asyncio.to_thread(self._put, key, source, max_bytes)
@@ -74,3 +105,48 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._delete, key)
+
+    async def existing(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are stored."""
+        return await asyncio.to_thread(self._exists, keys)
+
+    async def pages(self, size: int) -> AsyncIterator[list[BlobInfo]]:
+        """Every blob, ``size`` at a time, in no particular order. A blob
+        added or removed during the walk may or may not be listed."""
+        walk = self._walk()
+        try:
+            while page := await asyncio.to_thread(_take, walk, size):
+                yield page
+        finally:
+            walk.close()
+
+
+def _copy(source: BinaryIO, target: Path, max_bytes: int) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        while chunk := source.read(_COPY_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _blobs_in(tenant: os.DirEntry[str]) -> Iterator[BlobInfo]:
+    try:
+        with os.scandir(tenant.path) as entries:
+            for entry in entries:
+                if not _NAME.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    modified = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue  # deleted since it was listed
+                yield BlobInfo(f"{tenant.name}/{entry.name}", modified)
+    except FileNotFoundError:
+        return  # the folder went away while we walked
+
+
+def _take(items: Iterator[BlobInfo], size: int) -> list[BlobInfo]:
+    return list(itertools.islice(items, size))

@@ -55,7 +55,34 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=50, ge=1, le=10_000)
     chunk_size: int = Field(default=800, ge=100, le=8000)
     chunk_overlap: int = Field(default=120, ge=0, le=2000)
-    ingest_max_attempts: int = Field(default=3, ge=1, le=20)
+    ingest_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Deliveries of one document that end with no outcome (the worker died)"
+        " before it is marked failed; counted on the document row",
+    )
+    ingest_retry_max_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Longest wait between retries of a transient error"
+    )
+    ingest_max_document_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=24 * 3600,
+        description="Longest one document may take before Kafka hands it to another worker",
+    )
+    ingest_stuck_seconds: int = Field(
+        default=900, ge=10, description="A document queued or processing this long is re-queued"
+    )
+    ingest_sweep_seconds: int = Field(
+        default=60, ge=0, description="How often a worker looks for stuck documents (0: never)"
+    )
+    reconcile_interval_seconds: int = Field(
+        default=3600, ge=0, description="How often orphaned blobs and rows are removed (0: never)"
+    )
+    reconcile_min_age_seconds: int = Field(
+        default=3600, ge=60, description="Blobs and rows younger than this are never reconciled"
+    )
 
     # --- embeddings -------------------------------------------------------------
     embedding_provider: Literal["onnx", "hashing", "openai", "bedrock"] = Field(
@@ -120,6 +147,21 @@ class Settings(BaseSettings):
     stream_timeout: float = Field(default=30.0, gt=0, le=STREAM_TIMEOUT_MAX)
     query_concurrency: int = Field(default=8, ge=1, le=256)
     token_coalesce_words: int = Field(default=6, ge=1, le=200)
+    stream_queue_size: int = Field(
+        default=256,
+        ge=8,
+        le=100_000,
+        description="Reply events buffered per stream before it is cut",
+    )
+    sse_send_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A client that takes longer to accept an event is cut",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, le=600, description="On SIGTERM, how long open streams may finish"
+    )
 
     # --- observability --------------------------------------------------------
     log_level: str = "INFO"

@@ -94,9 +94,11 @@ async def set_status(
     chunks: int | None = None,
     error: str | None = None,
 ) -> bool:
-    """Record a status change; False when the document no longer exists."""
+    """Record a status change; False when the document no longer exists. An
+    outcome (indexed, failed) settles the delivery attempts so far."""
     result: str = await pool.execute(
-        "UPDATE documents SET status=$2, chunks=COALESCE($3, chunks), error=$4, updated_at=now()"
+        "UPDATE documents SET status=$2, chunks=COALESCE($3, chunks), error=$4, updated_at=now(),"
+        " attempts = CASE WHEN $2 IN ('indexed', 'failed') THEN 0 ELSE attempts END"
         " WHERE id=$1",
         doc_id,
         status,
@@ -104,6 +106,24 @@ async def set_status(
         error,
     )
     return result != "UPDATE 0"
+
+
+async def claim(pool: asyncpg.Pool, doc_id: UUID) -> int | None:
+    """A delivery starts processing the document: ``processing``, one more
+    attempt, in one write. The attempts so far; ``None``: no such document."""
+    attempts: int | None = await pool.fetchval(
+        "UPDATE documents SET status='processing', error=NULL, attempts=attempts+1,"
+        " updated_at=now() WHERE id=$1 RETURNING attempts",
+        doc_id,
+    )
+    return attempts
+
+
+async def touch(pool: asyncpg.Pool, doc_id: UUID) -> None:
+    """Still being worked on: keeps a long document from looking stuck."""
+    await pool.execute(
+        "UPDATE documents SET updated_at=now() WHERE id=$1 AND status='processing'", doc_id
+    )
 
 
 async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:

@@ -21,6 +21,7 @@ SCHEMA_VERSION: Literal[1] = 1
 CorrelationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
 StreamId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+AttemptId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def utcnow() -> datetime:
@@ -28,6 +29,10 @@ def utcnow() -> datetime:
 
 
 def new_stream_id() -> str:
+    return uuid4().hex
+
+
+def new_attempt_id() -> str:
     return uuid4().hex
 
 
@@ -143,7 +148,12 @@ class Reply(Event):
 
     stream_id: StreamId
     conversation_id: UUID
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, description="0, 1, 2, ... within one answer attempt")
+    attempt_id: AttemptId | None = Field(
+        default=None,
+        description="Which answer attempt sent this: a request answered twice (redelivered"
+        " after a crash) has two, and the gateway relays only the first it hears",
+    )
 
 
 class TokenReply(Reply):

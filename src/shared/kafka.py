@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -22,7 +24,9 @@ def create_broker(settings: Settings, client_id: str) -> KafkaBroker:
         # FastStream's per-message lines stay at DEBUG; ours carry the
         # correlation id at INFO.
         log_level=logging.DEBUG,
-        graceful_timeout=15.0,
+        # On SIGTERM, handlers in progress get this long to finish (and their
+        # messages to be committed) before the consumers leave the group.
+        graceful_timeout=settings.shutdown_grace_seconds,
     )
 
 
@@ -43,3 +47,27 @@ async def publish(
         correlation_id=event.correlation_id,
         headers={"content-type": "application/json"},
     )
+
+
+async def publish_nowait(
+    broker: KafkaBroker,
+    topic: str,
+    event: Event,
+    *,
+    key: str | UUID | None = None,
+    partition: int | None = None,
+) -> asyncio.Future[Any]:
+    """Queue one event for sending and return without waiting for the
+    broker's acknowledgement; the returned future settles with it. Events
+    queued for one partition are sent in the order queued (the producer has
+    one batch in flight per partition), so pipelining keeps their order."""
+    future: asyncio.Future[Any] = await broker.publish(
+        event.model_dump_json().encode(),
+        topic,
+        key=str(key).encode() if key is not None else None,
+        partition=partition,
+        correlation_id=event.correlation_id,
+        headers={"content-type": "application/json"},
+        no_confirm=True,
+    )
+    return future

@@ -16,6 +16,7 @@ chunks (tests/integration/test_lexical.py, docs/quality.md).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -95,6 +96,30 @@ LIMIT $4
 """
 
 
+INDEX_BATCH = 2000
+_CHUNK_COLUMNS = [
+    "id", "document_id", "tenant_id", "user_id", "chunk_index", "text", "page", "section",
+    "length",
+]  # fmt: skip
+_Row = tuple[object, ...]
+
+
+def _rows(
+    tenant_id: UUID, user_id: UUID, document_id: UUID, chunks: Sequence[IndexedChunk]
+) -> tuple[list[_Row], list[_Row]]:
+    """The ``chunks`` rows and ``chunk_terms`` rows of some chunks."""
+    chunk_rows: list[_Row] = []
+    term_rows: list[_Row] = []
+    for c in chunks:
+        terms = Counter(tokenize(c.indexed_text or c.text))
+        chunk_rows.append(
+            (c.id, document_id, tenant_id, user_id, c.chunk_index, c.text, c.page, c.section,
+             sum(terms.values()))
+        )  # fmt: skip
+        term_rows.extend((tenant_id, term, c.id, tf) for term, tf in terms.items())
+    return chunk_rows, term_rows
+
+
 class LexicalIndex:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -109,28 +134,23 @@ class LexicalIndex:
         """Make the index hold exactly ``chunks`` for the document (a replay
         replaces, never duplicates). Raises ``asyncpg.ForeignKeyViolationError``
         when the document row is gone."""
-        counted = [(c, Counter(tokenize(c.indexed_text or c.text))) for c in chunks]
-        chunk_rows = [
-            (c.id, document_id, tenant_id, user_id, c.chunk_index, c.text, c.page, c.section,
-             sum(terms.values()))
-            for c, terms in counted
-        ]  # fmt: skip
-        term_rows = [
-            (tenant_id, term, c.id, tf) for c, terms in counted for term, tf in terms.items()
-        ]
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
-            await conn.copy_records_to_table(
-                "chunks",
-                records=chunk_rows,
-                columns=[
-                    "id", "document_id", "tenant_id", "user_id", "chunk_index", "text", "page",
-                    "section", "length",
-                ],
-            )  # fmt: skip
-            await conn.copy_records_to_table(
-                "chunk_terms", records=term_rows, columns=["tenant_id", "term", "chunk_id", "tf"]
-            )
+            # A batch at a time, counted off the event loop: a long document
+            # has millions of terms, and a blocked loop misses Kafka heartbeats.
+            for start in range(0, len(chunks), INDEX_BATCH):
+                batch = chunks[start : start + INDEX_BATCH]
+                chunk_rows, term_rows = await asyncio.to_thread(
+                    _rows, tenant_id, user_id, document_id, batch
+                )
+                await conn.copy_records_to_table(
+                    "chunks", records=chunk_rows, columns=_CHUNK_COLUMNS
+                )
+                await conn.copy_records_to_table(
+                    "chunk_terms",
+                    records=term_rows,
+                    columns=["tenant_id", "term", "chunk_id", "tf"],
+                )
 
     async def delete_document(self, document_id: UUID) -> None:
         await self._pool.execute("DELETE FROM chunks WHERE document_id = $1", document_id)

@@ -16,11 +16,11 @@ async def test_health_docs_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {
-        "postgres": "ok",
-        "kafka": "ok",
-        "redis": "ok",
-        "chroma": "ok",
+    assert ready.json() == {
+        "status": "ready",
+        "failed": [],
+        "degraded": [],
+        "reply_lease": "held",
     }
     docs = await client.get("/docs")
     assert docs.status_code == 200
@@ -31,6 +31,10 @@ async def test_health_docs_and_metrics(client: httpx.AsyncClient) -> None:
     metrics = (await client.get("/metrics")).text
     assert 'rag_http_request_duration_seconds_count{method="GET",route="/health"' in metrics
     assert "process_resident_memory_bytes" in metrics
+    for dependency in ("postgres", "kafka", "redis", "chroma"):
+        assert f'rag_dependency_up{{dependency="{dependency}"}} 1.0' in metrics
+    assert 'rag_db_pool_max{service="gateway"}' in metrics
+    assert 'rag_gateway_reply_lease_state{state="held"} 1.0' in metrics
 
 
 def _lines(component: Component, correlation_id: str) -> list[dict[str, object]]:

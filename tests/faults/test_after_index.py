@@ -20,7 +20,6 @@ def broken_redis_stack(app_env: dict[str, str], log_dir: Path) -> Iterator[Compo
         **app_env,
         "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-noredis",
         "RAG_USE_CACHE": "true",
-        "INGEST_MAX_ATTEMPTS": "2",
     }
     # Nothing listens there: every Redis call of this worker fails.
     worker_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}

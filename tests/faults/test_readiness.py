@@ -51,10 +51,13 @@ def test_readiness_fails_and_recovers_with_postgres(
     response = _ready(base)
     assert response.status_code == 503
     body = response.json()
-    assert body["failed"] == ["postgres"]
-    assert body["checks"]["postgres"].startswith("failed")
-    assert body["checks"]["kafka"] == "ok"
+    assert (body["status"], body["failed"], body["degraded"]) == ("unavailable", ["postgres"], [])
+    # The why is for operators: in the log and the metrics, not in the answer.
+    assert "Error" not in response.text and "refused" not in response.text.lower()
     assert "Database connection failed" in gateway_on_own_postgres.log()
+    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'rag_dependency_up{dependency="postgres"} 0.0' in metrics
+    assert 'rag_dependency_up{dependency="kafka"} 1.0' in metrics
     assert httpx.get(f"{base}/health", timeout=10).status_code == 200
     login = httpx.post(
         f"{base}/api/auth/login", json={"username": "someone", "password": "a-long-password"}

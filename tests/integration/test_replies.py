@@ -14,6 +14,13 @@ from shared.events import DoneReply, TokenReply
 from shared.kafka import create_broker, publish
 
 
+async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, partitions, 1)])
+    await admin.close()
+
+
 def _unclaimed() -> float:
     return REGISTRY.get_sample_value("rag_gateway_unclaimed_replies_total") or 0.0
 
@@ -23,10 +30,7 @@ async def test_router_delivers_by_stream_and_owner_and_drops_the_rest(
 ) -> None:
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"replies-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 2, 1)])
-    await admin.close()
+    await _create_topic(bootstrap, topic, partitions=2)
 
     router = ReplyRouter(bootstrap, topic, partition=1)
     await router.start()
@@ -63,5 +67,39 @@ async def test_router_delivers_by_stream_and_owner_and_drops_the_rest(
         assert _unclaimed() == before + 2
     finally:
         router.close("stream-mine")
+        await broker.stop()
+        await router.stop()
+
+
+async def test_a_moved_router_reads_its_new_partition_and_keeps_the_old(
+    stack_env: dict[str, str],
+) -> None:
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"replies-{uuid.uuid4().hex[:8]}"
+    await _create_topic(bootstrap, topic, partitions=3)
+
+    router = ReplyRouter(bootstrap, topic, partition=0)
+    await router.start()
+    broker = create_broker(Settings(kafka_bootstrap_servers=bootstrap), "test")
+    await broker.start()
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    ids = {"tenant_id": tenant, "user_id": user, "correlation_id": "c", "conversation_id": tenant}
+    try:
+        before_move = router.open("opened-before", tenant, user)
+        await router.move(2)
+        assert router.partition == 2
+        after_move = router.open("opened-after", tenant, user)
+
+        # The stream opened before the move still gets replies on partition 0.
+        await publish(
+            broker, topic, DoneReply(stream_id="opened-before", seq=0, **ids), partition=0
+        )
+        await publish(broker, topic, DoneReply(stream_id="opened-after", seq=0, **ids), partition=2)
+
+        assert (await asyncio.wait_for(before_move.get(), 10)).stream_id == "opened-before"
+        assert (await asyncio.wait_for(after_move.get(), 10)).stream_id == "opened-after"
+    finally:
+        router.close("opened-before")
+        router.close("opened-after")
         await broker.stop()
         await router.stop()

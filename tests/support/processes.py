@@ -28,9 +28,21 @@ class Component:
     log_path: Path
     base_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # Where this process's lines begin: a restarted component appends to
+    # the same file, and must not be taken as started by its predecessor.
+    log_start: int = 0
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """This process's log lines (not those of earlier runs)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self.log_start)
+            return f.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no goodbye, as when a node dies."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -44,6 +56,7 @@ class Component:
 
 def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Component:
     log_path = log_dir / f"{name}.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ragstream", *args],
@@ -51,7 +64,7 @@ def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Com
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    return Component(name, process, log_path, env=env)
+    return Component(name, process, log_path, env=env, log_start=log_start)
 
 
 def wait_for_log(component: Component, text: str, timeout: float = 60) -> None:
@@ -65,9 +78,9 @@ def wait_for_log(component: Component, text: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{component.name} never logged {text!r}:\n{component.log()[-3000:]}")
 
 
-def start_gateway(name: str, env: dict[str, str], log_dir: Path) -> Component:
+def start_gateway(name: str, env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Component:
     port = free_port()
-    args = ["gateway", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     gateway = start(name, args, env, log_dir)
     gateway.base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

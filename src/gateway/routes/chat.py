@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import asdict
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query
-from sse_starlette import EventSourceResponse
 
 from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
 from gateway.models import ChatAnswer, ChatBody, TurnOut
-from gateway.relay import ChatRelay, StreamTimeout
-from gateway.replies import AnyReplyEvent
+from gateway.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
+from gateway.sse import RelayResponse
 from shared import chat_history
 from shared.config import Settings
 from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
@@ -25,6 +25,9 @@ Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
 
 
 def _relay(gateway: GatewayDep, user: CurrentUser, request_id: str, body: ChatBody) -> ChatRelay:
+    if gateway.draining:
+        # Another replica (the load balancer's next pick) can take it at once.
+        raise Unavailable("this server is restarting; please retry")
     check_options(body, gateway.clients.settings)
     return ChatRelay(
         gateway=gateway,
@@ -50,12 +53,14 @@ def check_options(body: ChatBody, settings: Settings) -> None:
         )
 
 
-def to_sse(event: AnyReplyEvent | StreamTimeout) -> dict[str, str]:
+def to_sse(event: RelayEvent) -> dict[str, str]:
     """An event as SSE: ``event:`` is its type, ``data:`` its JSON payload."""
     data: Any
     match event:
         case StreamTimeout(seconds=seconds):
             data = {"message": f"no answer for {seconds:g} seconds", "stream_timeout": seconds}
+        case StreamEnded(reason=reason):
+            data = {"message": event.message, "reason": reason}
         case _ if event.type == "token":
             data = {"text": event.text, "seq": event.seq}
         case _ if event.type == "sources":
@@ -73,22 +78,28 @@ def to_sse(event: AnyReplyEvent | StreamTimeout) -> dict[str, str]:
 
 @router.post(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=RelayResponse,
     openapi_extra=json_body_schema(ChatBody),
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE events"}},
 )
 async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
-) -> EventSourceResponse:
+) -> RelayResponse:
     relay = _relay(gateway, user, request_id, body)
     events = await relay.start(body.message, body.top_k, body.options())
 
     async def sse() -> AsyncIterator[dict[str, str]]:
-        async for event in events:
-            yield to_sse(event)
+        # aclosing: when the response closes this generator (client gone,
+        # send timed out) the relay is closed now too, and cancels the answer.
+        async with aclosing(events):
+            async for event in events:
+                yield to_sse(event)
 
-    return EventSourceResponse(
-        sse(), ping=15, headers={"X-Conversation-ID": str(relay.conversation_id)}
+    return RelayResponse(
+        sse(),
+        ping=15,
+        send_timeout=gateway.clients.settings.sse_send_timeout,
+        headers={"X-Conversation-ID": str(relay.conversation_id)},
     )
 
 
@@ -103,6 +114,8 @@ async def chat(
     async for event in await relay.start(body.message, body.top_k, body.options()):
         if isinstance(event, StreamTimeout):
             raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
+        if isinstance(event, StreamEnded):
+            raise Unavailable(event.message)
         if event.type == "token":
             words.append(event.text)
         elif event.type == "sources":

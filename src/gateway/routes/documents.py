@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated
+import asyncio
+import os
+from collections.abc import Awaitable, Coroutine
+from dataclasses import asdict, replace
+from typing import Annotated, Any, BinaryIO, TypeVar
 from uuid import UUID, uuid4
 
+import asyncpg
 import structlog
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from gateway.deps import CurrentUser, GatewayDep, RequestId
@@ -16,14 +21,16 @@ from gateway.users import User
 from shared import documents
 from shared.blobs import blob_key
 from shared.cache import bump_corpus_generation
+from shared.clients import Clients
 from shared.documents import Document
-from shared.errors import InvalidInput, NotFound, UnsupportedDocument
+from shared.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable, UnsupportedDocument
 from shared.events import IngestRequest, utcnow
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
 from shared.kafka import publish
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
+T = TypeVar("T")
 
 
 MAX_CONTENT_TYPE = 255
@@ -50,16 +57,119 @@ def _check_content_type(content_type: str | None) -> str:
     return value
 
 
-async def _store(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -> Document:
+# Failures of the stores an upload writes to: the client may retry.
+_STORE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    KafkaError,
+)
+# Tasks that must outlive the request that started them; held here so they
+# are not garbage-collected while they run.
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
+def _detach(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.create_task(work)
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+    return task
+
+
+class _Abandoned(Exception):
+    """The request went away while its upload was being stored."""
+
+
+async def _accept(
+    clients: Clients, doc: Document, source: BinaryIO, request_id: str, gone: asyncio.Event
+) -> Document:
+    """Blob, row, ingest request; on any failure, none of them. ``gone``:
+    the client left, so stop at the next step and undo."""
+    inserted = False
+    try:
+        stored = await clients.blobs.put(doc.blob_key, source, clients.settings.max_upload_bytes)
+        doc = replace(doc, size_bytes=stored.size_bytes, sha256=stored.sha256)
+        _stop_if(gone)
+        await documents.insert(clients.pool, doc)
+        inserted = True
+        _stop_if(gone)
+        await publish(clients.broker, clients.topics.ingest_requests, _request(doc, request_id),
+                      key=doc.id)  # fmt: skip
+    except BaseException as exc:
+        # Not queued means not accepted: leave nothing behind.
+        await _remove_upload(clients, doc, row=inserted)
+        if isinstance(exc, _STORE_ERRORS):
+            log.warning("Upload not stored", document_id=str(doc.id), error=_describe(exc))
+            raise Unavailable("the document could not be stored; try again shortly") from exc
+        raise
+    return doc
+
+
+def _stop_if(gone: asyncio.Event) -> None:
+    if gone.is_set():
+        raise _Abandoned
+
+
+def _request(doc: Document, request_id: str) -> IngestRequest:
+    return IngestRequest(
+        correlation_id=request_id,
+        tenant_id=doc.tenant_id,
+        user_id=doc.user_id,
+        document_id=doc.id,
+        filename=doc.filename,
+        content_type=doc.content_type,
+        blob_key=doc.blob_key,
+        size_bytes=doc.size_bytes,
+        sha256=doc.sha256,
+    )
+
+
+async def _remove_upload(clients: Clients, doc: Document, *, row: bool) -> None:
+    """Row first, so no row is left pointing at a missing blob when both go;
+    whatever cannot be removed now is left to the reconciler."""
+    if row:
+        await _best_effort(
+            "row", doc.id, documents.delete(clients.pool, doc.tenant_id, doc.user_id, doc.id)
+        )
+    await _best_effort("blob", doc.id, clients.blobs.delete(doc.blob_key))
+
+
+async def _best_effort(what: str, doc_id: UUID, step: Awaitable[object]) -> None:
+    """A clean-up step whose failure must not hide the outcome: logged, and
+    a blob or row left behind is the reconciler's to remove."""
+    try:
+        await step
+    except Exception as exc:
+        log.warning(
+            "Document clean-up step failed",
+            step=what,
+            document_id=str(doc_id),
+            error=_describe(exc),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _measure(source: BinaryIO) -> int:
+    source.seek(0, os.SEEK_END)
+    size = source.tell()
+    source.seek(0)
+    return size
+
+
+def _checked(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -> Document:
+    """The document to store, or the reason it is refused: everything is
+    checked here, before a byte is written anywhere."""
     filename = _check_filename(file.filename)
     content_type = _check_content_type(file.content_type)
-    key = blob_key(user.tenant_id, doc_id)
-    stored = await gateway.clients.blobs.put(
-        key, file.file, gateway.clients.settings.max_upload_bytes
-    )
-    if stored.size_bytes == 0:
-        await gateway.clients.blobs.delete(key)
+    size = file.size if file.size is not None else _measure(file.file)
+    if size == 0:
         raise InvalidInput("the file is empty")
+    limit = gateway.clients.settings.max_upload_bytes
+    if size > limit:
+        raise PayloadTooLarge(f"file is larger than {limit // (1024 * 1024)} MB")
     now = utcnow()
     return Document(
         id=doc_id,
@@ -67,9 +177,9 @@ async def _store(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -
         user_id=user.id,
         filename=filename,
         content_type=content_type,
-        size_bytes=stored.size_bytes,
-        sha256=stored.sha256,
-        blob_key=key,
+        size_bytes=size,
+        sha256="",  # known once stored
+        blob_key=blob_key(user.tenant_id, doc_id),
         status="queued",
         chunks=0,
         error=None,
@@ -85,30 +195,36 @@ async def upload(
     request_id: RequestId,
     file: Annotated[UploadFile, File(description="A document: " + describe_supported())],
 ) -> DocumentOut:
-    doc = await _store(gateway, user, file, uuid4())
-    await documents.insert(gateway.clients.pool, doc)
-    event = IngestRequest(
-        correlation_id=request_id,
-        tenant_id=doc.tenant_id,
-        user_id=doc.user_id,
-        document_id=doc.id,
-        filename=doc.filename,
-        content_type=doc.content_type,
-        blob_key=doc.blob_key,
-        size_bytes=doc.size_bytes,
-        sha256=doc.sha256,
-    )
+    doc = _checked(gateway, user, file, uuid4())
+    clients = gateway.clients
+    # The writes run in a task of their own: cancelling this request (the
+    # client went away) must not stop them halfway, with a blob written by a
+    # thread that cannot be cancelled and nobody left to remove it.
+    gone = asyncio.Event()
+    work = _detach(_accept(clients, doc, file.file, request_id, gone))
     try:
-        await publish(
-            gateway.clients.broker, gateway.clients.topics.ingest_requests, event, key=doc.id
-        )
-    except Exception:
-        # Not queued means not accepted: leave nothing behind.
-        await documents.delete(gateway.clients.pool, doc.tenant_id, doc.user_id, doc.id)
-        await gateway.clients.blobs.delete(doc.blob_key)
+        accepted = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # Nobody will see a 202: undo the upload once the writes are done.
+        gone.set()
+        gateway.spawn(_undo_when_done(clients, doc, work))  # drained at shutdown
         raise
-    log.info("Document queued", document_id=str(doc.id), size_bytes=doc.size_bytes)
-    return DocumentOut(**asdict(doc))
+    log.info("Document queued", document_id=str(doc.id), size_bytes=accepted.size_bytes)
+    return DocumentOut(**asdict(accepted))
+
+
+async def _undo_when_done(clients: Clients, doc: Document, work: asyncio.Task[Document]) -> None:
+    # A failed upload removed what it had written itself; one that finished
+    # before it noticed the client leaving is removed here.
+    if not await _failed(work):
+        await _remove_upload(clients, doc, row=True)
+    log.info("Upload cancelled by the client; nothing kept", document_id=str(doc.id))
+
+
+async def _failed(work: asyncio.Task[Document]) -> bool:
+    """Whether ``work`` failed (its outcome was reported where it happened)."""
+    await asyncio.wait([work])
+    return work.cancelled() or work.exception() is not None
 
 
 @router.get("", response_model=list[DocumentOut])
@@ -142,9 +258,15 @@ async def delete_document(gateway: GatewayDep, user: CurrentUser, document_id: U
     doc = await documents.delete(clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
         raise NotFound("document not found")
-    # Again: a worker finishing this document meanwhile may have added some.
-    await clients.vectors.delete_document(user.tenant_id, user.id, document_id)
-    await clients.blobs.delete(doc.blob_key)
-    await bump_corpus_generation(clients.redis, user.tenant_id)
+    # The document is gone for the caller; what follows cannot bring it back,
+    # so a failure is logged and left (the blob to the reconciler), not a 5xx.
+    # Again: a worker finishing this document meanwhile may have added chunks.
+    await _best_effort(
+        "chunks", document_id, clients.vectors.delete_document(user.tenant_id, user.id, document_id)
+    )
+    await _best_effort("blob", document_id, clients.blobs.delete(doc.blob_key))
+    await _best_effort(
+        "cached answers", document_id, bump_corpus_generation(clients.redis, user.tenant_id)
+    )
     log.info("Document deleted", document_id=str(document_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

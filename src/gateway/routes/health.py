@@ -1,20 +1,60 @@
-"""Liveness, readiness, and Prometheus metrics."""
+"""Liveness, readiness, and Prometheus metrics.
+
+Readiness answers one question, "can this replica serve its requests?", to
+anyone: the status, the names of what is missing, and the reply lease. The
+why (exception text, latency per dependency) is for operators: it goes to
+the log and to ``rag_dependency_up`` / ``rag_dependency_check_seconds``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
 
 from gateway.deps import GatewayDep
+from gateway.state import Gateway
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
+
+DEPENDENCY_UP = Gauge(
+    "rag_dependency_up",
+    "1 if the dependency answered the last readiness check",
+    ["dependency"],
+    multiprocess_mode="livemin",
+)
+DEPENDENCY_SECONDS = Gauge(
+    "rag_dependency_check_seconds",
+    "How long the last readiness check of the dependency took",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+# Without these the gateway cannot serve anything; Redis (caches, leases) and
+# Chroma (only deletes go there from the gateway) degrade it instead.
+REQUIRED = ("postgres", "kafka")
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    seconds: float
+    error: str | None = None
 
 
 @router.get("/health")
@@ -23,20 +63,19 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check(probe: Callable[[], Awaitable[Any]], seconds: float) -> str:
+async def _check(probe: Callable[[], Awaitable[Any]], seconds: float) -> Check:
+    began = time.perf_counter()
     try:
         async with asyncio.timeout(seconds):
             await probe()
     except TimeoutError:
-        return f"failed: no answer within {seconds:g}s"
+        return Check(False, time.perf_counter() - began, f"no answer within {seconds:g}s")
     except Exception as exc:
-        return f"failed: {type(exc).__name__}: {exc}"[:300]
-    return "ok"
+        return Check(False, time.perf_counter() - began, f"{type(exc).__name__}: {exc}"[:300])
+    return Check(True, time.perf_counter() - began)
 
 
-@router.get("/health/ready")
-async def ready(gateway: GatewayDep) -> JSONResponse:
-    """Readiness: every dependency answers within DEPENDENCY_TIMEOUT."""
+async def check_dependencies(gateway: Gateway) -> dict[str, Check]:
     clients = gateway.clients
     timeout = clients.settings.dependency_timeout
 
@@ -52,18 +91,54 @@ async def ready(gateway: GatewayDep) -> JSONResponse:
     }
     results = await asyncio.gather(*(_check(p, timeout) for p in probes.values()))
     checks = dict(zip(probes, results, strict=True))
-    if checks["postgres"] != "ok":
-        log.error("Database connection failed", error=checks["postgres"])
-    failed = sorted(name for name, result in checks.items() if result != "ok")
-    if failed:
-        for name in failed:
-            if name != "postgres":
-                log.error("Dependency check failed", dependency=name, error=checks[name])
-        body = {"status": "unavailable", "failed": failed, "checks": checks}
-        return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ready", "checks": checks})
+    for name, check in checks.items():
+        DEPENDENCY_UP.labels(name).set(1 if check.ok else 0)
+        DEPENDENCY_SECONDS.labels(name).set(check.seconds)
+    return checks
+
+
+def _log_failures(checks: dict[str, Check]) -> None:
+    for name, check in checks.items():
+        if check.ok:
+            continue
+        if name == "postgres":
+            log.error("Database connection failed", error=check.error)
+        else:
+            log.error("Dependency check failed", dependency=name, error=check.error)
+
+
+@router.get("/health/ready")
+async def ready(gateway: GatewayDep) -> JSONResponse:
+    """Readiness: the database and the broker answer within
+    DEPENDENCY_TIMEOUT, replies are being read, and the replica is not
+    draining for a shutdown."""
+    checks = await check_dependencies(gateway)
+    _log_failures(checks)
+    failed = [name for name in REQUIRED if not checks[name].ok]
+    if not gateway.replies.running:
+        failed.append("replies")
+    if gateway.draining:
+        # Shutting down: load balancers should stop sending new streams here.
+        failed.append("draining")
+    body: dict[str, Any] = {
+        "status": "unavailable" if failed else "ready",
+        "failed": failed,
+        "degraded": sorted(n for n, c in checks.items() if n not in REQUIRED and not c.ok),
+        "reply_lease": gateway.lease.state,
+    }
+    return JSONResponse(body, status_code=503 if failed else 200)
+
+
+def _registry() -> CollectorRegistry:
+    # `rag gateway --workers N` sets the variable for every process, so one
+    # scrape of any of them covers all.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

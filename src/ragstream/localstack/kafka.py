@@ -107,8 +107,12 @@ def _run_maven(mvn: str, root: Path, libs: Path) -> None:
 def _cluster_id(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
-    # The format kafka-storage random-uuid prints: base64url, no padding.
-    value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # The format kafka-storage random-uuid prints: base64url, no padding, and
+    # (as Kafka's own Uuid.randomUuid does) never a leading "-", which the
+    # storage tool would read as an option.
+    value = "-"
+    while value.startswith("-"):
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     path.write_text(value + "\n")
     return value
 

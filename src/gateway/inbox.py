@@ -1,0 +1,86 @@
+"""One stream's replies, as the reply router hands them over: one answer
+attempt, in order, each event once, and no more than the stream may hold.
+
+- The first answer attempt heard is the one relayed. A request answered twice
+  (redelivered after a worker crashed, with no claim to stop it) sends a
+  second attempt numbered from 0 again; it is dropped whole, never spliced.
+- Within the attempt, an event whose ``seq`` is not past the last one relayed
+  is dropped: a duplicate (sent twice) or out of order (a late one).
+- The queue is bounded: a client that falls that far behind is cut (the
+  stream ends with an error event) rather than buffered without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Literal
+from uuid import UUID
+
+from shared.events import DoneReply, ErrorReply, SourcesReply, TokenReply
+
+AnyReplyEvent = TokenReply | SourcesReply | DoneReply | ErrorReply
+DropReason = Literal["duplicate", "out_of_order", "other_attempt", "overflow", "after_cut"]
+CutReason = Literal["overflow", "shutdown"]
+
+
+class StreamCut(Exception):
+    """The gateway ended the stream before its answer did."""
+
+    def __init__(self, reason: CutReason) -> None:
+        super().__init__(reason)
+        self.reason: CutReason = reason
+
+
+@dataclass
+class Inbox:
+    tenant_id: UUID
+    user_id: UUID
+    size: int
+    attempt_id: str | None = None
+    cut_reason: CutReason | None = None
+    _last_seq: int = -1
+    _relayed: set[int] = field(default_factory=set)
+    # One slot more than the bound, for the wake-up a cut may need.
+    _queue: asyncio.Queue[AnyReplyEvent | None] = field(init=False)
+    _locked: bool = False
+
+    def __post_init__(self) -> None:
+        self._queue = asyncio.Queue(self.size + 1)
+
+    def deliver(self, reply: AnyReplyEvent) -> DropReason | None:
+        """Queue the reply, or say why it was dropped."""
+        if self.cut_reason is not None:
+            return "after_cut"
+        if not self._locked:
+            self._locked, self.attempt_id = True, reply.attempt_id
+        elif reply.attempt_id != self.attempt_id:
+            return "other_attempt"
+        if reply.seq <= self._last_seq:
+            return "duplicate" if reply.seq in self._relayed else "out_of_order"
+        if self._queue.qsize() >= self.size:
+            self.cut("overflow")
+            return "overflow"
+        self._last_seq = reply.seq
+        self._relayed.add(reply.seq)
+        self._queue.put_nowait(reply)
+        return None
+
+    def cut(self, reason: CutReason) -> None:
+        """End the stream at the next read, whatever is still queued."""
+        if self.cut_reason is None:
+            self.cut_reason = reason
+        if self._queue.empty():
+            self._queue.put_nowait(None)  # wake a reader waiting on an empty queue
+
+    async def get(self) -> AnyReplyEvent:
+        """The next reply; raises StreamCut once the stream is cut."""
+        if self.cut_reason is not None:
+            raise StreamCut(self.cut_reason)
+        reply = await self._queue.get()
+        if reply is None or self.cut_reason is not None:
+            raise StreamCut(self.cut_reason or "shutdown")
+        return reply
+
+    def empty(self) -> bool:
+        return self._queue.empty()

@@ -1,0 +1,13 @@
+"""The ingest worker's own metrics (dead letters and retries are counted
+where they happen, in ``shared.consumer``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+INGEST_DURATION = Histogram(
+    "rag_ingest_duration_seconds",
+    "From a document's delivery to its outcome (indexed, failed, dropped), retries included",
+    ["outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)

@@ -1,0 +1,236 @@
+"""``rag dlq list|replay``: look at dead letters, and send them back to the
+topic they came from once whatever failed them is fixed.
+
+A letter is replayed at most once across runs: ``replay`` commits, letter by
+letter, the offset of consumer group ``<prefix>.dlq-replay`` on the
+dead-letter topic, and starts after it. ``list`` shows the letters after that
+offset (``--all``: every letter kept) and commits nothing. ``replay --reason``
+re-appends the letters it skips to the end of the dead-letter topic, so
+they stay pending for a later replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+# Letters read per fetch.
+_FETCH_MS = 500
+
+
+@dataclass(frozen=True)
+class Letter:
+    topic: str  # the dead-letter topic
+    partition: int
+    offset: int
+    key: bytes | None
+    letter: Any  # shared.events.DeadLetter, or None when unreadable
+    raw: bytes
+
+    def line(self) -> str:
+        if self.letter is None:
+            return f"{self.topic}@{self.offset}  unreadable letter ({len(self.raw)} bytes)"
+        d = self.letter
+        return (
+            f"{self.topic}@{self.offset}  {d.failed_at:%Y-%m-%d %H:%M:%S}  {d.reason}"
+            f"  from {d.source_topic}[{d.partition}]@{d.offset}  {d.detail[:160]}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        body = self.letter.model_dump(mode="json") if self.letter is not None else None
+        return {"dlq_topic": self.topic, "dlq_offset": self.offset, "letter": body}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="show dead letters not yet replayed")
+    _topic_argument(listing)
+    listing.add_argument("--limit", type=int, default=50, help="at most N letters (default 50)")
+    listing.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    listing.add_argument("--all", action="store_true", help="replayed letters too")
+    replay = actions.add_parser("replay", help="republish dead letters to their source topic")
+    _topic_argument(replay)
+    replay.add_argument("--reason", help="only letters with this reason, e.g. unavailable")
+    replay.add_argument("--dry-run", action="store_true", help="only print what would go")
+    parser.set_defaults(handler=command)
+
+
+def _topic_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--topic",
+        action="append",
+        help="source topic: ingest, chat, or a full name (default: both; repeatable)",
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    from shared.config import Settings
+
+    settings = Settings()
+    if args.dlq_command == "list":
+        return asyncio.run(_list(settings, args))
+    return asyncio.run(_replay(settings, args))
+
+
+def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
+    """The request topics named by ``--topic`` (all of them by default)."""
+    from shared.topics import Topics
+
+    topics = Topics.from_prefix(prefix)
+    known = {"ingest": topics.ingest_requests, "chat": topics.chat_requests}
+    if not wanted:
+        return list(known.values())
+    chosen = []
+    for name in wanted:
+        name = name.removesuffix(".dlq")
+        topic = known.get(name, name)
+        if f"{prefix}.{name}" in known.values():
+            topic = f"{prefix}.{name}"  # ingest.requests
+        if topic not in known.values():
+            raise SystemExit(f"rag: unknown topic {name!r}; one of: {', '.join(known.values())}")
+        chosen.append(topic)
+    return chosen
+
+
+def _consumer(settings: Any) -> Any:
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.kafka_topic_prefix}.dlq-replay",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+async def _letters(consumer: Any, topic: str, *, from_start: bool) -> AsyncIterator[Letter]:
+    """The letters of one dead-letter topic after the group's committed
+    offset (or all), up to its end when the read began."""
+    from aiokafka import TopicPartition
+
+    from shared.events import DeadLetter
+
+    partitions = await _partitions(consumer, topic)
+    tps = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    starts = await consumer.beginning_offsets(tps)
+    for tp in tps:
+        committed = None if from_start else await consumer.committed(tp)
+        position = max(committed or 0, starts[tp])
+        consumer.seek(tp, position)
+        while position < ends[tp]:
+            batch = await consumer.getmany(tp, timeout_ms=_FETCH_MS)
+            for record in batch.get(tp, []):
+                if record.offset >= ends[tp]:
+                    position = ends[tp]  # written after the read began
+                    break
+                position = record.offset + 1
+                try:
+                    letter: DeadLetter | None = DeadLetter.model_validate_json(record.value)
+                except ValidationError:
+                    letter = None
+                yield Letter(topic, tp.partition, record.offset, record.key, letter, record.value)
+
+
+async def _partitions(consumer: Any, topic: str) -> list[int]:
+    await consumer._client.force_metadata_update()
+    found = consumer.partitions_for_topic(topic)
+    return sorted(found) if found else []
+
+
+async def _list(settings: Any, args: argparse.Namespace) -> int:
+    from shared.topics import Topics
+
+    shown: list[Letter] = []
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        for source in source_topics(settings.kafka_topic_prefix, args.topic):
+            async for letter in _letters(consumer, Topics.dead_letter(source), from_start=args.all):
+                if len(shown) >= args.limit:
+                    break
+                shown.append(letter)
+    finally:
+        await consumer.stop()
+    if args.json:
+        print(json.dumps([letter.as_json() for letter in shown], indent=2))
+    else:
+        for letter in shown:
+            print(letter.line())
+        print(f"{len(shown)} letters" + (" (limit reached)" if len(shown) >= args.limit else ""))
+    return 0
+
+
+@dataclass
+class _Tally:
+    replayed: int = 0
+    skipped: int = 0
+    unusable: int = 0
+
+
+async def _replay(settings: Any, args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from shared.topics import Topics
+
+    sources = source_topics(settings.kafka_topic_prefix, args.topic)
+    tally = _Tally()
+    consumer = _consumer(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+    )
+    await consumer.start()
+    await producer.start()
+    try:
+        for source in sources:
+            async for letter in _letters(consumer, Topics.dead_letter(source), from_start=False):
+                await _replay_one(consumer, producer, letter, args, sources, tally)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {tally.replayed} letters; {tally.skipped} left pending; "
+          f"{tally.unusable} unusable")  # fmt: skip
+    return 0
+
+
+async def _replay_one(
+    consumer: Any,
+    producer: Any,
+    letter: Letter,
+    args: argparse.Namespace,
+    sources: list[str],
+    tally: _Tally,
+) -> None:
+    """Republish one letter's payload (or, when ``--reason`` passes it over,
+    the letter itself to the end of its topic), then commit past it: a crash
+    in between replays it once more, which idempotent consumers absorb."""
+    from aiokafka import TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    d = letter.letter
+    if d is None or d.source_topic not in sources:
+        tally.unusable += 1  # unreadable, or from a topic this deployment does not own
+        target, value = None, b""
+    elif args.reason and d.reason != args.reason:
+        tally.skipped += 1
+        target, value = letter.topic, letter.raw
+    else:
+        tally.replayed += 1
+        target, value = d.source_topic, d.payload.encode()
+        print(("would replay " if args.dry_run else "replayed ") + letter.line())
+    if args.dry_run:
+        return
+    if target is not None:
+        await producer.send_and_wait(target, value, key=letter.key)
+    tp = TopicPartition(letter.topic, letter.partition)
+    await consumer.commit({tp: OffsetAndMetadata(letter.offset + 1, "")})
