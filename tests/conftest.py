@@ -50,6 +50,7 @@ def app_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         "KAFKA_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
         "MAX_UPLOAD_MB": "1",
         "LOG_LEVEL": "INFO",
+        "ALLOW_REGISTRATION": "true",
     }
 
 

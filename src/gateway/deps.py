@@ -44,7 +44,8 @@ async def current_user(
         raise AuthError("Not authenticated")
     claims = gateway.tokens.verify(credentials.credentials, "access")
     user = await users.get(gateway.clients.pool, claims.user_id)
-    if user is None or user.tenant_id != claims.tenant_id:
+    # Read on every request, so disabling a user takes effect at once.
+    if user is None or user.tenant_id != claims.tenant_id or user.disabled_at is not None:
         raise AuthError("Invalid token")
     return user
 

@@ -43,6 +43,8 @@ class UserOut(BaseModel):
     username: str
     tenant_id: UUID
     created_at: datetime
+    role: Literal["admin", "member"]
+    disabled_at: datetime | None = None
 
 
 class DocumentOut(BaseModel):

@@ -86,6 +86,8 @@ def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
     env = {**os.environ, **stack.env}
     env["BLOB_DIR"] = str(data_dir / "blobs")
     env["SECRET_KEY"] = secret_key(data_dir)
+    # A local stack is for trying things: anyone at this machine may sign up.
+    env.setdefault("ALLOW_REGISTRATION", "true")
     # The workers must share the Chroma server, not each open a folder.
     env.pop("CHROMA_PATH", None)
     if stack.config.broker == "tansu" and "KAFKA_BOOTSTRAP_SERVERS" not in stack.config.external:

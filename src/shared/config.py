@@ -30,6 +30,30 @@ class Settings(BaseSettings):
     )
     access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=7, ge=1, le=90)
+    token_audience: str = Field(
+        default="ragstream", min_length=1, description="`aud` of access tokens, checked"
+    )
+    allow_registration: bool = Field(
+        default=False,
+        description="Anyone may create an account (and a tenant of their own);"
+        " `rag up` turns it on for local use",
+    )
+
+    # --- abuse limits -----------------------------------------------------------
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1, le=10_000, description="Per client IP and per username (login, register)"
+    )
+    requests_per_minute: int = Field(default=600, ge=1, le=1_000_000, description="Per user")
+    max_concurrent_streams: int = Field(default=4, ge=1, le=1000, description="Per user")
+    password_hash_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Argon2 hashes at once per process (64 MiB each)"
+    )
+    max_json_body_kb: int = Field(default=64, ge=1, le=10_240)
+    tenant_max_documents: int = Field(default=10_000, ge=1)
+    tenant_max_mb: int = Field(default=10_240, ge=1, description="Uploaded bytes per tenant")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser"
+    )
 
     # --- infrastructure -------------------------------------------------------
     database_url: str = "postgresql://rag:rag@127.0.0.1:5432/rag"
@@ -40,6 +64,13 @@ class Settings(BaseSettings):
     kafka_request_partitions: int = Field(default=6, ge=1, le=1000)
     kafka_reply_partitions: int = Field(default=8, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for the brokers")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS)")
+    kafka_ssl_keyfile: Path | None = None
     kafka_enable_idempotence: bool = Field(
         default=True, description="Exactly-once produce per partition (tansu lacks it)"
     )

@@ -72,6 +72,7 @@ def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iter
         "BLOB_DIR": str(tmp_path / "blobs"),
         "KAFKA_TOPIC_PREFIX": f"fault-{uuid.uuid4().hex[:8]}",
         "LOG_LEVEL": "INFO",
+        "ALLOW_REGISTRATION": "true",
     }
     faults = FaultStack(_fault_infra, env, log_dir)
     try:

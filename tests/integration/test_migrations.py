@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from alembic import command as alembic
 
-from shared.migrate import upgrade
+from shared.migrate import alembic_config, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,4 +38,41 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-    assert "0003 (head)" in result.stdout
+    assert "0004 (head)" in result.stdout
+
+
+async def test_existing_users_become_admins_of_their_own_tenants(
+    stack_env: dict[str, str],
+) -> None:
+    """0004 on a database of single-user tenants, then back down."""
+    url = stack_env["DATABASE_URL"]
+    name = f"migrate_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    own = url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, own, "0003")
+        conn = await asyncpg.connect(own)
+        try:
+            await conn.execute(
+                "INSERT INTO users (id, tenant_id, username, password_hash)"
+                " VALUES (gen_random_uuid(), gen_random_uuid(), 'alice', 'x'),"
+                " (gen_random_uuid(), gen_random_uuid(), 'bob', 'x')"
+            )
+            await asyncio.to_thread(upgrade, own, "head")
+            rows = await conn.fetch(
+                "SELECT u.username, u.role, t.name FROM users u JOIN tenants t"
+                " ON t.id = u.tenant_id ORDER BY u.username"
+            )
+            assert [tuple(r) for r in rows] == [
+                ("alice", "admin", "alice"),
+                ("bob", "admin", "bob"),
+            ]
+            await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0003")
+            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
+            assert not {"tenants", "api_keys", "audit_log", "token_families"} & tables
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()

@@ -1,0 +1,86 @@
+"""The audit log: who did what, to what, in which tenant. The gateway writes
+it as part of each action; a tenant's admins read their own tenant's."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+
+Action = Literal[
+    "user.registered",
+    "user.created",
+    "user.disabled",
+    "user.enabled",
+    "auth.login",
+    "auth.login_failed",
+    "auth.logout",
+    "auth.refresh_reused",
+    "key.created",
+    "key.revoked",
+    "document.uploaded",
+    "document.deleted",
+    "document.shared",
+    "document.unshared",
+]
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    tenant_id: UUID
+    actor_id: UUID | None
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+    ip: str | None
+    created_at: datetime
+
+
+async def record(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    actor_id: UUID | None,
+    action: Action,
+    target: str | UUID | None = None,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    """One entry. ``detail`` must never hold a secret (a password, a token,
+    a key): the log is shown to people."""
+    await pool.execute(
+        "INSERT INTO audit_log (tenant_id, actor_id, action, target, detail, ip)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+        tenant_id,
+        actor_id,
+        action,
+        str(target) if target is not None else None,
+        json.dumps(detail or {}),
+        ip,
+    )
+
+
+async def list_for(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    limit: int = 100,
+    before_id: int | None = None,
+    action: str | None = None,
+) -> list[Entry]:
+    """Newest first; ``before_id`` pages back."""
+    rows = await pool.fetch(
+        "SELECT id, tenant_id, actor_id, action, target, detail, ip, created_at FROM audit_log"
+        " WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id < $2)"
+        " AND ($3::text IS NULL OR action = $3) ORDER BY id DESC LIMIT $4",
+        tenant_id,
+        before_id,
+        action,
+        limit,
+    )
+    return [Entry(**{**dict(row), "detail": json.loads(row["detail"])}) for row in rows]
