@@ -15,10 +15,12 @@ from shared.errors import (
     AuthError,
     Conflict,
     DeadlineExceeded,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     RagError,
+    TooManyRequests,
     Unavailable,
     UnsupportedDocument,
 )
@@ -31,8 +33,10 @@ STATUS: tuple[tuple[type[RagError], int], ...] = (
     (InvalidInput, 400),
     (NotFound, 404),
     (AuthError, 401),
+    (Forbidden, 403),
     (Conflict, 409),
     (PayloadTooLarge, 413),
+    (TooManyRequests, 429),
     (Unavailable, 503),
     (DeadlineExceeded, 504),
 )
@@ -60,6 +64,8 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     if status == 401:
         log.warning(exc.message, path=request.url.path)
     return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)

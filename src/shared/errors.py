@@ -45,6 +45,22 @@ class AuthError(RagError):
     code = "unauthorized"
 
 
+class Forbidden(RagError):
+    """Known caller, not allowed: a member at an admin route, a quota reached."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(RagError):
+    """A rate or concurrency limit; ``retry_after`` seconds until it may pass."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class Conflict(RagError):
     code = "conflict"
 
