@@ -13,10 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragstream.localstack.ports import free_ports
+from ragstream.localstack.ports import free_port_pair, free_ports
 from tests.support.api import parse_sse
 
 DEMO = {"username": "demo", "password": "demo-password-123"}
+
+
+def _ports() -> list[int]:
+    """api, kafka, postgres, redis, chroma: Kafka's controller takes kafka + 1."""
+    kafka = free_port_pair()
+    api, postgres, redis, chroma = [p for p in free_ports(6) if p not in (kafka, kafka + 1)][:4]
+    return [api, kafka, postgres, redis, chroma]
 
 
 def _start(data_dir: Path, ports: list[int], log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -76,7 +83,7 @@ def _ask(base: str, token: str) -> list[str]:
 @pytest.mark.timeout(600)
 def test_rag_up_serves_the_flow_and_keeps_state(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "state", tmp_path / "rag-up.log"
-    ports = free_ports(5)
+    ports = _ports()
     base = f"http://127.0.0.1:{ports[0]}"
 
     process = _start(data_dir, ports, log, "--samples")
@@ -104,7 +111,7 @@ def test_rag_up_without_java_says_so_in_one_line(tmp_path: Path, stack_env: dict
         "RAG_CACHE_DIR": str(tmp_path / "cache"),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    [kafka, api] = free_ports(2)
+    api, kafka = _ports()[:2]
     result = subprocess.run(
         [sys.executable, "-m", "ragstream", "up", "--data-dir", str(tmp_path / "state"),
          "--kafka-port", str(kafka), "--port", str(api)],

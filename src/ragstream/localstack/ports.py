@@ -39,6 +39,15 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
         return ports
 
 
+def free_port_pair(host: str = HOST, tries: int = 50) -> int:
+    """A port whose next port is free too (Kafka's controller takes it)."""
+    for _ in range(tries):
+        [port] = free_ports(1, host)
+        if port < 65535 and port_is_free(port + 1, host):
+            return port
+    raise StackError("found no two free consecutive ports")
+
+
 def accepts_connections(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
