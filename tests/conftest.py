@@ -51,6 +51,8 @@ def app_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         "MAX_UPLOAD_MB": "1",
         "LOG_LEVEL": "INFO",
         "ALLOW_REGISTRATION": "true",
+        # Every test signs in from 127.0.0.1: the per-IP limit is tests/e2e/test_limits.py's.
+        "LOGIN_ATTEMPTS_PER_MINUTE": "10000",
     }
 
 

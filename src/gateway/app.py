@@ -6,18 +6,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway import errors
 from gateway.drain import DrainOnSignal
 from gateway.lease import PartitionLease
-from gateway.middleware import RequestContext
+from gateway.limits import Limits
+from gateway.middleware import BodyLimits, RequestContext, SecurityHeaders
 from gateway.replies import ReplyRouter
-from gateway.routes import auth, chat, documents, health
+from gateway.routes import admin, auth, chat, documents, health, keys
 from gateway.security import Tokens
 from gateway.state import Gateway
+from gateway.throttle import limit_requests
 from shared.clients import open_clients
 from shared.config import Settings
+from shared.kafka import kafka_security
 from shared.logging import configure_logging
 from shared.metrics import Sampler, forget_process_metrics
 
@@ -41,12 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 partition = lease.pin(settings.gateway_reply_partition)
             replies = ReplyRouter(
-                settings.kafka_bootstrap_servers, clients.topics.chat_replies, partition
+                settings.kafka_bootstrap_servers,
+                clients.topics.chat_replies,
+                partition,
+                security=kafka_security(settings),
             )
             await replies.start()
             if lease.state != "pinned":
                 lease.keep(replies.move)
-            app.state.gateway = gateway = Gateway(clients, replies, tokens, lease)
+            app.state.gateway = gateway = Gateway(
+                clients, replies, tokens, lease, limits=Limits(clients.redis, settings)
+            )
             sampler = Sampler(clients.pool, "gateway")
             await sampler.start()
             signals = DrainOnSignal(gateway, settings.shutdown_grace_seconds)
@@ -70,7 +79,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(RequestContext)
-    for module in (health, auth, documents, chat):
+    add_middleware(app, settings, tokens)
+    for module in (health, auth):
         app.include_router(module.router)
+    # Every route of these needs a user, and counts against the user's rate.
+    for module in (documents, chat, keys, admin):
+        app.include_router(module.router, dependencies=[Depends(limit_requests)])
     return app
+
+
+def add_middleware(app: FastAPI, settings: Settings, tokens: Tokens) -> None:
+    """Outermost first: the request id and security headers wrap every
+    answer, CORS headers too when origins are configured (so a browser can
+    read a 401 or 413), and body bounds sit nearest the routes."""
+    app.add_middleware(BodyLimits, tokens=tokens, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Conversation-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestContext)

@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from uuid import UUID
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # The pool, or a connection from it in the transaction of the action.
+    Db: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
 
 Action = Literal[
     "user.registered",
@@ -42,7 +48,7 @@ class Entry:
 
 
 async def record(
-    pool: asyncpg.Pool | asyncpg.Connection,
+    pool: Db,
     *,
     tenant_id: UUID,
     actor_id: UUID | None,

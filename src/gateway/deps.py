@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from gateway import users
+from gateway import api_keys, sessions, users
 from gateway.state import Gateway
 from gateway.users import User
 from shared.errors import AuthError
 
 M = TypeVar("M", bound=BaseModel)
 
-_bearer = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
+_bearer = HTTPBearer(
+    auto_error=False, description="An access token from /api/auth/login, or an API key (rsk_…)"
+)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -34,20 +38,45 @@ def get_request_id(request: Request) -> str:
 
 
 RequestId = Annotated[str, Depends(get_request_id)]
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def current_user(
-    gateway: GatewayDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+def client_ip(request: Request) -> str | None:
+    """The peer's address, for the audit log (behind a proxy, the proxy's
+    unless uvicorn runs with --proxy-headers)."""
+    return request.client.host if request.client else None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and with what: ``family_id`` is the login session of
+    an access token, None for an API key."""
+
+    user: User
+    family_id: UUID | None
+
+
+async def current_principal(gateway: GatewayDep, credentials: BearerCredentials) -> Principal:
     if credentials is None:
         raise AuthError("Not authenticated")
+    pool = gateway.clients.pool
+    if api_keys.is_api_key(credentials.credentials):
+        return Principal(await api_keys.authenticate(pool, credentials.credentials), None)
     claims = gateway.tokens.verify(credentials.credentials, "access")
-    user = await users.get(gateway.clients.pool, claims.user_id)
+    user = await users.get(pool, claims.user_id)
     # Read on every request, so disabling a user takes effect at once.
     if user is None or user.tenant_id != claims.tenant_id or user.disabled_at is not None:
         raise AuthError("Invalid token")
-    return user
+    # Likewise logout and refresh-token reuse: they revoke the family.
+    await sessions.check_active(pool, claims.family_id, user.id)
+    return Principal(user, claims.family_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

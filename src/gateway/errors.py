@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.middleware import SECURITY_HEADERS
 from shared.errors import (
     AuthError,
     Conflict,
@@ -82,7 +83,13 @@ async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("Unhandled error", path=request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+    # Starlette sends this from outside every middleware: the headers they
+    # would have added are added here.
+    headers = dict(SECURITY_HEADERS)
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return JSONResponse({"detail": "Internal server error"}, status_code=500, headers=headers)
 
 
 def install(app: FastAPI) -> None:

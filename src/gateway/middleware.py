@@ -1,9 +1,14 @@
-"""Per-request context: a request id that is also the correlation id of any
-event the request causes, bound to every log line, echoed in a header, and
-one access-log line with the outcome and duration."""
+"""ASGI middleware around every request.
+
+RequestContext: a request id that is also the correlation id of any event
+the request causes, bound to every log line, echoed in a header, and one
+access-log line with the outcome and duration. BodyLimits: bounded request
+bodies, and no unauthenticated upload read at all. SecurityHeaders: the
+headers every response carries."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -12,6 +17,11 @@ import structlog
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import api_keys
+from gateway.api_keys import is_api_key
+from gateway.security import Tokens
+from shared.config import Settings
+from shared.errors import AuthError
 from shared.logging import bind_correlation
 
 log = structlog.get_logger("gateway.access")
@@ -71,3 +81,151 @@ class RequestContext:
                     status=status,
                     duration_ms=round(elapsed * 1000, 1),
                 )
+
+
+# --- abuse resistance -----------------------------------------------------------
+
+UPLOAD_PATH = "/api/documents"
+# Room for the multipart boundaries and part headers around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+_PRIVATE_PREFIX = "/api"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+_NO_STORE = (b"cache-control", b"no-store")
+# Cache-Control only where it is private (below); the rest everywhere.
+_SECURITY_HEADERS = tuple(
+    (name.lower().encode(), value.encode())
+    for name, value in SECURITY_HEADERS.items()
+    if name != "Cache-Control"
+)
+
+
+class _BodyTooLarge(Exception):
+    """Raised into the app by the bounded ``receive``; the app's reaction is
+    discarded and a 413 is sent instead."""
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
+async def _refuse(send: Send, status: int, detail: str, extra: dict[str, str]) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    # The body was not read: the server closes the connection after this.
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimits:
+    """Bounds on request bodies, enforced while they stream in, before any
+    route (and FastAPI's multipart spooling) sees them: uploads at
+    MAX_UPLOAD_MB plus multipart overhead, everything else at
+    MAX_JSON_BODY_KB. An upload without a credible bearer credential (an
+    access token whose signature verifies, or something shaped like an API
+    key) gets 401 before a byte of its body is read; the full check of the
+    credential stays in gateway.deps."""
+
+    def __init__(self, app: ASGIApp, *, tokens: Tokens, settings: Settings) -> None:
+        self.app = app
+        self._tokens = tokens
+        self._upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+        self._json_limit = settings.max_json_body_kb * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
+        if upload and not await self._credible(scope):
+            await _refuse(send, 401, "Not authenticated", {"www-authenticate": "Bearer"})
+            return
+        limit = self._upload_limit if upload else self._json_limit
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _refuse(send, 413, _too_large(limit), {})
+            return
+        await self._bounded(scope, receive, send, limit)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        received, exceeded, started = 0, False, False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to a body it could not read
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _refuse(send, 413, _too_large(limit), {})
+
+    async def _credible(self, scope: Scope) -> bool:
+        value = (_header(scope, b"authorization") or b"").decode("latin-1")
+        scheme, _, credential = value.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            return False
+        try:
+            if is_api_key(credential):
+                # One indexed lookup: a made-up key must not buy a read of the body.
+                await api_keys.authenticate(scope["app"].state.gateway.clients.pool, credential)
+            else:
+                self._tokens.verify(credential, "access")
+        except AuthError:
+            return False
+        return True
+
+
+def _too_large(limit: int) -> str:
+    if limit >= 1024 * 1024:
+        return f"request body is larger than {limit // (1024 * 1024)} MB"
+    return f"request body is larger than {limit // 1024} KB"
+
+
+class SecurityHeaders:
+    """Headers every response carries; responses to authenticated requests
+    (an Authorization header) and everything under /api are never cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = scope["path"].startswith(_PRIVATE_PREFIX) or any(
+            name == b"authorization" for name, _ in scope["headers"]
+        )
+        added = _SECURITY_HEADERS + ((_NO_STORE,) if private else ())
+        names = {name for name, _ in added}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": kept + list(added)}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

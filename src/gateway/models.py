@@ -31,6 +31,41 @@ class RefreshBody(Strict):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
+class LogoutBody(Strict):
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The session to end; without it, the access token's session",
+    )
+
+
+# No control characters: the name is shown in lists and logs (and Postgres
+# text cannot hold NUL).
+KeyName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+
+class KeyCreate(Strict):
+    name: KeyName
+
+
+class KeyOut(BaseModel):
+    id: UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The API key: shown this once, never again")
+
+
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str
@@ -47,6 +82,32 @@ class UserOut(BaseModel):
     disabled_at: datetime | None = None
 
 
+class MemberCreate(Strict):
+    username: Username
+    password: Password
+    role: Literal["admin", "member"] = "member"
+
+
+class MemberOut(BaseModel):
+    """A user as their tenant's admins see them."""
+
+    id: UUID
+    username: str
+    role: Literal["admin", "member"]
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class AuditEntryOut(BaseModel):
+    id: int = Field(description="Pass as `before` to page back")
+    actor_id: UUID | None = Field(description="Who acted; null when nobody was signed in")
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+    ip: str | None
+    created_at: datetime
+
+
 class DocumentOut(BaseModel):
     id: UUID
     filename: str
@@ -57,6 +118,14 @@ class DocumentOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    visibility: Literal["private", "tenant"] = Field(
+        default="private", description="private: the owner only; tenant: everyone in the tenant"
+    )
+    mine: bool = Field(default=True, description="Whether the caller owns the document")
+
+
+class VisibilityBody(Strict):
+    visibility: Literal["private", "tenant"]
 
 
 class ChatBody(Strict):

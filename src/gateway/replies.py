@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -42,11 +44,22 @@ DEFAULT_QUEUE_SIZE = 256
 
 
 class ReplyRouter:
-    def __init__(self, bootstrap_servers: str, topic: str, partition: int) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        partition: int,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: shared.kafka.kafka_security(settings)."""
         self.topic = topic
         self.partition = partition
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            **(security or {}),
         )
         self._streams: dict[str, Inbox] = {}
         self._task: asyncio.Task[None] | None = None

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from gateway.lease import PartitionLease
+from gateway.limits import Limits
 from gateway.replies import ReplyRouter
 from gateway.security import Tokens
 from shared.clients import Clients
@@ -23,6 +24,9 @@ class Gateway:
     replies: ReplyRouter
     tokens: Tokens
     lease: PartitionLease
+    # Rate and stream limits (gateway.limits); None only in tests that build
+    # a Gateway by hand, where nothing is limited.
+    limits: Limits | None = None
     # Set on SIGTERM (gateway.drain): open streams may finish, new ones get 503.
     draining: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from shared.errors import Conflict
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
 
 Role = Literal["admin", "member"]
 _COLUMNS = "id, tenant_id, username, created_at, role, disabled_at"
@@ -17,6 +20,11 @@ _COLUMNS = "id, tenant_id, username, created_at, role, disabled_at"
 _INSERT = (
     "INSERT INTO users (id, tenant_id, username, password_hash, role)"  # noqa: S608
     f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}"
+)
+# The tenant is part of the condition: another tenant's user is not found.
+_SET_DISABLED = (
+    "UPDATE users SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END"  # noqa: S608
+    f" WHERE id = $1 AND tenant_id = $2 RETURNING {_COLUMNS}"
 )
 
 
@@ -77,3 +85,52 @@ async def credentials(pool: asyncpg.Pool, username: str) -> tuple[User, str] | N
     data = dict(record)
     password_hash = data.pop("password_hash")
     return User(**data), password_hash
+
+
+async def in_tenant(pool: asyncpg.Pool, tenant_id: UUID) -> list[User]:
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY created_at, username",  # noqa: S608
+        tenant_id,
+    )
+    return [User(**dict(row)) for row in rows]
+
+
+async def set_disabled(
+    conn: PoolConnectionProxy[asyncpg.Record], tenant_id: UUID, user_id: UUID, *, disabled: bool
+) -> User | None:
+    """Disable or enable ``user_id`` if it is a user of ``tenant_id``; None
+    otherwise, so another tenant's user looks exactly like a missing one.
+    Disabling also ends the user's login sessions: re-enabling an account
+    (perhaps disabled because it was stolen) must not revive its refresh
+    tokens, so the user signs in again."""
+    record = await conn.fetchrow(_SET_DISABLED, user_id, tenant_id, disabled)
+    if record is not None and disabled:
+        await conn.execute(
+            "UPDATE token_families SET revoked_at = now(), revoked_reason = 'disabled'"
+            " WHERE user_id = $1 AND revoked_at IS NULL",
+            user_id,
+        )
+    return User(**dict(record)) if record else None
+
+
+async def create_in_tenant_named(
+    pool: asyncpg.Pool, username: str, password_hash: str, tenant: str, role: Role
+) -> tuple[User, bool]:
+    """A user of tenant ``tenant`` (by name), the tenant created if there is
+    none; and whether it was. One transaction: a taken username leaves no
+    empty tenant behind."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            tenant_id = await conn.fetchval(
+                "INSERT INTO tenants (id, name) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
+                uuid4(), tenant,
+            )  # fmt: skip
+            created = tenant_id is not None
+            if not created:
+                tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE name = $1", tenant)
+            record = await conn.fetchrow(_INSERT, uuid4(), tenant_id, username, password_hash, role)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("username is already taken") from None
+    assert record is not None
+    return User(**dict(record)), created

@@ -18,6 +18,7 @@ from ingest.loaders import load
 from shared import documents
 from shared.cache import bump_corpus_generation
 from shared.clients import Clients
+from shared.documents import Visibility
 from shared.errors import NotFound, RagError, UnsupportedDocument
 from shared.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.kafka import publish
@@ -140,13 +141,15 @@ class Indexer:
         pieces = await self._pieces(request)
         ids = [chunk_id(request.document_id, n, piece.text) for n, piece in enumerate(pieces)]
         stale = await self._chunk_ids(request) - set(ids)
+        written: set[Visibility] = set()
         # Embed and store a batch at a time: a long document's vectors are
         # never all in memory at once.
         for start in range(0, len(pieces), STORE_BATCH):
-            await self._store_vectors(request, pieces, ids, start)
+            written.add(await self._store_vectors(request, pieces, ids, start))
             # The sweeper re-queues documents whose row stands still.
             await documents.touch(self.clients.pool, request.document_id)
         await self.clients.vectors.delete_ids(stale)
+        await self._settle_visibility(request, written)
         await self.clients.lexical.replace_document(
             request.tenant_id,
             request.user_id,
@@ -184,10 +187,15 @@ class Indexer:
 
     async def _store_vectors(
         self, request: IngestRequest, pieces: list[Piece], ids: list[str], start: int
-    ) -> None:
+    ) -> Visibility:
+        """Embed and store one batch; the visibility its chunks were given."""
         batch = pieces[start : start + STORE_BATCH]
         contexts = [in_context(request.filename, p.section, p.text) for p in batch]
         vectors = await self.clients.require_embedder().embed_documents(contexts)
+        # Read after embedding, just before the write: the row's value now.
+        # A row that is gone gives private; handle() drops the chunks anyway.
+        visibility = await documents.visibility_of(self.clients.pool, request.document_id)
+        visibility = visibility or "private"
         await self.clients.vectors.upsert(
             [
                 Chunk(
@@ -201,10 +209,25 @@ class Indexer:
                     embedding=vector,
                     page=piece.page,
                     section=piece.section,
+                    visibility=visibility,
                 )
                 for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
             ]
         )
+        return visibility
+
+    async def _settle_visibility(self, request: IngestRequest, written: set[Visibility]) -> None:
+        """The owner may have shared or unshared the document while its
+        batches were written: each batch carries the row's visibility as read
+        just before it was stored, and now, after the last write, the row is
+        read again and any difference fixed (``documents.sync_visibility``).
+        A change after this read is the changer's to apply to every chunk,
+        which by then are all stored."""
+        doc = await documents.by_id(self.clients.pool, request.document_id)
+        if doc is None:
+            return  # handle() drops the chunks
+        uniform = next(iter(written)) if len(written) == 1 else None
+        await documents.sync_visibility(self.clients.pool, self.clients.vectors, doc, uniform)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:
         return await self.clients.vectors.chunk_ids(

@@ -1,8 +1,11 @@
 """Finding the caller's most relevant chunks: dense (Chroma), lexical (BM25 in
 PostgreSQL), or both fused by reciprocal rank.
 
-Both searches filter on the caller's tenant and user inside the store's own
-query; fusion only ever sees the caller's chunks.
+Both searches filter inside the store's own query on what the caller may
+read: the tenant's chunks that are the caller's own or shared with the tenant.
+Fusion only ever sees those. Dense hits are checked once more against the
+document rows: a chunk's visibility is a copy of its row's, and a copy left
+stale by a failed or racing update must not show an unshared document.
 """
 
 from __future__ import annotations
@@ -75,9 +78,15 @@ class Retriever:
         self, owner: Owner, text: str, k: int, document_ids: Sequence[UUID] | None = None
     ) -> list[Hit]:
         embedding = await self.embeddings.embed(owner, text)
-        return await self.vectors.search(
+        hits = await self.vectors.search(
             owner.tenant_id, owner.user_id, embedding, k, document_ids=document_ids
         )
+        if not hits:
+            return hits
+        allowed = await self.lexical.readable(
+            owner.tenant_id, owner.user_id, {h.document_id for h in hits}
+        )
+        return [h for h in hits if h.document_id in allowed]
 
     async def lexical_search(
         self, owner: Owner, text: str, k: int, document_ids: Sequence[UUID] | None = None

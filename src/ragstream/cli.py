@@ -223,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         handler=lambda args: importlib.import_module("ingest.reconciler").command(args)
     )
 
+    user = commands.add_parser("user", help="create users straight in the database")
+    user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = user_actions.add_parser("create", help="a user of a tenant (created if new)")
+    create.add_argument("--username", required=True)
+    create.add_argument("--tenant", required=True, help="the tenant's name")
+    create.add_argument("--admin", action="store_true", help="administers the tenant")
+    create.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    create.set_defaults(
+        handler=lambda args: importlib.import_module("gateway.user_admin").command(args)
+    )
+
     from ragstream import dlq
 
     dlq.add_arguments(commands.add_parser("dlq", help="list or replay dead letters"))

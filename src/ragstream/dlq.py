@@ -101,8 +101,11 @@ def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
 def _consumer(settings: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
+    from shared.kafka import kafka_security
+
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_security(settings),
         group_id=f"{settings.kafka_topic_prefix}.dlq-replay",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -178,6 +181,7 @@ class _Tally:
 async def _replay(settings: Any, args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
 
+    from shared.kafka import kafka_security
     from shared.topics import Topics
 
     sources = source_topics(settings.kafka_topic_prefix, args.topic)
@@ -187,6 +191,7 @@ async def _replay(settings: Any, args: argparse.Namespace) -> int:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
+        **kafka_security(settings),
     )
     await consumer.start()
     await producer.start()

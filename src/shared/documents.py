@@ -1,23 +1,43 @@
 """The ``documents`` table: the source of truth for what a tenant uploaded.
 
-Every read is scoped by tenant and user in the query itself, so an id that
-belongs to someone else looks exactly like an id that does not exist.
+Every read is scoped in the query itself: a caller reads their own documents
+and those their tenant's users shared (``visibility = 'tenant'``); only the
+owner changes or deletes one. An id the caller may not read looks exactly
+like an id that does not exist.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal, TypeAlias
 from uuid import UUID
 
 import asyncpg
 
+from shared.config import Settings
+from shared.errors import Forbidden, NotFound, Unavailable
 from shared.events import DocumentStatus
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    from shared.vectorstore import VectorStore
+
+    # The pool, or a connection from it in the transaction of an action.
+    Db: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+    Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+
+Visibility = Literal["private", "tenant"]
 
 _COLUMNS = (
     "id, tenant_id, user_id, filename, content_type, size_bytes, sha256, blob_key,"
-    " status, chunks, error, created_at, updated_at"
+    " status, chunks, error, created_at, updated_at, visibility"
 )
+# What a caller may read: their own documents and their tenant's shared ones.
+# $1 is the tenant, $2 the caller.
+_READABLE = "tenant_id=$1 AND (user_id=$2 OR visibility='tenant')"
 
 
 @dataclass(frozen=True)
@@ -35,22 +55,70 @@ class Document:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    visibility: Visibility = "private"
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Document:
         return cls(**dict(record))
 
 
-async def insert(pool: asyncpg.Pool, doc: Document) -> None:
+async def insert(pool: Db, doc: Document) -> None:
     await pool.execute(
-        f"INSERT INTO documents ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",  # noqa: S608
+        f"INSERT INTO documents ({_COLUMNS})"  # noqa: S608
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
         doc.id, doc.tenant_id, doc.user_id, doc.filename, doc.content_type, doc.size_bytes,
         doc.sha256, doc.blob_key, doc.status, doc.chunks, doc.error, doc.created_at,
-        doc.updated_at,
+        doc.updated_at, doc.visibility,
     )  # fmt: skip
 
 
-async def get(pool: asyncpg.Pool, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
+@dataclass(frozen=True)
+class Quota:
+    max_documents: int
+    max_bytes: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Quota:
+        return cls(settings.tenant_max_documents, settings.tenant_max_mb * 1024 * 1024)
+
+
+async def check_quota(pool: Db, tenant_id: UUID, size_bytes: int, quota: Quota) -> None:
+    """Refuse (403) a new document of ``size_bytes`` that would take the
+    tenant past its quota. Counts every document the tenant holds, whatever
+    its owner or status: each has a blob on disk."""
+    record = await pool.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum(size_bytes), 0)::bigint AS total"
+        " FROM documents WHERE tenant_id=$1",
+        tenant_id,
+    )
+    assert record is not None
+    if record["n"] + 1 > quota.max_documents:
+        raise Forbidden(
+            f"upload refused: the tenant has {record['n']} documents and may hold at most"
+            f" {quota.max_documents} (TENANT_MAX_DOCUMENTS); delete some or ask an administrator"
+        )
+    if record["total"] + size_bytes > quota.max_bytes:
+        mb = quota.max_bytes // (1024 * 1024)
+        used = record["total"] / (1024 * 1024)
+        raise Forbidden(
+            f"upload refused: the tenant's documents take {used:.1f} MB and this file"
+            f" would take them past the limit of {mb} MB (TENANT_MAX_MB)"
+        )
+
+
+async def insert_within_quota(pool: asyncpg.Pool, doc: Document, quota: Quota) -> None:
+    """Insert the row unless the tenant's quota forbids it. The check and the
+    insert hold a per-tenant lock, so concurrent uploads cannot all pass a
+    check that only one of them should."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
+                           str(doc.tenant_id))  # fmt: skip
+        await check_quota(conn, doc.tenant_id, doc.size_bytes, quota)
+        await insert(conn, doc)
+
+
+async def get(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
+    """The document if the caller owns it."""
     record = await pool.fetchrow(
         f"SELECT {_COLUMNS} FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3",  # noqa: S608
         doc_id,
@@ -60,11 +128,49 @@ async def get(pool: asyncpg.Pool, tenant_id: UUID, user_id: UUID, doc_id: UUID) 
     return Document.from_record(record) if record else None
 
 
+async def readable(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
+    """The document if the caller owns it or their tenant shares it."""
+    record = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM documents WHERE {_READABLE} AND id=$3",  # noqa: S608
+        tenant_id,
+        user_id,
+        doc_id,
+    )
+    return Document.from_record(record) if record else None
+
+
+async def owned(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document:
+    """The document for a change only its owner may make: ``NotFound`` when
+    the caller cannot read it, ``Forbidden`` when they can but do not own it."""
+    doc = await readable(pool, tenant_id, user_id, doc_id)
+    if doc is None:
+        raise NotFound("document not found")
+    if doc.user_id != user_id:
+        raise Forbidden("only the document's owner may change or delete it")
+    return doc
+
+
+async def readable_ids(
+    pool: Db, tenant_id: UUID, user_id: UUID, doc_ids: Collection[UUID]
+) -> set[UUID]:
+    """Which of ``doc_ids`` the caller may read, now."""
+    if not doc_ids:
+        return set()
+    rows = await pool.fetch(
+        f"SELECT id FROM documents WHERE {_READABLE} AND id = ANY($3::uuid[])",  # noqa: S608
+        tenant_id,
+        user_id,
+        list(doc_ids),
+    )
+    return {row["id"] for row in rows}
+
+
 async def list_for(
-    pool: asyncpg.Pool, tenant_id: UUID, user_id: UUID, *, limit: int, offset: int
+    pool: Db, tenant_id: UUID, user_id: UUID, *, limit: int, offset: int
 ) -> list[Document]:
+    """The caller's documents and the tenant's shared ones, newest first."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM documents WHERE tenant_id=$1 AND user_id=$2"  # noqa: S608
+        f"SELECT {_COLUMNS} FROM documents WHERE {_READABLE}"  # noqa: S608
         " ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
         tenant_id,
         user_id,
@@ -74,9 +180,56 @@ async def list_for(
     return [Document.from_record(r) for r in records]
 
 
-async def delete(
-    pool: asyncpg.Pool, tenant_id: UUID, user_id: UUID, doc_id: UUID
-) -> Document | None:
+async def set_visibility(
+    conn: Conn, tenant_id: UUID, user_id: UUID, doc_id: UUID, visibility: Visibility
+) -> Visibility | None:
+    """Set an owned document's visibility, inside the caller's transaction;
+    the one it had (``None``: the caller owns no such document). Only the
+    row: ``sync_visibility`` then brings the chunks in line."""
+    before: Visibility | None = await conn.fetchval(
+        "SELECT visibility FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3 FOR UPDATE",
+        doc_id,
+        tenant_id,
+        user_id,
+    )
+    if before is not None and before != visibility:
+        await conn.execute("UPDATE documents SET visibility=$2 WHERE id=$1", doc_id, visibility)
+    return before
+
+
+async def visibility_of(pool: Db, doc_id: UUID) -> Visibility | None:
+    """For workers: the row's visibility now (``None``: no such document)."""
+    value: Visibility | None = await pool.fetchval(
+        "SELECT visibility FROM documents WHERE id=$1", doc_id
+    )
+    return value
+
+
+SYNC_ROUNDS = 5
+
+
+async def sync_visibility(
+    pool: Db, vectors: VectorStore, doc: Document, written: Visibility | None = None
+) -> Visibility | None:
+    """Make the visibility in the document's chunk metadata the row's.
+
+    Every writer of chunk visibility (an ingest delivery, a PATCH) writes a
+    value it read from the row, then reads the row again: if it changed
+    meanwhile, the writer writes again. Whichever write lands last was then
+    checked against the row after it landed, so no chunk is left with a
+    visibility the row no longer has. ``written``: what every chunk already
+    carries (``None``: unknown). Returns the row's visibility, ``None`` if
+    the document is gone."""
+    for _ in range(SYNC_ROUNDS):
+        current = await visibility_of(pool, doc.id)
+        if current is None or current == written:
+            return current
+        await vectors.set_visibility(doc.tenant_id, doc.user_id, doc.id, current)
+        written = current
+    raise Unavailable("the document's visibility keeps changing; try again")
+
+
+async def delete(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
     record = await pool.fetchrow(
         f"DELETE FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3 RETURNING {_COLUMNS}",  # noqa: S608
         doc_id,

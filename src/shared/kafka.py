@@ -4,20 +4,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 from uuid import UUID
 
 import structlog
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from shared.config import Settings
 from shared.events import DeadLetter, Event
+
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the brokers against KAFKA_SSL_CAFILE (else the system's
+    CAs); presents a client certificate when one is configured (mTLS)."""
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.kafka_ssl_certfile is not None:
+        keyfile = settings.kafka_ssl_keyfile
+        context.load_cert_chain(settings.kafka_ssl_certfile, keyfile)
+    return context
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """KAFKA_SECURITY_PROTOCOL and friends as FastStream security; ``None``
+    for PLAINTEXT. Incomplete SASL settings stop the process at start-up."""
+    protocol = settings.kafka_security_protocol
+    context = _ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
+    if protocol in ("PLAINTEXT", "SSL"):
+        return BaseSecurity(ssl_context=context) if context else None
+    mechanism, username = settings.kafka_sasl_mechanism, settings.kafka_sasl_username
+    password = settings.kafka_sasl_password
+    if mechanism is None or not username or password is None:
+        raise RuntimeError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM"
+            " (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), KAFKA_SASL_USERNAME and"
+            " KAFKA_SASL_PASSWORD"
+        )
+    sasl = _SASL[mechanism]
+    return sasl(username, password.get_secret_value(), ssl_context=context)
+
+
+def kafka_security(settings: Settings) -> dict[str, Any]:
+    """The same settings as keyword arguments of aiokafka's clients
+    (AIOKafkaConsumer, AIOKafkaProducer, AIOKafkaAdminClient): every Kafka
+    client of the project connects with these."""
+    return parse_security(broker_security(settings))
 
 
 def create_broker(settings: Settings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
+        security=broker_security(settings),
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         logger=structlog.stdlib.get_logger("faststream"),

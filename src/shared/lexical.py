@@ -5,8 +5,10 @@ Two tables (migration 0002): ``chunks`` holds each indexed chunk's text and
 length in terms; ``chunk_terms`` holds, per tenant, which chunk has which term
 how often. BM25 needs a corpus's document frequencies and average length,
 which ``ts_rank`` lacks; here they are computed per tenant inside the same SQL
-statement that scores, and the caller's owner filter sits in that statement
-too, so no other user's chunk is ever fetched.
+statement that scores, and the caller's filter sits in that statement too:
+the tenant, and chunks of the caller's own documents or of documents the
+tenant shares (``documents.visibility``, read from the row at query time, so a
+visibility change applies at once). No other chunk is ever fetched.
 
 Scoring is BM25 as Lucene computes it: idf ``ln(1 + (N - df + 0.5) / (df + 0.5))``
 times ``tf / (tf + k1 * (1 - b + b * length / avgdl))``, the formula of the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from uuid import UUID
@@ -27,6 +29,7 @@ from uuid import UUID
 import asyncpg
 import Stemmer
 
+from shared import documents
 from shared.vectorstore import Hit
 
 K1 = 1.5
@@ -88,7 +91,8 @@ JOIN q USING (term)
 JOIN chunks c ON c.id = t.chunk_id
 JOIN documents d ON d.id = c.document_id
 CROSS JOIN corpus
-WHERE t.tenant_id = $1 AND c.tenant_id = $1 AND c.user_id = $2
+WHERE t.tenant_id = $1 AND c.tenant_id = $1 AND d.tenant_id = $1
+  AND (c.user_id = $2 OR d.visibility = 'tenant')
   AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
 GROUP BY c.id, d.filename
 ORDER BY score DESC, c.id
@@ -184,12 +188,20 @@ class LexicalIndex:
             for row in rows
         ]
 
+    async def readable(
+        self, tenant_id: UUID, user_id: UUID, document_ids: Collection[UUID]
+    ) -> set[UUID]:
+        """Which of ``document_ids`` the caller may read now, by their rows."""
+        return await documents.readable_ids(self._pool, tenant_id, user_id, document_ids)
+
     async def chunks_of_tenant(self, tenant_id: UUID, user_id: UUID) -> list[tuple[str, str, str]]:
-        """(chunk id, filename, text) of every chunk the caller owns: what the
-        evaluation's in-process baselines index, so they see the same chunks."""
+        """(chunk id, filename, text) of every chunk the caller may search:
+        what the evaluation's in-process baselines index, so they see the same
+        chunks."""
         rows = await self._pool.fetch(
             "SELECT c.id, d.filename, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
-            " WHERE c.tenant_id = $1 AND c.user_id = $2 ORDER BY c.id",
+            " WHERE c.tenant_id = $1 AND d.tenant_id = $1"
+            " AND (c.user_id = $2 OR d.visibility = 'tenant') ORDER BY c.id",
             tenant_id,
             user_id,
         )

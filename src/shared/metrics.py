@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 import structlog
@@ -80,7 +82,9 @@ class Sampler:
         bootstrap_servers: str | None = None,
         group: str | None = None,
         interval: float = SAMPLE_SECONDS,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
+        """``security``: shared.kafka.kafka_security(settings), for the lag."""
         self._pool = pool
         self._service = service
         self._group = group
@@ -88,8 +92,9 @@ class Sampler:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         if group is not None and bootstrap_servers is not None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+            kwargs = {"bootstrap_servers": bootstrap_servers, **(security or {})}
+            self._admin = AIOKafkaAdminClient(**kwargs)
+            self._consumer = AIOKafkaConsumer(group_id=None, **kwargs)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from shared.config import Settings
+from shared.kafka import kafka_security
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +62,33 @@ def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
     ]
 
 
+def _sasl_identity(settings: Settings) -> dict[str, str | None]:
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        return {}
+    return {
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_username": settings.kafka_sasl_username,
+    }
+
+
 async def ensure_topics(settings: Settings, topics: Topics) -> None:
     """Create whichever topics are missing; existing ones are left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(settings)
+    )
+    try:
+        await admin.start()
+    except KafkaError:
+        # The first connection a process makes: say what it tried (never the password).
+        log.error(
+            "Cannot connect to Kafka: check KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL"
+            " and the KAFKA_SASL_* / KAFKA_SSL_* settings",
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            security_protocol=settings.kafka_security_protocol,
+            **_sasl_identity(settings),
+        )
+        await admin.close()
+        raise
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in _wanted(settings, topics) if t.name not in existing]

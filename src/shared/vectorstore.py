@@ -1,8 +1,11 @@
 """Chroma, behind the few calls the services make.
 
-Every chunk carries its owner's tenant and user id in its metadata, and every
-search and delete filters on them inside Chroma's own query: results for one
-tenant are never fetched and then filtered after the fact.
+Every chunk carries its owner's tenant and user id, and its document's
+visibility, in its metadata. A search filters on them inside Chroma's own
+query (the tenant, and the caller's own chunks or the tenant's shared ones);
+deletes filter on the owner. Results for one tenant are never fetched and then
+filtered after the fact. A chunk without a visibility (indexed before sharing
+existed) is private.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Chunk:
     embedding: list[float]
     page: int | None = None
     section: str | None = None
+    visibility: str = "private"
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,21 @@ def _owner(tenant_id: UUID, user_id: UUID, **more: object) -> dict[str, Any]:
     return {"$and": clauses}
 
 
+def _readable(tenant_id: UUID, user_id: UUID, **more: object) -> dict[str, Any]:
+    """What ``user_id`` may search: the tenant's chunks that are theirs or shared."""
+    mine_or_shared: dict[str, object] = {
+        "$or": [{"user_id": str(user_id)}, {"visibility": "tenant"}]
+    }
+    clauses: list[dict[str, object]] = [{"tenant_id": str(tenant_id)}, mine_or_shared]
+    clauses += [{key: value} for key, value in more.items()]
+    return {"$and": clauses}
+
+
 _PREFIX = "chunks-"
 _MAX_UPSERT = 1000
+# Chroma refuses metadata updates of more ids than its batch size (5,461 on
+# SQLite): a large document's chunks are updated a page at a time.
+VISIBILITY_PAGE = 5000
 
 
 def _optional(**values: object) -> dict[str, object]:
@@ -152,6 +169,7 @@ class VectorStore:
                     "document_id": str(c.document_id),
                     "filename": c.filename,
                     "chunk_index": c.chunk_index,
+                    "visibility": c.visibility,
                     **_optional(page=c.page, section=c.section),
                 }
                 for c in chunks
@@ -172,7 +190,7 @@ class VectorStore:
         result = self._coll().query(
             query_embeddings=[embedding],
             n_results=k,
-            where=_owner(tenant_id, user_id, **more),
+            where=_readable(tenant_id, user_id, **more),
             include=["documents", "metadatas", "distances"],
         )
         rows = zip(
@@ -204,15 +222,35 @@ class VectorStore:
         if ids:
             self._coll().delete(ids=ids)
 
+    def _chunk_collections(self) -> list[Any]:
+        return [c for c in self._client.list_collections() if c.name.startswith(_PREFIX)]
+
+    def _set_visibility(
+        self, tenant_id: UUID, user_id: UUID, document_id: UUID, visibility: str
+    ) -> int:
+        where = _owner(tenant_id, user_id, document_id=str(document_id))
+        page = max(1, min(self._client.get_max_batch_size(), VISIBILITY_PAGE))
+        updated = 0
+        for collection in self._chunk_collections():
+            # All ids first, then pages of updates: paging the read by offset
+            # would skip chunks if an ingest deleted some meanwhile.
+            ids = collection.get(where=where, include=[])["ids"]
+            for start in range(0, len(ids), page):
+                batch = ids[start : start + page]
+                # Metadata updates merge: only the visibility changes. Ids
+                # deleted meanwhile are ignored.
+                collection.update(ids=batch, metadatas=[{"visibility": visibility}] * len(batch))
+            updated += len(ids)
+        return updated
+
     def _delete_everywhere(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> int:
         where = _owner(tenant_id, user_id, document_id=str(document_id))
         deleted = 0
-        for collection in self._client.list_collections():
-            if collection.name.startswith(_PREFIX):
-                ids = collection.get(where=where, include=[])["ids"]
-                if ids:
-                    collection.delete(ids=ids)
-                deleted += len(ids)
+        for collection in self._chunk_collections():
+            ids = collection.get(where=where, include=[])["ids"]
+            if ids:
+                collection.delete(ids=ids)
+            deleted += len(ids)
         return deleted
 
     async def upsert(self, chunks: list[Chunk]) -> None:
@@ -241,6 +279,15 @@ class VectorStore:
         ids = await self.chunk_ids(tenant_id, user_id, document_id)
         await self.delete_ids(ids)
         return len(ids)
+
+    async def set_visibility(
+        self, tenant_id: UUID, user_id: UUID, document_id: UUID, visibility: str
+    ) -> int:
+        """Set the visibility of the owner's document's chunks, in every
+        embedding space's collection; how many chunks it found."""
+        return await asyncio.to_thread(
+            self._set_visibility, tenant_id, user_id, document_id, visibility
+        )
 
     async def heartbeat(self) -> None:
         await asyncio.to_thread(self._client.heartbeat)

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 
 from shared.clients import Clients, open_clients
 from shared.config import Settings
+from shared.kafka import kafka_security
 from shared.logging import configure_logging
 from shared.metrics import Sampler, forget_process_metrics
 
@@ -46,6 +47,7 @@ async def run_worker(settings: Settings, service: str, setup: Setup) -> None:
             service,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group=f"{settings.kafka_topic_prefix}.{service}",
+            security=kafka_security(settings),
         )
         await sampler.start()
         tasks = [asyncio.create_task(job) for job in jobs]

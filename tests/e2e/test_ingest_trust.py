@@ -35,9 +35,12 @@ async def test_a_forged_owner_in_the_message_changes_nothing(
     doc_id = await upload(client, victim, "vault.md", SECRET)
     assert (await wait_for_status(client, victim, doc_id))["status"] == "indexed"
     row = await document_row(app_env["DATABASE_URL"], doc_id)
-    attacker_id = uuid.UUID(attacker.id)
     forged = ingest_request_for(
-        row, "forged", tenant_id=attacker_id, user_id=attacker_id, filename="mine-now.md"
+        row,
+        "forged",
+        tenant_id=uuid.UUID(attacker.tenant_id),
+        user_id=uuid.UUID(attacker.id),
+        filename="mine-now.md",
     )
     await publish_ingest(app_env, forged)
     events = await read_until(
@@ -48,7 +51,7 @@ async def test_a_forged_owner_in_the_message_changes_nothing(
         ),
     )
     statuses = [m for m in events if m["correlation_id"] == forged.correlation_id]
-    assert {(m["tenant_id"], m["user_id"]) for m in statuses} == {(victim.id, victim.id)}
+    assert {(m["tenant_id"], m["user_id"]) for m in statuses} == {(victim.tenant_id, victim.id)}
 
     assert await _sources(client, attacker, "What is the vault code of the Lisbon office?") == []
     [source, *_] = await _sources(client, victim, "What is the vault code of the Lisbon office?")

@@ -73,6 +73,8 @@ def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iter
         "KAFKA_TOPIC_PREFIX": f"fault-{uuid.uuid4().hex[:8]}",
         "LOG_LEVEL": "INFO",
         "ALLOW_REGISTRATION": "true",
+        # Every test signs in from 127.0.0.1: the per-IP limit is tests/e2e/test_limits.py's.
+        "LOGIN_ATTEMPTS_PER_MINUTE": "10000",
     }
     faults = FaultStack(_fault_infra, env, log_dir)
     try:

@@ -1,5 +1,6 @@
 """BM25 in PostgreSQL: the same scores as the bm25s package on the same
-chunks, the owner filter inside the query, replays that replace."""
+chunks, the reader filter (the tenant; own or shared documents) inside the
+query, replays that replace."""
 
 from __future__ import annotations
 
@@ -36,7 +37,16 @@ async def pool(stack_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     await created.close()
 
 
-async def _document(pool: asyncpg.Pool, tenant: uuid.UUID, user: uuid.UUID) -> uuid.UUID:
+async def _document(
+    pool: asyncpg.Pool,
+    tenant: uuid.UUID,
+    user: uuid.UUID,
+    visibility: documents.Visibility = "private",
+) -> uuid.UUID:
+    await pool.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        tenant, f"lex-{tenant}",
+    )  # fmt: skip
     await pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')"
         " ON CONFLICT DO NOTHING",
@@ -47,6 +57,7 @@ async def _document(pool: asyncpg.Pool, tenant: uuid.UUID, user: uuid.UUID) -> u
         id=uuid.uuid4(), tenant_id=tenant, user_id=user, filename="policy.md",
         content_type="text/markdown", size_bytes=1, sha256="0" * 64, blob_key="k",
         status="indexed", chunks=0, error=None, created_at=now, updated_at=now,
+        visibility=visibility,
     )  # fmt: skip
     await documents.insert(pool, doc)
     return doc.id
@@ -95,6 +106,47 @@ async def test_owner_filter_and_document_filter(pool: asyncpg.Pool) -> None:
     assert [h.text for h in await index.search(tenant, bob, "secret budget", k=10)] == [
         "bob budget secret"
     ]
+
+
+async def test_a_tenant_searches_its_shared_documents_and_nobody_elses(
+    pool: asyncpg.Pool,
+) -> None:
+    """Tenant A: a1 owns a private and a shared document, a2 one of their
+    own; tenant B: b1. A filter on the tenant alone shows a2 the private
+    document; one on the user alone hides the shared one; one on visibility
+    without the tenant shows it to b1."""
+    tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
+    a1, a2, b1 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    private = await _document(pool, tenant_a, a1)
+    shared = await _document(pool, tenant_a, a1, "tenant")
+    own = await _document(pool, tenant_a, a2)
+    theirs = await _document(pool, tenant_b, b1)
+    index = LexicalIndex(pool)
+    for tenant, user, doc, text in [
+        (tenant_a, a1, private, "private budget of a1"),
+        (tenant_a, a1, shared, "shared budget of a1"),
+        (tenant_a, a2, own, "own budget of a2"),
+        (tenant_b, b1, theirs, "budget of b1"),
+    ]:
+        await index.replace_document(tenant, user, doc, _chunks(doc, [text]))
+
+    async def found(tenant: uuid.UUID, user: uuid.UUID) -> set[uuid.UUID]:
+        return {h.document_id for h in await index.search(tenant, user, "budget", k=10)}
+
+    assert await found(tenant_a, a1) == {private, shared}
+    assert await found(tenant_a, a2) == {shared, own}
+    assert await found(tenant_b, b1) == {theirs}
+    assert await found(tenant_b, a2) == set()  # a2's id in another tenant
+    assert {c[0].split(":")[0] for c in await index.chunks_of_tenant(tenant_a, a2)} == {
+        str(shared),
+        str(own),
+    }
+    assert await index.readable(tenant_a, a2, [private, shared, own, theirs]) == {shared, own}
+
+    # Unsharing is the row alone: the next search reads it.
+    await pool.execute("UPDATE documents SET visibility = 'private' WHERE id = $1", shared)
+    assert await found(tenant_a, a2) == {own}
+    assert await found(tenant_a, a1) == {private, shared}
 
 
 async def test_replay_replaces_and_delete_cascades(pool: asyncpg.Pool) -> None:

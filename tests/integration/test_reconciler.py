@@ -90,6 +90,10 @@ async def _document(
 ) -> documents.Document:
     """A user (its id is the tenant's) and a document row created ``age`` seconds ago."""
     await pool.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        tenant, f"recon-{tenant}",
+    )  # fmt: skip
+    await pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $1, $2, 'x')"
         " ON CONFLICT DO NOTHING",
         tenant, f"recon-{tenant}",

@@ -70,6 +70,9 @@ async def clients(app_env: dict[str, str]) -> AsyncIterator[Clients]:
 async def user(clients: Clients) -> User:
     created = User(uuid.uuid4(), uuid.uuid4(), f"cancel-{uuid.uuid4().hex[:8]}", datetime.now(UTC))
     await clients.pool.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2)", created.tenant_id, created.username
+    )
+    await clients.pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
         created.id, created.tenant_id, created.username,
     )  # fmt: skip

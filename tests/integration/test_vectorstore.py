@@ -1,4 +1,5 @@
-"""The tenant filter lives in Chroma's query itself."""
+"""The reader filter (tenant; own or shared chunks) lives in Chroma's query
+itself; visibility changes reach every chunk of a document."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 
 from shared.config import Settings
 from shared.embedding import HashingEmbedder
-from shared.vectorstore import Chunk, VectorStore, connect_chroma
+from shared.vectorstore import VISIBILITY_PAGE, Chunk, VectorStore, connect_chroma
 
 
 def _chunk(tenant: uuid.UUID, doc: uuid.UUID, index: int, text: str, vector: list[float]) -> Chunk:
@@ -45,3 +46,105 @@ async def test_search_and_delete_only_touch_the_owners_chunks(stack_env: dict[st
     assert await store.delete_document(alice, alice, doc_a) == 1
     assert await store.search(alice, alice, vector, 10) == []
     assert [h.text for h in await store.search(bob, bob, vector, 10)] == ["bob's revenue"]
+
+
+def _owned(
+    tenant: uuid.UUID,
+    user: uuid.UUID,
+    doc: uuid.UUID,
+    text: str,
+    vector: list[float],
+    visibility: str = "private",
+    index: int = 0,
+) -> Chunk:
+    return Chunk(
+        id=f"{doc}:{index}:x",
+        tenant_id=tenant,
+        user_id=user,
+        document_id=doc,
+        filename="f.txt",
+        chunk_index=index,
+        text=text,
+        embedding=vector,
+        visibility=visibility,
+    )
+
+
+async def test_search_covers_own_and_tenant_shared_chunks_only(stack_env: dict[str, str]) -> None:
+    """Tenant A: a1 has a private and a shared document, a2 one of their own;
+    tenant B: b1. A filter on the tenant alone shows a2 the private chunk;
+    on the user alone hides the shared one; on visibility without the tenant
+    shows the shared one to b1. A chunk stored before visibility existed (no
+    such metadata) stays private."""
+    embedder = HashingEmbedder(32)
+    client = connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"]))
+    store = VectorStore(client, embedder)
+    tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
+    a1, a2, b1 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    private, shared, own, theirs, legacy = (uuid.uuid4() for _ in range(5))
+    [vector] = embedder.embed(["the merger budget"])
+    await store.upsert(
+        [
+            _owned(tenant_a, a1, private, "a1 private", vector),
+            _owned(tenant_a, a1, shared, "a1 shared", vector, "tenant"),
+            _owned(tenant_a, a2, own, "a2 own", vector),
+            _owned(tenant_b, b1, theirs, "b1 own", vector, "tenant"),
+        ]
+    )
+    assert store.collection_name is not None
+    client.get_collection(store.collection_name).upsert(
+        ids=[f"{legacy}:0:x"],
+        embeddings=[vector],
+        documents=["a1 legacy"],
+        metadatas=[
+            {"tenant_id": str(tenant_a), "user_id": str(a1), "document_id": str(legacy),
+             "filename": "old.txt", "chunk_index": 0}
+        ],
+    )  # fmt: skip
+
+    async def found(tenant: uuid.UUID, user: uuid.UUID) -> set[uuid.UUID]:
+        return {h.document_id for h in await store.search(tenant, user, vector, 10)}
+
+    assert await found(tenant_a, a1) == {private, shared, legacy}
+    assert await found(tenant_a, a2) == {shared, own}
+    assert await found(tenant_b, b1) == {theirs}
+    assert await found(tenant_b, a2) == {theirs}  # b1 shares with tenant B only
+    assert await found(tenant_a, b1) == {shared}  # ...and a1 with tenant A only
+
+    # Only the owner's chunks change; the legacy one can be shared too.
+    assert await store.set_visibility(tenant_a, a2, legacy, "tenant") == 0
+    assert await store.set_visibility(tenant_a, a1, legacy, "tenant") == 1
+    assert await store.set_visibility(tenant_a, a1, shared, "private") == 1
+    assert await found(tenant_a, a2) == {legacy, own}
+    # Deleting stays the owner's: a2 can read the legacy chunk, not delete it.
+    assert await store.delete_document(tenant_a, a2, legacy) == 0
+    assert await found(tenant_a, a2) == {legacy, own}
+
+
+async def test_visibility_changes_every_collection_in_pages(stack_env: dict[str, str]) -> None:
+    """More chunks than Chroma updates at once (5,461), in two embedding
+    spaces' collections, changed by a store without an embedder (the
+    gateway's)."""
+    client = connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"]))
+    small, other = HashingEmbedder(8), HashingEmbedder(16)
+    tenant, owner, reader = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    doc = uuid.uuid4()
+    [vector] = small.embed(["a long manual"])
+    [vector16] = other.embed(["a long manual"])
+    count = VISIBILITY_PAGE + 1000
+    await VectorStore(client, small).upsert(
+        [_owned(tenant, owner, doc, f"part {n}", vector, index=n) for n in range(count)]
+    )
+    await VectorStore(client, other).upsert([_owned(tenant, owner, doc, "part 0", vector16)])
+
+    assert await VectorStore(client, None).set_visibility(tenant, owner, doc, "tenant") == count + 1
+    for embedder, expected in ((small, count), (other, 1)):
+        store = VectorStore(client, embedder)
+        assert store.collection_name is not None
+        shared = client.get_collection(store.collection_name).get(
+            where={"$and": [{"document_id": str(doc)}, {"visibility": "tenant"}]}, include=[]
+        )
+        assert len(shared["ids"]) == expected
+        [probe] = embedder.embed(["a long manual"])
+        assert len(await store.search(tenant, reader, probe, 5)) == min(5, expected)
+    await VectorStore(client, None).delete_document(tenant, owner, doc)

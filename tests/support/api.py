@@ -8,7 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
+from argon2 import PasswordHasher
+
+from gateway import users
+
+PASSWORD = "a-long-password"
 
 
 @dataclass
@@ -16,6 +22,7 @@ class User:
     username: str
     token: str
     id: str
+    tenant_id: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -24,12 +31,27 @@ class User:
 
 async def new_user(client: httpx.AsyncClient, prefix: str = "user") -> User:
     username = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    body = {"username": username, "password": "a-long-password"}
+    body = {"username": username, "password": PASSWORD}
     created = await client.post("/api/auth/register", json=body)
     assert created.status_code == 201, created.text
     login = await client.post("/api/auth/login", json=body)
     assert login.status_code == 200, login.text
-    return User(username, login.json()["access_token"], created.json()["id"])
+    return User(
+        username, login.json()["access_token"], created.json()["id"], created.json()["tenant_id"]
+    )
+
+
+async def member_of(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tenant_id: str, prefix: str = "member"
+) -> User:
+    """A signed-in member of an existing tenant, created in the database the
+    way `rag user create` does."""
+    username = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    hashed = await asyncio.to_thread(PasswordHasher().hash, PASSWORD)
+    made = await users.create(pool, username, hashed, tenant_id=uuid.UUID(tenant_id))
+    login = await client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return User(username, login.json()["access_token"], str(made.id), tenant_id)
 
 
 async def upload(client: httpx.AsyncClient, user: User, filename: str, content: bytes) -> str:

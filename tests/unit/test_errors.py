@@ -1,16 +1,21 @@
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
+from gateway import errors
 from gateway.errors import status_for
 from shared.consumer import dead_letter_reason
 from shared.errors import (
     AuthError,
     Conflict,
     DeadlineExceeded,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     RagError,
+    TooManyRequests,
     Unavailable,
     UnsupportedDocument,
 )
@@ -24,6 +29,8 @@ from shared.errors import (
         (NotFound("x"), 404),
         (AuthError("x"), 401),
         (Conflict("x"), 409),
+        (Forbidden("x"), 403),
+        (TooManyRequests("x", retry_after=3), 429),
         (PayloadTooLarge("x"), 413),
         (Unavailable("x"), 503),
         (DeadlineExceeded("x"), 504),
@@ -46,3 +53,29 @@ def test_dead_letter_reasons() -> None:
     assert "count" in detail
     assert dead_letter_reason(UnsupportedDocument("bad pdf")) == ("unsupported_document", "bad pdf")
     assert dead_letter_reason(KeyError("k"))[0] == "unhandled_error"
+
+
+def _app_raising(exc: Exception) -> TestClient:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise exc
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_rate_limit_says_when_to_come_back() -> None:
+    response = _app_raising(TooManyRequests("slow down", retry_after=7)).get("/boom")
+    assert (response.status_code, response.headers["retry-after"]) == (429, "7")
+    assert response.json() == {"detail": "slow down"}
+
+
+def test_an_unexpected_error_keeps_the_security_headers() -> None:
+    # Starlette answers these outside every middleware.
+    response = _app_raising(RuntimeError("bug")).get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"

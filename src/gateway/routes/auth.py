@@ -1,4 +1,4 @@
-"""Registration, login, token refresh and verification."""
+"""Registration, login, token refresh, logout and verification."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from dataclasses import asdict
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 
-from gateway import users
-from gateway.deps import CurrentUser, GatewayDep, json_body, json_body_schema
-from gateway.models import Credentials, RefreshBody, TokenOut, UserOut
-from gateway.security import hash_password, verify_password
-from shared.errors import AuthError
+from gateway import api_keys, audit, sessions, users
+from gateway.deps import (
+    BearerCredentials,
+    CurrentUser,
+    GatewayDep,
+    client_ip,
+    json_body,
+    json_body_schema,
+)
+from gateway.models import Credentials, LogoutBody, RefreshBody, TokenOut, UserOut
+from gateway.security import TokenPair
+from gateway.throttle import SignInLimit
+from shared.errors import AuthError, Forbidden, InvalidInput
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -25,36 +33,126 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
     openapi_extra=json_body_schema(Credentials),
 )
 async def register(
-    gateway: GatewayDep, body: Annotated[Credentials, Depends(json_body(Credentials))]
+    _limited: SignInLimit,
+    gateway: GatewayDep,
+    request: Request,
+    body: Annotated[Credentials, Depends(json_body(Credentials))],
 ) -> UserOut:
-    user = await users.create(
-        gateway.clients.pool, body.username, await hash_password(body.password)
-    )
+    """A new user in a new tenant of their own, which they administer.
+    Closed unless ALLOW_REGISTRATION: then accounts come from a tenant's
+    admins (POST /api/admin/users) or `rag user create`."""
+    if not gateway.clients.settings.allow_registration:
+        raise Forbidden(
+            "registration is closed: ask an administrator of your organisation for an account"
+        )
+    pool = gateway.clients.pool
+    hashed = await gateway.tokens.passwords.hash(body.password)
+    user = await users.create(pool, body.username, hashed)
+    await audit.record(
+        pool, tenant_id=user.tenant_id, actor_id=user.id, action="user.registered",
+        target=user.id, detail={"username": user.username}, ip=client_ip(request),
+    )  # fmt: skip
     log.info("User registered", user_id=str(user.id))
     return UserOut(**asdict(user))
 
 
+def _token_out(pair: TokenPair) -> TokenOut:
+    return TokenOut(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+    )
+
+
 @router.post("/login", response_model=TokenOut, openapi_extra=json_body_schema(Credentials))
 async def login(
-    gateway: GatewayDep, body: Annotated[Credentials, Depends(json_body(Credentials))]
+    _limited: SignInLimit,
+    gateway: GatewayDep,
+    request: Request,
+    body: Annotated[Credentials, Depends(json_body(Credentials))],
 ) -> TokenOut:
-    found = await users.credentials(gateway.clients.pool, body.username)
+    pool = gateway.clients.pool
+    found = await users.credentials(pool, body.username)
     user, hashed = found if found else (None, None)
-    if not await verify_password(hashed, body.password) or user is None:
+    # Verified even for an unknown user, so timing does not tell them apart.
+    valid = await gateway.tokens.passwords.verify(hashed, body.password)
+    if user is None:
         raise AuthError("Invalid username or password")
-    pair = gateway.tokens.issue(user.id, user.tenant_id)
-    return TokenOut(**asdict(pair))
+    if not valid or user.disabled_at is not None:
+        reason = "disabled" if valid else "password"
+        await audit.record(
+            pool, tenant_id=user.tenant_id, actor_id=None, action="auth.login_failed",
+            target=user.id, detail={"reason": reason}, ip=client_ip(request),
+        )  # fmt: skip
+        raise AuthError("Invalid username or password")
+    pair = await sessions.start(pool, gateway.tokens, user)
+    await audit.record(
+        pool, tenant_id=user.tenant_id, actor_id=user.id, action="auth.login",
+        target=user.id, ip=client_ip(request),
+    )  # fmt: skip
+    return _token_out(pair)
 
 
 @router.post("/refresh", response_model=TokenOut, openapi_extra=json_body_schema(RefreshBody))
 async def refresh(
-    gateway: GatewayDep, body: Annotated[RefreshBody, Depends(json_body(RefreshBody))]
+    gateway: GatewayDep,
+    request: Request,
+    body: Annotated[RefreshBody, Depends(json_body(RefreshBody))],
 ) -> TokenOut:
+    """A new pair for a refresh token, which is then used up. Presenting a
+    used one revokes its whole session (one of its holders stole it)."""
+    pool = gateway.clients.pool
     claims = gateway.tokens.verify(body.refresh_token, "refresh")
-    user = await users.get(gateway.clients.pool, claims.user_id)
-    if user is None:
+    user = await users.get(pool, claims.user_id)
+    if user is None or user.tenant_id != claims.tenant_id or user.disabled_at is not None:
         raise AuthError("Invalid token")
-    return TokenOut(**asdict(gateway.tokens.issue(user.id, user.tenant_id)))
+    outcome = await sessions.rotate(pool, gateway.tokens, claims)
+    if outcome is sessions.Refused.REUSED:
+        log.warning("Refresh token reused: session revoked", user_id=str(user.id))
+        await audit.record(
+            pool, tenant_id=user.tenant_id, actor_id=user.id, action="auth.refresh_reused",
+            target=claims.family_id, ip=client_ip(request),
+        )  # fmt: skip
+    if isinstance(outcome, sessions.Refused):
+        raise AuthError("Invalid token")
+    return _token_out(outcome)
+
+
+async def _logout_body(request: Request) -> LogoutBody:
+    """The body is optional: without one, the access token says which
+    session ends."""
+    if not (await request.body()).strip():
+        return LogoutBody()
+    return await json_body(LogoutBody)(request)
+
+
+_LOGOUT_BODY = json_body_schema(LogoutBody)
+_LOGOUT_BODY["requestBody"]["required"] = False
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=_LOGOUT_BODY)
+async def logout(
+    gateway: GatewayDep,
+    request: Request,
+    body: Annotated[LogoutBody, Depends(_logout_body)],
+    credentials: BearerCredentials,
+) -> None:
+    """Revoke a session (a refresh-token family): its refresh tokens and
+    access tokens stop working at once. Idempotent."""
+    if body.refresh_token:
+        claims = gateway.tokens.verify(body.refresh_token, "refresh")
+    elif credentials is None:
+        raise AuthError("Not authenticated")
+    elif api_keys.is_api_key(credentials.credentials):
+        raise InvalidInput("an API key has no session: revoke it with DELETE /api/keys/{id}")
+    else:
+        claims = gateway.tokens.verify(credentials.credentials, "access")
+    pool = gateway.clients.pool
+    await sessions.revoke(pool, claims.family_id, "logout")
+    await audit.record(
+        pool, tenant_id=claims.tenant_id, actor_id=claims.user_id, action="auth.logout",
+        target=claims.family_id, ip=client_ip(request),
+    )  # fmt: skip
 
 
 @router.get("/verify", response_model=UserOut)

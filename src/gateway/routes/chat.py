@@ -10,11 +10,14 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query
+from starlette.types import Receive, Scope, Send
 
 from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
 from gateway.models import ChatAnswer, ChatBody, TurnOut
 from gateway.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
 from gateway.sse import RelayResponse
+from gateway.state import Gateway
+from gateway.users import User
 from shared import chat_history
 from shared.config import Settings
 from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
@@ -86,7 +89,13 @@ async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> RelayResponse:
     relay = _relay(gateway, user, request_id, body)
-    events = await relay.start(body.message, body.top_k, body.options())
+    slot = _StreamSlot(gateway, user, relay.stream_id)
+    await slot.take()
+    try:
+        events = await relay.start(body.message, body.top_k, body.options())
+    except BaseException:
+        slot.give_back()
+        raise
 
     async def sse() -> AsyncIterator[dict[str, str]]:
         # aclosing: when the response closes this generator (client gone,
@@ -95,12 +104,46 @@ async def chat_stream(
             async for event in events:
                 yield to_sse(event)
 
-    return RelayResponse(
+    return _SlotResponse(
         sse(),
+        slot=slot,
         ping=15,
         send_timeout=gateway.clients.settings.sse_send_timeout,
         headers={"X-Conversation-ID": str(relay.conversation_id)},
     )
+
+
+class _StreamSlot:
+    """One of the user's MAX_CONCURRENT_STREAMS, held while the stream is
+    open; given back once however the stream ends (the slot also expires in
+    Redis, should this gateway die first)."""
+
+    def __init__(self, gateway: Gateway, user: User, stream_id: str) -> None:
+        self._gateway, self._user, self._stream_id = gateway, user, stream_id
+        self._held = False
+
+    async def take(self) -> None:
+        if self._gateway.limits is not None:
+            await self._gateway.limits.open_stream(self._user.id, self._stream_id)
+            self._held = True
+
+    def give_back(self) -> None:
+        # A task of its own: the request may be being cancelled right now.
+        if self._held and self._gateway.limits is not None:
+            self._held = False
+            self._gateway.spawn(self._gateway.limits.close_stream(self._user.id, self._stream_id))
+
+
+class _SlotResponse(RelayResponse):
+    def __init__(self, *args: Any, slot: _StreamSlot, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slot.give_back()
 
 
 @router.post("", response_model=ChatAnswer, openapi_extra=json_body_schema(ChatBody))
@@ -108,6 +151,17 @@ async def chat(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> ChatAnswer:
     relay = _relay(gateway, user, request_id, body)
+    # A whole answer is a stream the gateway reads for the client: it counts
+    # against MAX_CONCURRENT_STREAMS the same way.
+    slot = _StreamSlot(gateway, user, relay.stream_id)
+    await slot.take()
+    try:
+        return await _collect(relay, body)
+    finally:
+        slot.give_back()
+
+
+async def _collect(relay: ChatRelay, body: ChatBody) -> ChatAnswer:
     words: list[str] = []
     sources: list[Source] = []
     cited: list[int] = []

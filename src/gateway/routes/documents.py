@@ -1,9 +1,16 @@
-"""Uploading, listing, reading and deleting documents."""
+"""Uploading, listing, reading, sharing and deleting documents.
+
+A document is private to its owner until the owner shares it with the tenant
+(``PATCH {"visibility": "tenant"}``). Anyone in the tenant then lists, reads
+and searches it; only the owner changes or deletes it. Uploads count against
+the tenant's quotas (documents, bytes), checked before anything is written.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import unicodedata
 from collections.abc import Awaitable, Coroutine
 from dataclasses import asdict, replace
 from typing import Annotated, Any, BinaryIO, TypeVar
@@ -12,17 +19,25 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
 
-from gateway.deps import CurrentUser, GatewayDep, RequestId
-from gateway.models import DocumentOut
+from gateway import audit
+from gateway.deps import (
+    CurrentUser,
+    GatewayDep,
+    RequestId,
+    client_ip,
+    json_body,
+    json_body_schema,
+)
+from gateway.models import DocumentOut, VisibilityBody
 from gateway.state import Gateway
 from gateway.users import User
 from shared import documents
 from shared.blobs import blob_key
 from shared.cache import bump_corpus_generation
 from shared.clients import Clients
-from shared.documents import Document
+from shared.documents import Document, Quota, Visibility
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable, UnsupportedDocument
 from shared.events import IngestRequest, utcnow
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
@@ -31,14 +46,22 @@ from shared.kafka import publish
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 T = TypeVar("T")
+ClientIp = Annotated[str | None, Depends(client_ip)]
 
 
 MAX_CONTENT_TYPE = 255
+# PostgreSQL's OFFSET is a bigint.
+MAX_OFFSET = 2**63 - 1
 
 
 # What the ingest worker can parse; checked here so a bad upload fails fast.
 def _check_filename(filename: str | None) -> str:
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    raw = filename or ""
+    # Before the path is cut: a NUL could hide what precedes it, and no
+    # control character belongs in a name shown back to people.
+    if any(unicodedata.category(c) == "Cc" for c in raw):
+        raise InvalidInput("the file name must not contain control characters")
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name or len(name) > 255:
         raise InvalidInput("the upload needs a file name of 1 to 255 characters")
     if not name.lower().endswith(SUPPORTED_SUFFIXES):
@@ -81,20 +104,29 @@ class _Abandoned(Exception):
 
 
 async def _accept(
-    clients: Clients, doc: Document, source: BinaryIO, request_id: str, gone: asyncio.Event
+    clients: Clients,
+    doc: Document,
+    source: BinaryIO,
+    request_id: str,
+    gone: asyncio.Event,
+    ip: str | None = None,
 ) -> Document:
-    """Blob, row, ingest request; on any failure, none of them. ``gone``:
-    the client left, so stop at the next step and undo."""
+    """Blob, row, ingest request, audit entry; on any failure, none of the
+    first three. ``gone``: the client left, so stop at the next step and undo."""
     inserted = False
     try:
         stored = await clients.blobs.put(doc.blob_key, source, clients.settings.max_upload_bytes)
         doc = replace(doc, size_bytes=stored.size_bytes, sha256=stored.sha256)
         _stop_if(gone)
-        await documents.insert(clients.pool, doc)
+        # The quota again, under a per-tenant lock: concurrent uploads passed
+        # the first check together; only those that fit get a row.
+        await documents.insert_within_quota(clients.pool, doc, Quota.of(clients.settings))
         inserted = True
         _stop_if(gone)
         await publish(clients.broker, clients.topics.ingest_requests, _request(doc, request_id),
                       key=doc.id)  # fmt: skip
+        # Accepted only once audited: a document no entry accounts for is undone.
+        await _audit_upload(clients, doc, ip)
     except BaseException as exc:
         # Not queued means not accepted: leave nothing behind.
         await _remove_upload(clients, doc, row=inserted)
@@ -103,6 +135,12 @@ async def _accept(
             raise Unavailable("the document could not be stored; try again shortly") from exc
         raise
     return doc
+
+
+async def _audit_upload(clients: Clients, doc: Document, ip: str | None) -> None:
+    detail = {"filename": doc.filename, "size_bytes": doc.size_bytes}
+    await audit.record(clients.pool, tenant_id=doc.tenant_id, actor_id=doc.user_id,
+                       action="document.uploaded", target=doc.id, detail=detail, ip=ip)  # fmt: skip
 
 
 def _stop_if(gone: asyncio.Event) -> None:
@@ -188,20 +226,33 @@ def _checked(gateway: Gateway, user: User, file: UploadFile, doc_id: UUID) -> Do
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=DocumentOut)
+def _out(doc: Document, user: User) -> DocumentOut:
+    return DocumentOut(**asdict(doc), mine=doc.user_id == user.id)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentOut,
+    responses={403: {"description": "The tenant's document or storage quota is reached"}},
+)
 async def upload(
     gateway: GatewayDep,
     user: CurrentUser,
     request_id: RequestId,
     file: Annotated[UploadFile, File(description="A document: " + describe_supported())],
+    ip: ClientIp = None,
 ) -> DocumentOut:
     doc = _checked(gateway, user, file, uuid4())
     clients = gateway.clients
+    # Refused before a byte is written (checked again when the row goes in).
+    await documents.check_quota(clients.pool, doc.tenant_id, doc.size_bytes,
+                                Quota.of(clients.settings))  # fmt: skip
     # The writes run in a task of their own: cancelling this request (the
     # client went away) must not stop them halfway, with a blob written by a
     # thread that cannot be cancelled and nobody left to remove it.
     gone = asyncio.Event()
-    work = _detach(_accept(clients, doc, file.file, request_id, gone))
+    work = _detach(_accept(clients, doc, file.file, request_id, gone, ip))
     try:
         accepted = await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -210,7 +261,7 @@ async def upload(
         gateway.spawn(_undo_when_done(clients, doc, work))  # drained at shutdown
         raise
     log.info("Document queued", document_id=str(doc.id), size_bytes=accepted.size_bytes)
-    return DocumentOut(**asdict(accepted))
+    return _out(accepted, user)
 
 
 async def _undo_when_done(clients: Clients, doc: Document, work: asyncio.Task[Document]) -> None:
@@ -232,32 +283,94 @@ async def list_documents(
     gateway: GatewayDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[DocumentOut]:
+    """The caller's documents and those shared with their tenant (``mine``
+    tells them apart), newest first."""
     docs = await documents.list_for(
         gateway.clients.pool, user.tenant_id, user.id, limit=limit, offset=offset
     )
-    return [DocumentOut(**asdict(d)) for d in docs]
+    return [_out(d, user) for d in docs]
 
 
 @router.get("/{document_id}", response_model=DocumentOut)
 async def get_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID) -> DocumentOut:
-    doc = await documents.get(gateway.clients.pool, user.tenant_id, user.id, document_id)
+    doc = await documents.readable(gateway.clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
         raise NotFound("document not found")
-    return DocumentOut(**asdict(doc))
+    return _out(doc, user)
 
 
-@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID) -> Response:
+@router.patch(
+    "/{document_id}",
+    response_model=DocumentOut,
+    openapi_extra=json_body_schema(VisibilityBody),
+    responses={403: {"description": "The document is shared with the caller, not theirs"}},
+)
+async def set_visibility(
+    gateway: GatewayDep,
+    user: CurrentUser,
+    document_id: UUID,
+    body: Annotated[VisibilityBody, Depends(json_body(VisibilityBody))],
+    ip: ClientIp = None,
+) -> DocumentOut:
+    """Share the document with the tenant, or make it private again. Only
+    the owner may; the change applies to search at once."""
     clients = gateway.clients
-    if await documents.get(clients.pool, user.tenant_id, user.id, document_id) is None:
+    await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
+    await _set_row_visibility(clients, user, document_id, body.visibility, ip)
+    doc = await documents.get(clients.pool, user.tenant_id, user.id, document_id)
+    if doc is None:
         raise NotFound("document not found")
+    # Row first, then the chunks, even when the row did not change: a PATCH
+    # repeated after a failed one completes it. (The lexical index reads the
+    # row itself; only the vector store holds a copy.)
+    await documents.sync_visibility(clients.pool, clients.vectors, doc)
+    # Cached answers were computed over what each user could read before.
+    await _best_effort(
+        "cached answers", document_id, bump_corpus_generation(clients.redis, user.tenant_id)
+    )
+    log.info("Document visibility set", document_id=str(document_id), visibility=doc.visibility)
+    return _out(doc, user)
+
+
+async def _set_row_visibility(
+    clients: Clients, user: User, document_id: UUID, visibility: Visibility, ip: str | None
+) -> None:
+    """The row and its audit entry, together (a repeat is not audited)."""
+    async with clients.pool.acquire() as conn, conn.transaction():
+        before = await documents.set_visibility(
+            conn, user.tenant_id, user.id, document_id, visibility
+        )
+        if before is None:
+            raise NotFound("document not found")  # deleted meanwhile
+        if before != visibility:
+            action: audit.Action = (
+                "document.shared" if visibility == "tenant" else "document.unshared"
+            )
+            await audit.record(conn, tenant_id=user.tenant_id, actor_id=user.id, action=action,
+                               target=document_id, ip=ip)  # fmt: skip
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {"description": "The document is shared with the caller, not theirs"}},
+)
+async def delete_document(
+    gateway: GatewayDep, user: CurrentUser, document_id: UUID, ip: ClientIp = None
+) -> Response:
+    clients = gateway.clients
+    await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
     # Chunks first, so a failure here leaves the document whole and retryable.
     await clients.vectors.delete_document(user.tenant_id, user.id, document_id)
-    doc = await documents.delete(clients.pool, user.tenant_id, user.id, document_id)
-    if doc is None:
-        raise NotFound("document not found")
+    async with clients.pool.acquire() as conn, conn.transaction():
+        doc = await documents.delete(conn, user.tenant_id, user.id, document_id)
+        if doc is None:
+            raise NotFound("document not found")
+        await audit.record(conn, tenant_id=user.tenant_id, actor_id=user.id,
+                           action="document.deleted", target=document_id, ip=ip,
+                           detail={"filename": doc.filename})  # fmt: skip
     # The document is gone for the caller; what follows cannot bring it back,
     # so a failure is logged and left (the blob to the reconciler), not a 5xx.
     # Again: a worker finishing this document meanwhile may have added chunks.

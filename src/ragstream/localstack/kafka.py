@@ -14,13 +14,14 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ragstream.localstack.broker import Broker
+from ragstream.localstack.broker import Broker, metadata_answers
 from ragstream.localstack.errors import StackError
-from ragstream.localstack.ports import HOST
+from ragstream.localstack.ports import HOST, accepts_connections
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +121,26 @@ def _cluster_id(path: Path) -> str:
 class KafkaService(Broker):
     ready_timeout = 120.0  # a cold JVM on a busy CI machine
 
-    def __init__(self, data_dir: Path, port: int, controller_port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        controller_port: int | None = None,
+        *,
+        extra_properties: Mapping[str, str] | None = None,
+        client_security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``extra_properties`` override server.properties (a SASL or TLS
+        listener, its JAAS config); ``client_security``: the aiokafka
+        arguments the readiness probe then needs to connect."""
         super().__init__(data_dir, port)
         self.controller_port = controller_port or port + 1
         self.libs: Path | None = None
+        self.extra_properties = dict(extra_properties or {})
+        self.client_security = dict(client_security or {})
+
+    def is_ready(self) -> bool:
+        return accepts_connections(self.port) and metadata_answers(self.url, self.client_security)
 
     def ports(self) -> dict[int, str]:
         hint = (
@@ -166,6 +183,7 @@ class KafkaService(Broker):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "num.partitions": "1",
+            **self.extra_properties,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

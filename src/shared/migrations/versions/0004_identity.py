@@ -65,6 +65,8 @@ def _credentials() -> None:
         _timestamp("revoked_at", nullable=True),
         sa.Column("revoked_reason", sa.Text),
     )
+    # Login clears a user's expired sessions: by user, not a scan.
+    op.create_index("idx_token_families_user", "token_families", ["user_id"])
     op.create_table(
         "refresh_tokens",
         sa.Column("jti", sa.Text, primary_key=True),

@@ -1,0 +1,73 @@
+"""API keys: create (shown once), list, revoke, all the caller's own.
+
+Managing keys needs a signed-in session: an API key cannot mint or revoke
+keys, so a leaked key cannot make itself permanent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+from uuid import UUID
+
+import structlog
+from fastapi import APIRouter, Depends, Request, status
+
+from gateway import api_keys, audit
+from gateway.deps import CurrentPrincipal, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.models import KeyCreate, KeyCreated, KeyOut
+from gateway.users import User
+from shared.errors import Forbidden, NotFound
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/api/keys", tags=["keys"])
+
+
+async def session_user(principal: CurrentPrincipal) -> User:
+    if principal.family_id is None:
+        raise Forbidden("API keys are managed from a signed-in session, not with an API key")
+    return principal.user
+
+
+SessionUser = Annotated[User, Depends(session_user)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyCreated,
+    openapi_extra=json_body_schema(KeyCreate),
+)
+async def create_key(
+    gateway: GatewayDep,
+    request: Request,
+    user: SessionUser,
+    body: Annotated[KeyCreate, Depends(json_body(KeyCreate))],
+) -> KeyCreated:
+    pool = gateway.clients.pool
+    key, secret = await api_keys.create(pool, user, body.name)
+    await audit.record(
+        pool, tenant_id=user.tenant_id, actor_id=user.id, action="key.created",
+        target=key.id, detail={"name": key.name, "prefix": key.prefix}, ip=client_ip(request),
+    )  # fmt: skip
+    log.info("API key created", key_id=str(key.id), user_id=str(user.id))
+    return KeyCreated(**asdict(key), key=secret)
+
+
+@router.get("", response_model=list[KeyOut])
+async def list_keys(gateway: GatewayDep, user: SessionUser) -> list[KeyOut]:
+    return [KeyOut(**asdict(key)) for key in await api_keys.list_for(gateway.clients.pool, user.id)]
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_key(
+    gateway: GatewayDep, request: Request, user: SessionUser, key_id: UUID
+) -> None:
+    pool = gateway.clients.pool
+    if not await api_keys.revoke(pool, user.id, key_id):
+        raise NotFound("no such API key")
+    await audit.record(
+        pool, tenant_id=user.tenant_id, actor_id=user.id, action="key.revoked",
+        target=key_id, ip=client_ip(request),
+    )  # fmt: skip
+    log.info("API key revoked", key_id=str(key_id), user_id=str(user.id))

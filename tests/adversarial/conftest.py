@@ -1,0 +1,137 @@
+"""The attacker's world: a victim tenant with a private document, a chat and
+(where the API has them) an API key; an insider (a member of the victim's
+tenant) and an outsider (the admin of a tenant of their own)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import api
+from tests.support.api import User, new_user, stream_chat, upload, wait_for_status
+from tests.support.processes import Component
+
+# Unique per run, so finding it anywhere proves a leak.
+SECRET_CODE = f"NIGHTJAR-{uuid.uuid4().hex[:8]}"
+SECRET_NUMBER = "7319-4420-8851"
+SECRET = f"The vault combination for project {SECRET_CODE} is {SECRET_NUMBER}."
+# In a document the victim shares with their tenant: the insider may read it.
+SHARED_CODE = f"KESTREL-{uuid.uuid4().hex[:8]}"
+SHARED = f"The staff canteen wifi password for {SHARED_CODE} is tern-harbour-5512."
+
+
+@dataclass
+class Actor:
+    user: User
+    tenant_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.user.headers
+
+
+@dataclass
+class World:
+    victim: Actor
+    insider: Actor  # same tenant as the victim, a member
+    outsider: Actor  # another tenant, its admin
+    document_id: str  # private
+    shared_document_id: str  # shared with the victim's tenant
+    conversation_id: str
+    # Every id that belongs to the victim's side, by kind.
+    victim_ids: dict[str, str] = field(default_factory=dict)
+
+
+async def actor(client: httpx.AsyncClient, user: User) -> Actor:
+    me = await client.get("/api/auth/verify", headers=user.headers)
+    assert me.status_code == 200, me.text
+    return Actor(user, me.json()["tenant_id"])
+
+
+async def registered(client: httpx.AsyncClient, prefix: str) -> Actor:
+    return await actor(client, await new_user(client, prefix))
+
+
+async def member_of(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tenant_id: str, prefix: str
+) -> Actor:
+    """A member of an existing tenant, made the way `rag user create` does."""
+    return await actor(client, await api.member_of(client, pool, tenant_id, prefix))
+
+
+async def _victim_key_id(client: httpx.AsyncClient, victim: Actor) -> str | None:
+    """An API key of the victim's, if the API has a route that makes one."""
+    spec = (await client.get("/openapi.json")).json()
+    for path, ops in spec["paths"].items():
+        if "{" not in path and path.rstrip("/").endswith("keys") and "post" in ops:
+            made = await client.post(path, headers=victim.headers, json={"name": "victim-key"})
+            if made.is_success and isinstance(made.json(), dict) and "id" in made.json():
+                return str(made.json()["id"])
+    return None
+
+
+@pytest.fixture(scope="session")
+async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(app_env["DATABASE_URL"], min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def world(gateway: Component, db: asyncpg.Pool) -> World:
+    async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=60) as client:
+        victim = await registered(client, "victim")
+        insider = await member_of(client, db, victim.tenant_id, "insider")
+        outsider = await registered(client, "outsider")
+        doc_id = await upload(client, victim.user, "vault.txt", SECRET.encode())
+        assert (await wait_for_status(client, victim.user, doc_id))["status"] == "indexed"
+        shared_id = await upload(client, victim.user, "canteen.txt", SHARED.encode())
+        assert (await wait_for_status(client, victim.user, shared_id))["status"] == "indexed"
+        share = await client.patch(
+            f"/api/documents/{shared_id}", headers=victim.headers, json={"visibility": "tenant"}
+        )
+        assert share.status_code == 200, share.text
+        response, events = await stream_chat(client, victim.user, {"message": SECRET})
+        assert response.status_code == 200, response.text
+        conversation = str(events[-1].data["conversation_id"])
+        ids = {
+            "document": doc_id,
+            "shared_document": shared_id,
+            "conversation": conversation,
+            "user": victim.user.id,
+            "tenant": victim.tenant_id,
+        }
+        key_id = await _victim_key_id(client, victim)
+        if key_id is not None:
+            ids["api_key"] = key_id
+    return World(victim, insider, outsider, doc_id, shared_id, conversation, ids)
+
+
+async def tenant_documents(pool: asyncpg.Pool, tenant_id: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM documents WHERE tenant_id = $1", uuid.UUID(tenant_id)
+    )
+    return count
+
+
+def tenant_blobs(app_env: dict[str, str], tenant_id: str) -> list[Path]:
+    folder = Path(app_env["BLOB_DIR"]) / tenant_id
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def all_files(root: Path) -> set[Path]:
+    return set(root.rglob("*")) if root.exists() else set()
+
+
+def jsonable(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

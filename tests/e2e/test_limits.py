@@ -1,0 +1,429 @@
+"""Abuse resistance at the HTTP layer, against real gateway processes:
+bodies bounded (and unauthenticated uploads never read), sign-in, request
+and stream limits in Redis, security headers, CORS.
+
+The limited gateway has a Kafka topic prefix of its own, so no worker
+answers its chats: a stream stays open until its stream_timeout, which is
+what the stream-cap test needs. It trusts X-Forwarded-For from 127.0.0.1
+(uvicorn's FORWARDED_ALLOW_IPS), as behind an ingress on the same host, so
+tests can sign in "from" addresses of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.api import new_user, stream_chat, upload
+from tests.support.processes import Component, free_port, start_gateway
+
+ORIGIN = "https://app.example"
+MB = 1024 * 1024
+BIG = 20 * MB
+
+
+@dataclass
+class Limited:
+    gateway: Component
+    blob_dir: Path
+    spool_dir: Path
+
+
+@pytest.fixture(scope="module")
+def limited(
+    app_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Limited]:
+    blobs, spool = tmp_path_factory.mktemp("limit-blobs"), tmp_path_factory.mktemp("spool")
+    env = {
+        **app_env,
+        "KAFKA_TOPIC_PREFIX": f"limits-{uuid.uuid4().hex[:8]}",
+        "BLOB_DIR": str(blobs),
+        # Where Python (and so starlette's multipart parser) spools uploads.
+        "TMPDIR": str(spool),
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "LOGIN_ATTEMPTS_PER_MINUTE": "10",
+        "REQUESTS_PER_MINUTE": "20",
+        "MAX_CONCURRENT_STREAMS": "1",
+        "MAX_UPLOAD_MB": "1",
+        "MAX_JSON_BODY_KB": "4",
+        "CORS_ORIGINS": json.dumps([ORIGIN]),
+    }
+    component = start_gateway("gateway-limits", env, log_dir)
+    yield Limited(component, blobs, spool)
+    component.stop()
+
+
+def _ip() -> str:
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+@pytest.fixture
+async def http(limited: Limited) -> AsyncIterator[httpx.AsyncClient]:
+    # An address of this test's own: the per-IP sign-in limit is per test.
+    headers = {"X-Forwarded-For": _ip()}
+    base = limited.gateway.base_url or ""
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
+        yield client
+
+
+async def _fresh_window() -> None:
+    """Limits count per clock minute: start a counting test well inside one."""
+    if time.time() % 60 > 50:
+        await asyncio.sleep(61 - time.time() % 60)
+
+
+# --- raw HTTP: to see when the server answers relative to what was sent -------
+
+
+@dataclass
+class Head:
+    status: int
+    headers: dict[str, str]
+
+
+def _address(component: Component) -> tuple[str, int]:
+    url = httpx.URL(component.base_url or "")
+    return url.host, url.port or 80
+
+
+async def _read_head(reader: asyncio.StreamReader) -> Head:
+    raw = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *lines = raw.strip().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return Head(int(status_line.split()[1]), headers)
+
+
+def _upload_head(token: str | None, *, length: int | None, boundary: str = "b0undary") -> bytes:
+    lines = [
+        "POST /api/documents HTTP/1.1",
+        "Host: gateway",
+        f"Content-Type: multipart/form-data; boundary={boundary}",
+    ]
+    lines += [f"Authorization: Bearer {token}"] if token else []
+    lines += [f"Content-Length: {length}"] if length is not None else ["Transfer-Encoding: chunked"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def _answer_before_body(component: Component, head: bytes, seconds: float = 10) -> Head:
+    """Send only the request head, and wait for the answer: one that comes
+    means the server decided without the body."""
+    reader, writer = await asyncio.open_connection(*_address(component))
+    try:
+        writer.write(head)
+        await writer.drain()
+        return await asyncio.wait_for(_read_head(reader), seconds)
+    finally:
+        writer.close()
+
+
+async def _stream_chunks(component: Component, head: bytes, total: int) -> tuple[Head, int]:
+    """Send a chunked multipart body of ``total`` bytes at a steady pace
+    until the server answers; the answer and how much had been sent."""
+    reader, writer = await asyncio.open_connection(*_address(component))
+    answer = asyncio.create_task(_read_head(reader))
+    part = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+    sent, chunk = 0, b"x" * (64 * 1024)
+    writer.write(head)
+    try:
+        for data in [part, *([chunk] * (total // len(chunk)))]:
+            if answer.done():
+                break
+            try:
+                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                await writer.drain()
+            except ConnectionError:
+                break  # the server answered and closed
+            sent += len(data)
+            await asyncio.sleep(0.003)
+        return await asyncio.wait_for(answer, 10), sent
+    finally:
+        answer.cancel()
+        writer.close()
+
+
+def _spooled_files(component: Component, spool: Path) -> list[str]:
+    """Files in the spool folder, and files the gateway holds open there
+    (an unlinked temporary file shows only as an open descriptor)."""
+    held = []
+    for fd in Path(f"/proc/{component.process.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(spool)):
+            held.append(target)
+    return [p.name for p in spool.iterdir()] + held
+
+
+async def _documents_of(app_env: dict[str, str], username: str) -> int:
+    conn = await asyncpg.connect(app_env["DATABASE_URL"])
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM documents d JOIN users u ON u.id = d.user_id"
+            " WHERE u.username = $1",
+            username,
+        )
+    finally:
+        await conn.close()
+    return count
+
+
+# --- bodies -------------------------------------------------------------------
+
+
+async def test_anonymous_upload_is_refused_before_its_body_is_read(
+    limited: Limited, http: httpx.AsyncClient
+) -> None:
+    forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    made_up_key = "rsk_" + "A" * 43
+    for token in (None, forged, "not-a-token", made_up_key):
+        head = await _answer_before_body(limited.gateway, _upload_head(token, length=BIG))
+        assert head.status == 401, token
+        assert head.headers["www-authenticate"] == "Bearer"
+        assert head.headers["x-content-type-options"] == "nosniff"
+    # Chunked, no length to judge by: refused all the same, unread.
+    head = await _answer_before_body(limited.gateway, _upload_head(None, length=None))
+    assert head.status == 401
+    assert list(limited.blob_dir.iterdir()) == []
+    assert _spooled_files(limited.gateway, limited.spool_dir) == []
+
+
+async def test_an_upload_over_the_cap_is_refused_before_it_is_all_read(
+    limited: Limited, http: httpx.AsyncClient, app_env: dict[str, str]
+) -> None:
+    user = await new_user(http, "big")
+    # Announced too large: refused on the head alone.
+    head = await _answer_before_body(limited.gateway, _upload_head(user.token, length=BIG))
+    assert head.status == 413
+    # Not announced (chunked): refused once the bound is passed, long before
+    # the 20 MB are sent.
+    head, sent = await _stream_chunks(limited.gateway, _upload_head(user.token, length=None), BIG)
+    assert head.status == 413, head
+    assert sent < BIG // 2, f"{sent} bytes sent before the answer"
+    await asyncio.sleep(0.5)
+    assert _spooled_files(limited.gateway, limited.spool_dir) == []
+    assert list(limited.blob_dir.iterdir()) == []
+    assert await _documents_of(app_env, user.username) == 0
+    # Under the cap, the same user's upload goes through the same bounds.
+    await upload(http, user, "small.txt", b"small enough " * 1000)
+    assert await _documents_of(app_env, user.username) == 1
+
+
+async def test_a_json_body_over_the_bound_is_refused(
+    limited: Limited, http: httpx.AsyncClient
+) -> None:
+    user = await new_user(http, "json")
+    body = {"message": "x" * 5000}
+    response = await http.post("/api/chat", headers=user.headers, json=body)
+    assert response.status_code == 413, response.text
+    assert "4 KB" in response.json()["detail"]
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield json.dumps(body).encode()
+
+    # No Content-Length: bounded as it streams in.
+    response = await http.post("/api/chat", headers=user.headers, content=chunked())
+    assert response.status_code == 413, response.text
+    # Sign-in bodies too, before any password is hashed.
+    big_login = {"username": "x", "password": "p" * 10_000}
+    assert (await http.post("/api/auth/login", json=big_login)).status_code == 413
+
+
+# --- rates ------------------------------------------------------------------------
+
+
+def _retry_after(response: httpx.Response) -> int:
+    assert response.status_code == 429, response.text
+    value = int(response.headers["retry-after"])
+    assert 1 <= value <= 61
+    return value
+
+
+async def _login_elsewhere(http: httpx.AsyncClient, body: dict[str, str]) -> httpx.Response:
+    # Each attempt from another address: the per-username limit counts them all.
+    return await http.post("/api/auth/login", json=body, headers={"X-Forwarded-For": _ip()})
+
+
+async def test_logins_for_one_username_are_limited_from_any_address(
+    http: httpx.AsyncClient,
+) -> None:
+    await _fresh_window()
+    ghost = {"username": f"ghost-{uuid.uuid4().hex[:8]}", "password": "guess-password"}
+    codes = [(await _login_elsewhere(http, ghost)).status_code for _ in range(10)]
+    assert codes == [401] * 10
+    _retry_after(await _login_elsewhere(http, ghost))
+    # A real account: registering counts too (1), then 9 wrong guesses; the
+    # 11th attempt is refused even with the right password.
+    real = {"username": f"real-{uuid.uuid4().hex[:8]}", "password": "a-long-password"}
+    assert (await http.post("/api/auth/register", json=real)).status_code == 201
+    wrong = {**real, "password": "wrong-password"}
+    assert [(await _login_elsewhere(http, wrong)).status_code for _ in range(9)] == [401] * 9
+    _retry_after(await _login_elsewhere(http, real))
+
+
+async def test_sign_in_attempts_from_one_address_are_limited(http: httpx.AsyncClient) -> None:
+    await _fresh_window()
+    codes = []
+    for _ in range(10):
+        body = {"username": f"nobody-{uuid.uuid4().hex[:8]}", "password": "whatever-password"}
+        codes.append((await http.post("/api/auth/login", json=body)).status_code)
+    assert codes == [401] * 10
+    fresh = {"username": f"new-{uuid.uuid4().hex[:8]}", "password": "a-long-password"}
+    _retry_after(await http.post("/api/auth/register", json=fresh))
+    _retry_after(await http.post("/api/auth/login", json=fresh))
+    # Another address is not affected.
+    other = await http.post("/api/auth/register", json=fresh, headers={"X-Forwarded-For": _ip()})
+    assert other.status_code == 201, other.text
+
+
+async def test_requests_per_user_are_limited(http: httpx.AsyncClient) -> None:
+    user, other = await new_user(http, "busy"), await new_user(http, "calm")
+    await _fresh_window()
+    codes = [
+        (await http.get("/api/documents", headers=user.headers)).status_code for _ in range(20)
+    ]
+    assert codes == [200] * 20
+    _retry_after(await http.get("/api/documents", headers=user.headers))
+    _retry_after(await http.get("/api/chat/history", headers=user.headers))
+    # Per user: another one is served.
+    assert (await http.get("/api/documents", headers=other.headers)).status_code == 200
+
+
+async def test_concurrent_streams_per_user_are_capped(http: httpx.AsyncClient) -> None:
+    user = await new_user(http, "streams")
+    first_body = {"message": "anyone there?", "stream_timeout": 3}
+    async with http.stream(
+        "POST", "/api/chat/stream", headers=user.headers, json=first_body
+    ) as first:
+        assert first.status_code == 200
+        second = await http.post("/api/chat/stream", headers=user.headers, json=first_body)
+        assert _retry_after(second) >= 1
+        assert "at most 1" in second.json()["detail"]
+        # A whole answer is read by the gateway as a stream: capped the same.
+        whole = await http.post("/api/chat", headers=user.headers, json=first_body)
+        assert _retry_after(whole) >= 1
+        text = (await first.aread()).decode()
+    assert "event: timeout" in text  # the first ended on its own: its slot is free
+    response, _ = await stream_chat(http, user, {"message": "again?", "stream_timeout": 1})
+    assert response.status_code == 200
+    # A stream the client walks away from frees its slot too.
+    async with http.stream(
+        "POST", "/api/chat/stream", headers=user.headers, json=first_body
+    ) as left:
+        assert left.status_code == 200
+    await _until_stream_allowed(http, user.headers)
+
+
+async def _until_stream_allowed(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """The slot of a stream the client left is freed moments later."""
+    async with asyncio.timeout(10):
+        while True:
+            async with http.stream(
+                "POST", "/api/chat/stream", headers=headers, json={"message": "free?"}
+            ) as probe:
+                if probe.status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+# --- headers ----------------------------------------------------------------------
+
+
+def _check_security_headers(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:
+    user = await new_user(client, "headers")
+    health = await client.get("/health")
+    assert health.status_code == 200
+    _check_security_headers(health)
+    assert "no-store" not in health.headers.get("cache-control", "")
+    for response, status in (
+        (await client.get("/api/documents", headers=user.headers), 200),
+        (await client.get("/api/documents"), 401),
+        (await client.get("/api/documents/00000000-0000-0000-0000-000000000000",
+                          headers=user.headers), 404),
+        (await client.get("/no/such/page", headers=user.headers), 404),
+    ):  # fmt: skip
+        assert response.status_code == status, response.text
+        _check_security_headers(response)
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_no_cors_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"Origin": ORIGIN})
+    assert "access-control-allow-origin" not in response.headers
+    preflight = await client.options(
+        "/api/documents",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_configured_origin_is_allowed(http: httpx.AsyncClient) -> None:
+    user = await new_user(http, "cors")
+    allowed = await http.get("/api/documents", headers={**user.headers, "Origin": ORIGIN})
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    preflight = await http.options(
+        "/api/documents",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    other = await http.get(
+        "/api/documents", headers={**user.headers, "Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in other.headers
+    # A refusal carries them too, so the page can read why.
+    refused = await http.get("/api/documents", headers={"Origin": ORIGIN})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+
+
+# --- without Redis ------------------------------------------------------------------
+
+
+async def test_without_redis_limits_fail_open_and_chats_work(
+    app_env: dict[str, str], log_dir: Path, workers: list[Component]
+) -> None:
+    env = {
+        **app_env,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        "GATEWAY_REPLY_PARTITION": "0",  # no lease: that needs Redis
+        "LOGIN_ATTEMPTS_PER_MINUTE": "1",
+        "REQUESTS_PER_MINUTE": "1",
+        "MAX_CONCURRENT_STREAMS": "1",
+    }
+    gateway = start_gateway("gateway-no-redis", env, log_dir)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as http:
+            user = await new_user(http, "noredis")  # two sign-ins over a limit of 1
+            for _ in range(3):
+                assert (await http.get("/api/documents", headers=user.headers)).status_code == 200
+            response, events = await stream_chat(http, user, {"message": "still there?"})
+            assert response.status_code == 200
+            assert events and events[-1].event == "done", [e.event for e in events]
+        assert "Limits not enforced: Redis unavailable" in gateway.log()
+    finally:
+        gateway.stop()
