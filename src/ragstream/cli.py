@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write (or --check) schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 1 if schemas/ is stale")
     schemas.set_defaults(handler=cmd_schemas)
+
+    config_doc = commands.add_parser("config-doc", help="write (or --check) the settings tables")
+    config_doc.add_argument("--check", action="store_true", help="exit 1 if the doc is stale")
+    config_doc.set_defaults(
+        handler=lambda args: importlib.import_module("ragstream.config_doc").command(args)
+    )
     return parser
 
 
