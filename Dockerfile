@@ -72,6 +72,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOG_FORMAT=json
 
 WORKDIR /home/rag
+# So that the runbook's `python -m alembic upgrade head` (and `current`)
+# work in a pod, as they do in the repository.
+COPY --chown=${APP_UID}:${APP_UID} alembic.ini ./
 USER ${APP_UID}:${APP_UID}
 
 EXPOSE 8000

@@ -76,3 +76,23 @@ async def test_existing_users_become_admins_of_their_own_tenants(
     finally:
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
+
+
+def test_python_m_alembic_where_the_image_runs_it(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """In the image the working directory holds alembic.ini and nothing else
+    of the repository; `shared` is an installed package."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    workdir = dockerfile.split("FROM ${PYTHON_IMAGE} AS runtime", 1)[1]
+    assert "WORKDIR /home/rag" in workdir and "alembic.ini ./" in workdir
+    (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
+    env = {**os.environ, "DATABASE_URL": stack_env["DATABASE_URL"]}
+    env.pop("PYTHONPATH", None)
+    for command in (["upgrade", "head"], ["current"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", *command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert "(head)" in result.stdout
