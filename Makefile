@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install up test lint schemas clean
+.PHONY: install up test lint schemas bench clean
 
 install: $(VENV)/.installed
 
@@ -21,9 +21,15 @@ test: install lint
 	$(VENV)/bin/python -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict examples
+
+# Benchmarks (not tests): starts its own stack, prints the table, writes .rag/bench/results.json.
+# make bench BENCH_ARGS="--quick" or "--only retrieval"; see docs/performance.md.
+bench: install
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 schemas: install
 	$(VENV)/bin/rag schemas

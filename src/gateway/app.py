@@ -10,12 +10,24 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import errors
+from gateway.doc_events import DocumentEvents
 from gateway.drain import DrainOnSignal
 from gateway.lease import PartitionLease
 from gateway.limits import Limits
 from gateway.middleware import BodyLimits, RequestContext, SecurityHeaders
 from gateway.replies import ReplyRouter
-from gateway.routes import admin, auth, chat, documents, health, keys
+from gateway.routes import (
+    admin,
+    asyncapi,
+    auth,
+    chat,
+    document_events,
+    documents,
+    health,
+    keys,
+    openai_compat,
+    web,
+)
 from gateway.security import Tokens
 from gateway.state import Gateway
 from gateway.throttle import limit_requests
@@ -51,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 security=kafka_security(settings),
             )
             await replies.start()
+            app.state.document_events = document_events = DocumentEvents.of(clients)
+            await document_events.start()
             if lease.state != "pinned":
                 lease.keep(replies.move)
             app.state.gateway = gateway = Gateway(
@@ -67,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 signals.uninstall()
                 await sampler.stop()
                 await gateway.drain()
+                await document_events.stop()
                 await replies.stop()
                 await lease.release()
                 forget_process_metrics()
@@ -80,10 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     add_middleware(app, settings, tokens)
-    for module in (health, auth):
+    for module in (health, auth, asyncapi, web):
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
-    for module in (documents, chat, keys, admin):
+    # document_events before documents: its /events is not a document id.
+    for module in (document_events, documents, chat, keys, admin, openai_compat):
         app.include_router(module.router, dependencies=[Depends(limit_requests)])
     return app
 

@@ -84,3 +84,7 @@ class Inbox:
 
     def empty(self) -> bool:
         return self._queue.empty()
+
+    def filling(self) -> bool:
+        """Half full or more: its reader should get a turn before more come."""
+        return self._queue.qsize() * 2 >= self.size

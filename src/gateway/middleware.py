@@ -205,6 +205,21 @@ def _too_large(limit: int) -> str:
     return f"request body is larger than {limit // 1024} KB"
 
 
+_CSP = b"content-security-policy"
+
+
+def _with_security_headers(
+    headers: list[tuple[bytes, bytes]], added: tuple[tuple[bytes, bytes], ...]
+) -> list[tuple[bytes, bytes]]:
+    """``added`` replaces the response's headers of the same names, except a
+    Content-Security-Policy the route set itself: that one stands (the web
+    page's, stricter; /docs keeps the default, its Swagger UI comes from a CDN)."""
+    if any(name.lower() == _CSP for name, _ in headers):
+        added = tuple(header for header in added if header[0] != _CSP)
+    names = {name for name, _ in added}
+    return [(k, v) for k, v in headers if k.lower() not in names] + list(added)
+
+
 class SecurityHeaders:
     """Headers every response carries; responses to authenticated requests
     (an Authorization header) and everything under /api are never cached."""
@@ -220,12 +235,11 @@ class SecurityHeaders:
             name == b"authorization" for name, _ in scope["headers"]
         )
         added = _SECURITY_HEADERS + ((_NO_STORE,) if private else ())
-        names = {name for name, _ in added}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message = {**message, "headers": kept + list(added)}
+                headers = _with_security_headers(list(message.get("headers", [])), added)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -5,7 +5,7 @@ event (done or error from the worker, or a timeout or cut raised here)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -23,6 +23,7 @@ from shared.events import (
     ChatOptions,
     ChatRequest,
     ReplyTo,
+    Turn,
     new_stream_id,
     utcnow,
 )
@@ -79,9 +80,14 @@ class ChatRelay:
     _finished: bool = False
 
     async def start(
-        self, message: str, top_k: int | None, options: ChatOptions
+        self,
+        message: str,
+        top_k: int | None,
+        options: ChatOptions,
+        history: Sequence[Turn] | None = None,
     ) -> AsyncGenerator[RelayEvent, None]:
-        """Publish the request; the returned iterator yields its replies."""
+        """Publish the request; the returned iterator yields its replies.
+        ``history``: the conversation so far, when the client keeps it."""
         clients = self.gateway.clients
         replies = self.gateway.replies
         inbox = replies.open(
@@ -98,6 +104,7 @@ class ChatRelay:
             options=options,
             deadline=utcnow() + timedelta(seconds=self.timeout),
             reply_to=ReplyTo(topic=replies.topic, partition=replies.partition),
+            history=None if history is None else list(history),
         )
         try:
             await publish(

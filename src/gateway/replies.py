@@ -41,6 +41,8 @@ STREAMS_ACTIVE = Gauge(
     "rag_gateway_streams_active", "Chat streams open on this gateway", multiprocess_mode="livesum"
 )
 DEFAULT_QUEUE_SIZE = 256
+# Event-loop turns a filling stream's writer gets before the router reads on.
+CATCH_UP_TURNS = 32
 
 
 class ReplyRouter:
@@ -148,6 +150,20 @@ class ReplyRouter:
                 log.warning("Reply for another owner dropped", offset=record.offset)
                 continue
             self._deliver(stream, reply)
+            if stream.filling():
+                await self._let_reader_catch_up(stream)
+
+    @staticmethod
+    async def _let_reader_catch_up(stream: Inbox) -> None:
+        """A fetch hands over hundreds of records without ever yielding to
+        the event loop, so a stream's writer, however fast its client, would
+        get no turn until its queue overflowed. Yield while it is filling:
+        a client that reads keeps up; one that does not still overflows
+        (the turns are bounded), and never stalls the other streams."""
+        for _ in range(CATCH_UP_TURNS):
+            await asyncio.sleep(0)
+            if not stream.filling():
+                return
 
     @staticmethod
     def _deliver(stream: Inbox, reply: AnyReplyEvent) -> None:

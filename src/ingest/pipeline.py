@@ -139,25 +139,34 @@ class Indexer:
 
     async def _index(self, request: IngestRequest) -> int:
         pieces = await self._pieces(request)
-        ids = [chunk_id(request.document_id, n, piece.text) for n, piece in enumerate(pieces)]
-        stale = await self._chunk_ids(request) - set(ids)
+        contexts = [in_context(request.filename, p.section, p.text) for p in pieces]
+        # The id covers exactly the text embedded, and a collection holds one
+        # model's vectors: a chunk already stored under its id is this
+        # model's vector of this text. A re-delivery or a re-index leaves it
+        # alone (no embedding, no write that searches could race with).
+        ids = [chunk_id(request.document_id, n, text) for n, text in enumerate(contexts)]
+        stored = await self._chunk_ids(request)
+        missing = [n for n, id_ in enumerate(ids) if id_ not in stored]
         written: set[Visibility] = set()
         # Embed and store a batch at a time: a long document's vectors are
         # never all in memory at once.
-        for start in range(0, len(pieces), STORE_BATCH):
-            written.add(await self._store_vectors(request, pieces, ids, start))
+        for start in range(0, len(missing), STORE_BATCH):
+            batch = missing[start : start + STORE_BATCH]
+            written.add(await self._store_vectors(request, pieces, contexts, ids, batch))
             # The sweeper re-queues documents whose row stands still.
             await documents.touch(self.clients.pool, request.document_id)
-        await self.clients.vectors.delete_ids(stale)
-        await self._settle_visibility(request, written)
+        await self.clients.vectors.delete_ids(stored - set(ids))
+        log.info("Chunks stored", document_id=str(request.document_id),
+                 embedded=len(missing), kept=len(ids) - len(missing))  # fmt: skip
+        kept = len(missing) < len(ids)
+        await self._settle_visibility(request, None if kept else written)
         await self.clients.lexical.replace_document(
             request.tenant_id,
             request.user_id,
             request.document_id,
             [
                 IndexedChunk(
-                    ids[n], n, piece.text, piece.page, piece.section,
-                    indexed_text=in_context(request.filename, piece.section, piece.text),
+                    ids[n], n, piece.text, piece.page, piece.section, indexed_text=contexts[n]
                 )
                 for n, piece in enumerate(pieces)
             ],
@@ -186,12 +195,18 @@ class Indexer:
         return pieces
 
     async def _store_vectors(
-        self, request: IngestRequest, pieces: list[Piece], ids: list[str], start: int
+        self,
+        request: IngestRequest,
+        pieces: list[Piece],
+        contexts: list[str],
+        ids: list[str],
+        batch: list[int],
     ) -> Visibility:
-        """Embed and store one batch; the visibility its chunks were given."""
-        batch = pieces[start : start + STORE_BATCH]
-        contexts = [in_context(request.filename, p.section, p.text) for p in batch]
-        vectors = await self.clients.require_embedder().embed_documents(contexts)
+        """Embed and store the chunks at ``batch`` (positions); the visibility
+        they were given."""
+        vectors = await self.clients.require_embedder().embed_documents(
+            [contexts[n] for n in batch]
+        )
         # Read after embedding, just before the write: the row's value now.
         # A row that is gone gives private; handle() drops the chunks anyway.
         visibility = await documents.visibility_of(self.clients.pool, request.document_id)
@@ -199,24 +214,26 @@ class Indexer:
         await self.clients.vectors.upsert(
             [
                 Chunk(
-                    id=ids[start + offset],
+                    id=ids[n],
                     tenant_id=request.tenant_id,
                     user_id=request.user_id,
                     document_id=request.document_id,
                     filename=request.filename,
-                    chunk_index=start + offset,
-                    text=piece.text,
+                    chunk_index=n,
+                    text=pieces[n].text,
                     embedding=vector,
-                    page=piece.page,
-                    section=piece.section,
+                    page=pieces[n].page,
+                    section=pieces[n].section,
                     visibility=visibility,
                 )
-                for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
+                for n, vector in zip(batch, vectors, strict=True)
             ]
         )
         return visibility
 
-    async def _settle_visibility(self, request: IngestRequest, written: set[Visibility]) -> None:
+    async def _settle_visibility(
+        self, request: IngestRequest, written: set[Visibility] | None
+    ) -> None:
         """The owner may have shared or unshared the document while its
         batches were written: each batch carries the row's visibility as read
         just before it was stored, and now, after the last write, the row is
@@ -226,7 +243,8 @@ class Indexer:
         doc = await documents.by_id(self.clients.pool, request.document_id)
         if doc is None:
             return  # handle() drops the chunks
-        uniform = next(iter(written)) if len(written) == 1 else None
+        # None: chunks kept from before may carry another value; checked.
+        uniform = next(iter(written)) if written is not None and len(written) == 1 else None
         await documents.sync_visibility(self.clients.pool, self.clients.vectors, doc, uniform)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:

@@ -146,6 +146,9 @@ class ChatHandler:
         turns = self.clients.settings.memory_turns
         if not turns:
             return []
+        if request.history is not None:
+            # The client keeps the conversation (the OpenAI-compatible API).
+            return [Message(role=t.role, content=t.content) for t in request.history[-2 * turns :]]
         past = await chat_history.list_turns(
             self.clients.pool,
             request.tenant_id,

@@ -47,28 +47,6 @@ class Letter:
         return {"dlq_topic": self.topic, "dlq_offset": self.offset, "letter": body}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="show dead letters not yet replayed")
-    _topic_argument(listing)
-    listing.add_argument("--limit", type=int, default=50, help="at most N letters (default 50)")
-    listing.add_argument("--json", action="store_true", help="one JSON array on stdout")
-    listing.add_argument("--all", action="store_true", help="replayed letters too")
-    replay = actions.add_parser("replay", help="republish dead letters to their source topic")
-    _topic_argument(replay)
-    replay.add_argument("--reason", help="only letters with this reason, e.g. unavailable")
-    replay.add_argument("--dry-run", action="store_true", help="only print what would go")
-    parser.set_defaults(handler=command)
-
-
-def _topic_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--topic",
-        action="append",
-        help="source topic: ingest, chat, or a full name (default: both; repeatable)",
-    )
-
-
 def command(args: argparse.Namespace) -> int:
     from shared.config import Settings
 

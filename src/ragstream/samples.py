@@ -76,17 +76,15 @@ def curl_example(base_url: str, access_token: str) -> str:
     )
 
 
-def load_samples(base_url: str, samples_dir: Path = SAMPLES_DIR) -> None:
+def load_samples(base_url: str, samples_dir: Path = SAMPLES_DIR) -> str | None:
+    """The demo user's access token (None without samples), for the banner."""
     files = sorted(p for p in samples_dir.glob("*") if p.is_file()) if samples_dir.is_dir() else []
     if not files:
         print(f"No sample documents in {samples_dir}: skipping --samples.")
-        return
+        return None
     print(f"Loading {len(files)} sample documents as user {DEMO_USER!r}:")
     with httpx.Client(base_url=base_url, timeout=30.0) as http:
         token = _login(http)
         http.headers["Authorization"] = f"Bearer {token['access_token']}"
         _wait_indexed(http, _upload(http, files))
-    minutes = int(token.get("expires_in", 1800)) // 60
-    print(f"\nAsk a question (the token is valid for {minutes} minutes):\n")
-    print(curl_example(base_url, token["access_token"]))
-    print()
+    return str(token["access_token"])

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragstream.api import ApiError
+from ragstream.banner import print_banner
 from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
 from ragstream.localstack.ports import ensure_free
 from ragstream.localstack.stack import BrokerKind
-from ragstream.samples import DEMO_PASSWORD, DEMO_USER, load_samples
+from ragstream.samples import load_samples
 from ragstream.supervisor import (
     CliError,
     Shutdown,
@@ -85,6 +86,9 @@ def secret_key(data_dir: Path) -> str:
 def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
     env = {**os.environ, **stack.env}
     env["BLOB_DIR"] = str(data_dir / "blobs")
+    # Every line also lands in logs/<service>.log; on a terminal, libraries'
+    # routine lines go only there.
+    env.setdefault("LOG_DIR", str(data_dir / "logs"))
     env["SECRET_KEY"] = secret_key(data_dir)
     # A local stack is for trying things: anyone at this machine may sign up.
     env.setdefault("ALLOW_REGISTRATION", "true")
@@ -121,22 +125,11 @@ def migrate(database_url: str) -> None:
 
 def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProcess]) -> None:
     for name, args in app_commands(options).items():
-        # log_path None: their JSON log lines go straight to this terminal.
+        # log_path None: their log lines go straight to this terminal (and
+        # to LOG_DIR).
         app = ManagedProcess(name, args, log_path=None, env=env)
         apps.append(app)
         app.start()
-
-
-def print_banner(options: UpOptions) -> None:
-    data = options.stack.data_dir
-    print(
-        f"\nragstream is up\n"
-        f"  API       {options.base_url}\n"
-        f"  API docs  {options.base_url}/docs\n"
-        f"  data      {data} (server logs in {data / 'logs'})\n"
-        f"  stop      Ctrl-C\n",
-        flush=True,
-    )
 
 
 def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) -> int:
@@ -144,13 +137,13 @@ def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) ->
     migrate(stack.env["DATABASE_URL"])
     start_apps(options, app_env(stack, options.stack.data_dir), apps)
     wait_healthy(f"{options.base_url}/health", apps)
-    print_banner(options)
+    demo_token = None
     if options.samples:
         try:
-            load_samples(options.base_url)
-            print(f"(demo login: {DEMO_USER} / {DEMO_PASSWORD})\n", flush=True)
+            demo_token = load_samples(options.base_url)
         except (ApiError, OSError, ValueError) as exc:
             logger.warning("loading the samples failed, the system keeps running: %s", exc)
+    print_banner(options.base_url, options.stack.data_dir, demo_token)
     return watch(stack, apps)
 
 

@@ -125,17 +125,18 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="Requests per user per clock minute on the routes that need a user"
-        " (documents, chat, keys, admin); past it, 429 with `Retry-After`.",
+        " (documents, chat, keys, admin, /v1); past it, 429 with `Retry-After`.",
         json_schema_extra=_doc("abuse-limits"),
     )
     max_concurrent_streams: int = Field(
         default=4,
         ge=1,
         le=1000,
-        description="Chats (`POST /api/chat/stream`, and whole answers from `POST /api/chat`)"
-        " one user may have running at once, across all replicas; one more gets 429. A"
-        " stream's slot is freed when it ends, however it ends (answer, timeout, client"
-        " gone); should its gateway die first, after 10 minutes.",
+        description="Chats (`POST /api/chat/stream`, whole answers from `POST /api/chat`, and"
+        " `POST /v1/chat/completions`) one user may have running at once, across all"
+        " replicas; one more gets 429. A stream's slot is freed when it ends, however it"
+        " ends (answer, timeout, client gone); should its gateway die first, after 10"
+        " minutes.",
         json_schema_extra=_doc("abuse-limits"),
     )
     max_json_body_kb: int = Field(
@@ -619,9 +620,17 @@ class Settings(BaseSettings):
         description="Python logging level (`DEBUG`, `INFO`, `WARNING`, `ERROR`; any case).",
         json_schema_extra=_doc("observability"),
     )
-    log_format: Literal["json", "console"] = Field(
-        default="json",
-        description="`json` lines, or `console` for humans.",
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="`json` lines, `console` for humans, or `auto`: `console` when stdout is"
+        " a terminal, else `json`.",
+        json_schema_extra=_doc("observability"),
+    )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Also write every log line, as JSON, to `<service>.log` in this folder;"
+        " on a console, libraries' routine lines (below ERROR; the Kafka client's, all but"
+        " CRITICAL) then go only there. `rag up` sets it to its data dir's `logs/`.",
         json_schema_extra=_doc("observability"),
     )
     metrics_port: int | None = Field(
@@ -654,6 +663,21 @@ class Settings(BaseSettings):
                 f"{' and '.join(wanted)} need a generative model: set LLM_PROVIDER"
                 " (openai or bedrock)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _region_for_bedrock(self) -> Settings:
+        uses_bedrock = "bedrock" in (self.llm_provider, self.embedding_provider)
+        if uses_bedrock and not (self.aws_region or self.bedrock_endpoint_url):
+            import boto3
+
+            # boto3 would otherwise build "https://bedrock-runtime..amazonaws.com"
+            # and fail on the first call with a message that names no setting.
+            if boto3.session.Session().region_name is None:
+                raise ValueError(
+                    "Bedrock needs a region: set AWS_REGION (or AWS_DEFAULT_REGION,"
+                    " or a region in the AWS config file)"
+                )
         return self
 
     @property

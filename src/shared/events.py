@@ -102,6 +102,15 @@ class ChatOptions(BaseModel):
     )
 
 
+class Turn(BaseModel):
+    """An earlier message of a conversation the client keeps itself."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
 class ChatRequest(Event):
     """``rag.chat.requests``, keyed by conversation id."""
 
@@ -117,6 +126,14 @@ class ChatRequest(Event):
     options: ChatOptions = Field(default_factory=ChatOptions)
     deadline: AwareDatetime
     reply_to: ReplyTo | None = None
+    history: list[Turn] | None = Field(
+        default=None,
+        max_length=40,
+        description="The conversation before `message`, oldest first, when the client keeps it"
+        " (the OpenAI-compatible API sends the whole conversation each time); null: the stored"
+        " history of `conversation_id`. Workers that predate it ignore it and read the stored"
+        " history.",
+    )
 
 
 class ChatCancel(Event):

@@ -73,30 +73,47 @@ class IndexedChunk:
     indexed_text: str | None = None
 
 
+# The postings of the question's terms are read first, by the (tenant, term)
+# index, and each is then looked up by its chunk's key: driven from the
+# tenant's chunks instead, the planner visited every chunk's terms (10k
+# chunks: 630k rows, 0.2-0.8 s), and with statistics stale after a bulk load
+# it re-ran the corpus aggregate per posting (10 s). MATERIALIZED and the
+# LIMIT 1 fence keep this shape whatever the statistics say
+# (docs/performance.md). Only the top k fetch their text.
 _SEARCH = """
-WITH q AS (
-    SELECT term, count(*)::float8 AS df
-    FROM chunk_terms WHERE tenant_id = $1 AND term = ANY($3::text[])
-    GROUP BY term
-), corpus AS (
+WITH postings AS MATERIALIZED (
+    SELECT term, chunk_id, tf FROM chunk_terms
+    WHERE tenant_id = $1 AND term = ANY($3::text[])
+), q AS MATERIALIZED (
+    SELECT term, count(*)::float8 AS df FROM postings GROUP BY term
+), corpus AS MATERIALIZED (
     SELECT count(*)::float8 AS n, greatest(avg(length), 1)::float8 AS avgdl
     FROM chunks WHERE tenant_id = $1
+), scored AS (
+    SELECT p.chunk_id,
+           sum(ln(1 + (corpus.n - q.df + 0.5) / (q.df + 0.5))
+               * p.tf
+               / (p.tf + $5::float8 * (1 - $6::float8 + $6::float8 * c.length / corpus.avgdl))
+           ) AS score
+    FROM postings p
+    JOIN q USING (term)
+    CROSS JOIN corpus
+    CROSS JOIN LATERAL (
+        SELECT c.length FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE c.id = p.chunk_id AND c.tenant_id = $1 AND d.tenant_id = $1
+          AND (c.user_id = $2 OR d.visibility = 'tenant')
+          AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
+        LIMIT 1
+    ) c
+    GROUP BY p.chunk_id
+    ORDER BY score DESC, p.chunk_id
+    LIMIT $4
 )
-SELECT c.id, c.document_id, d.filename, c.chunk_index, c.text, c.page, c.section,
-       sum(ln(1 + (corpus.n - q.df + 0.5) / (q.df + 0.5))
-           * t.tf / (t.tf + $5::float8 * (1 - $6::float8 + $6::float8 * c.length / corpus.avgdl))
-       ) AS score
-FROM chunk_terms t
-JOIN q USING (term)
-JOIN chunks c ON c.id = t.chunk_id
+SELECT c.id, c.document_id, d.filename, c.chunk_index, c.text, c.page, c.section, s.score
+FROM scored s
+JOIN chunks c ON c.id = s.chunk_id
 JOIN documents d ON d.id = c.document_id
-CROSS JOIN corpus
-WHERE t.tenant_id = $1 AND c.tenant_id = $1 AND d.tenant_id = $1
-  AND (c.user_id = $2 OR d.visibility = 'tenant')
-  AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
-GROUP BY c.id, d.filename
-ORDER BY score DESC, c.id
-LIMIT $4
+ORDER BY s.score DESC, c.id
 """
 
 

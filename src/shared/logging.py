@@ -1,4 +1,5 @@
-"""structlog set-up shared by every process: JSON lines on stdout.
+"""structlog set-up shared by every process: JSON lines on stdout, or
+coloured lines for a person at a terminal (``LOG_FORMAT``).
 
 Anything bound with ``structlog.contextvars`` (the request's
 ``correlation_id`` above all) lands on every line, including lines from
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,6 +23,28 @@ _SECRET_KEYS = frozenset(
     {"authorization", "password", "token", "access_token", "refresh_token", "secret", "secret_key"}
 )
 _NOISY = ("aiokafka", "kafka", "chromadb", "httpx", "httpcore", "faststream")
+# Loggers of this project; any other is a library's.
+_OURS = ("gateway", "ingest", "query", "shared", "ragstream", "__main__")
+
+
+def console_wanted(log_format: str) -> bool:
+    """``auto`` means a person is watching when stdout is a terminal."""
+    if log_format == "auto":
+        return sys.stdout.isatty()
+    return log_format == "console"
+
+
+# On a console, the lowest level of a library's line still shown. The Kafka
+# client logs a coordinator not yet elected, at every start, as an ERROR;
+# a broker really gone is reported by our own lines (readiness, workers).
+_CONSOLE_FLOOR = {"aiokafka": logging.CRITICAL, "kafka": logging.CRITICAL}
+
+
+def _ours_or_error(record: logging.LogRecord) -> bool:
+    """On a console, libraries' routine chatter (coordinator rebalances,
+    migration steps, server banners) would drown what matters."""
+    top = record.name.split(".", 1)[0]
+    return top in _OURS or record.levelno >= _CONSOLE_FLOOR.get(top, logging.ERROR)
 
 
 def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -43,7 +67,40 @@ def _with_service(service: str) -> Processor:
     return add
 
 
-def configure_logging(settings: Settings, service: str) -> None:
+def _formatter(shared: list[Processor], renderer: Processor) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+
+
+def _handlers(
+    settings: Settings, service: str, shared: list[Processor], log_dir: Path | None
+) -> list[logging.Handler]:
+    console = console_wanted(settings.log_format)
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    )
+    terminal = logging.StreamHandler(sys.stdout)
+    terminal.setFormatter(_formatter(shared, renderer))
+    handlers: list[logging.Handler] = [terminal]
+    folder = log_dir or settings.log_dir
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(folder / f"{service}.log", encoding="utf-8")
+        file.setFormatter(_formatter(shared, structlog.processors.JSONRenderer()))
+        handlers.append(file)
+        if console:  # the file keeps the libraries' lines the terminal leaves out
+            terminal.addFilter(_ours_or_error)
+    return handlers
+
+
+def configure_logging(settings: Settings, service: str, log_dir: Path | None = None) -> None:
+    """Root logging for one process; ``log_dir`` overrides ``LOG_DIR``."""
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -59,24 +116,11 @@ def configure_logging(settings: Settings, service: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    renderer: Processor = (
-        structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer()
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-    )
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = _handlers(settings, service, shared, log_dir)
     root.setLevel(settings.log_level)
+    # Libraries' warnings (deprecations and the like) become log lines too.
+    logging.captureWarnings(True)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # Under `uvicorn gateway.main:app` uvicorn installs its own handlers

@@ -1,16 +1,27 @@
 """``schemas/``: JSON Schema of every event and an AsyncAPI document, generated
-from the event models (``rag schemas``) and checked for drift by the tests."""
+from the event models (``rag schemas``) and checked for drift by the tests.
+
+The AsyncAPI document is FastStream's: a broker that is never started
+declares each topic with its model (a subscriber for what the workers
+receive, a publisher for what they send) and FastStream describes it, the
+same way it describes the workers' own brokers. The gateway serves the same
+document at ``GET /asyncapi``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
 from shared.events import (
     REPLY_ADAPTER,
+    AnyReply,
     ChatCancel,
     ChatRequest,
     DeadLetter,
@@ -20,39 +31,83 @@ from shared.events import (
 from shared.topics import Topics
 
 _TOPICS = Topics.from_prefix("rag")
-# channel id -> (address, message name, description)
-_CHANNELS: dict[str, tuple[str, str, str]] = {
-    "ingestRequests": (
-        _TOPICS.ingest_requests,
-        "IngestRequest",
-        "Documents to index; keyed by document id. A claim check: bytes stay in the blob store.",
-    ),
-    "ingestEvents": (
-        _TOPICS.ingest_events,
-        "IngestStatus",
-        "Document status changes; keyed by document id.",
-    ),
-    "chatRequests": (
-        _TOPICS.chat_requests,
-        "ChatRequest",
-        "Questions to answer; keyed by conversation id.",
-    ),
-    "chatReplies": (
-        _TOPICS.chat_replies,
-        "ChatReply",
-        "token, sources, done and error events, sent to the partition named in reply_to.",
-    ),
-    "chatCancel": (
-        _TOPICS.chat_cancel,
-        "ChatCancel",
-        "Stop generating: the client left or timed out.",
-    ),
-    "deadLetters": (
-        "{topic}.dlq",
-        "DeadLetter",
-        "Messages a consumer could not handle, with the reason.",
-    ),
-}
+# The server the document names: a placeholder for KAFKA_BOOTSTRAP_SERVERS.
+_SERVER = "localhost:9092"
+
+
+@dataclass(frozen=True)
+class _Channel:
+    title: str
+    address: str
+    payload: Any  # a model, or an annotated union of models
+    description: str
+
+
+# What ragstream's workers receive ...
+_RECEIVED = (
+    _Channel("ingestRequests", _TOPICS.ingest_requests, IngestRequest,
+             "Documents to index; keyed by document id. A claim check: the bytes stay in the"
+             " blob store and a documents row must exist (see docs/integration.md)."),
+    _Channel("chatRequests", _TOPICS.chat_requests, ChatRequest,
+             "Questions to answer; keyed by conversation id. Replies go to reply_to."),
+    _Channel("chatCancel", _TOPICS.chat_cancel, ChatCancel,
+             "Stop generating: the client left or timed out."),
+)  # fmt: skip
+# ... and what they send.
+_SENT = (
+    _Channel("ingestEvents", _TOPICS.ingest_events, IngestStatus,
+             "Document status changes (queued, processing, indexed, failed); keyed by document"
+             " id."),
+    _Channel("chatReplies", _TOPICS.chat_replies, AnyReply,
+             "token, sources, done and error events, sent to the partition named in reply_to"
+             " (keyed by correlation id when there is none)."),
+    _Channel("ingestDeadLetters", Topics.dead_letter(_TOPICS.ingest_requests), DeadLetter,
+             "Ingest requests the worker could not handle, with the reason."),
+    _Channel("chatDeadLetters", Topics.dead_letter(_TOPICS.chat_requests), DeadLetter,
+             "Chat requests the worker could not handle, with the reason."),
+)  # fmt: skip
+
+
+def _receiver(payload: Any) -> Callable[..., Awaitable[None]]:
+    """A handler that is never run: FastStream reads a subscriber's message
+    schema from its handler's signature."""
+
+    async def handle(message: Any) -> None:  # pragma: no cover - never called
+        del message
+
+    handle.__annotations__ = {"message": payload, "return": None}
+    return handle
+
+
+def spec_broker() -> KafkaBroker:
+    """A broker declaring every topic with its model; never started (it
+    connects to nothing), it only describes."""
+    broker = KafkaBroker(
+        _SERVER,
+        description="Set KAFKA_BOOTSTRAP_SERVERS; topic names use the default"
+        " KAFKA_TOPIC_PREFIX, 'rag'.",
+    )
+    for channel in _RECEIVED:
+        broker.subscriber(channel.address, title=channel.title,
+                          description=channel.description)(_receiver(channel.payload))  # fmt: skip
+    for channel in _SENT:
+        broker.publisher(channel.address, title=channel.title, schema=channel.payload,
+                         description=channel.description)  # fmt: skip
+    return broker
+
+
+def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document, as FastStream builds it from ``spec_broker``."""
+    spec = AsyncAPI(
+        spec_broker(),
+        title="ragstream events",
+        version="1",
+        description="The Kafka topics of ragstream, from the point of view of its workers:"
+        " internal services send what the workers receive. See docs/integration.md.",
+        schema_version="3.0.0",
+    ).to_specification()
+    document: dict[str, Any] = spec.to_jsonable()
+    return document
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -70,32 +125,6 @@ def _event_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
-def _asyncapi() -> dict[str, Any]:
-    return {
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "ragstream events",
-            "version": "1",
-            "description": "Topic names use the default KAFKA_TOPIC_PREFIX, 'rag'.",
-        },
-        "defaultContentType": "application/json",
-        "channels": {
-            channel: {
-                "address": address,
-                "description": description,
-                "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-            }
-            for channel, (address, name, description) in _CHANNELS.items()
-        },
-        "components": {
-            "messages": {
-                name: {"name": name, "payload": {"$ref": f"./{name}.schema.json"}}
-                for _, name, _ in _CHANNELS.values()
-            }
-        },
-    }
-
-
 def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
@@ -103,7 +132,7 @@ def _dump(document: dict[str, Any]) -> str:
 def render() -> dict[str, str]:
     """File name -> content, for everything under ``schemas/``."""
     files = {f"{name}.schema.json": _dump(s) for name, s in _event_schemas().items()}
-    files["asyncapi.json"] = _dump(_asyncapi())
+    files["asyncapi.json"] = _dump(asyncapi())
     return files
 
 

@@ -228,7 +228,11 @@ class VectorStore:
     def _set_visibility(
         self, tenant_id: UUID, user_id: UUID, document_id: UUID, visibility: str
     ) -> int:
-        where = _owner(tenant_id, user_id, document_id=str(document_id))
+        # Only the chunks that differ: a check that finds all in order (a
+        # re-index of an unchanged document) writes nothing.
+        where = _owner(
+            tenant_id, user_id, document_id=str(document_id), visibility={"$ne": visibility}
+        )
         page = max(1, min(self._client.get_max_batch_size(), VISIBILITY_PAGE))
         updated = 0
         for collection in self._chunk_collections():

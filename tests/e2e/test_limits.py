@@ -303,6 +303,20 @@ async def test_requests_per_user_are_limited(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/documents", headers=other.headers)).status_code == 200
 
 
+async def test_refreshes_count_against_the_request_rate(http: httpx.AsyncClient) -> None:
+    body = {"username": f"loop-{uuid.uuid4().hex[:8]}", "password": "a-long-password"}
+    assert (await http.post("/api/auth/register", json=body)).status_code == 201
+    await _fresh_window()
+    pair = (await http.post("/api/auth/login", json=body)).json()
+    for _ in range(20):
+        answer = await http.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert answer.status_code == 200, answer.text
+        pair = answer.json()
+    _retry_after(
+        await http.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    )
+
+
 async def test_concurrent_streams_per_user_are_capped(http: httpx.AsyncClient) -> None:
     user = await new_user(http, "streams")
     first_body = {"message": "anyone there?", "stream_timeout": 3}

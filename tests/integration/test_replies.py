@@ -8,10 +8,11 @@ import uuid
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
+from gateway.inbox import Inbox
 from gateway.replies import ReplyRouter
 from shared.config import Settings
 from shared.events import DoneReply, TokenReply
-from shared.kafka import create_broker, publish
+from shared.kafka import create_broker, publish, publish_nowait
 
 
 async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -103,3 +104,44 @@ async def test_a_moved_router_reads_its_new_partition_and_keeps_the_old(
         router.close("opened-after")
         await broker.stop()
         await router.stop()
+
+
+async def test_a_burst_bigger_than_the_queue_reaches_a_client_that_keeps_reading(
+    stack_env: dict[str, str],
+) -> None:
+    """A thousand events arrive in a few fetches; the stream's queue holds 32.
+    A reader that keeps reading gets them all: the router lets it catch up
+    rather than cutting the stream for overflow."""
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"replies-{uuid.uuid4().hex[:8]}"
+    await _create_topic(bootstrap, topic, partitions=1)
+    router = ReplyRouter(bootstrap, topic, partition=0)
+    await router.start()
+    broker = create_broker(Settings(kafka_bootstrap_servers=bootstrap), "test")
+    await broker.start()
+    owner = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4()}
+    ids = {**owner, "correlation_id": "burst", "conversation_id": uuid.uuid4()}
+    count = 1000
+    try:
+        stream = router.open("stream-burst", owner["tenant_id"], owner["user_id"], size=32)
+        reader = asyncio.create_task(_read(stream, count))
+        sent = [
+            await publish_nowait(
+                broker, topic, TokenReply(stream_id="stream-burst", seq=n, text=".", **ids),
+                partition=0,
+            )
+            for n in range(count)
+        ]  # fmt: skip
+        await asyncio.gather(*sent)
+        got = await asyncio.wait_for(reader, 20)
+        assert got == list(range(count))
+        assert stream.cut_reason is None
+    finally:
+        router.close("stream-burst")
+        await broker.stop()
+        await router.stop()
+
+
+async def _read(stream: Inbox, count: int) -> list[int]:
+    """A client that keeps reading, as fast as the loop lets it."""
+    return [(await stream.get()).seq for _ in range(count)]

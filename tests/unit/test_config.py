@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,3 +41,20 @@ def test_generative_steps_without_a_generator_are_refused_at_start(
         Settings()
     monkeypatch.setenv("LLM_PROVIDER", "openai")
     assert Settings().has_generator
+
+
+@pytest.mark.parametrize("variable", ["LLM_PROVIDER", "EMBEDDING_PROVIDER"])
+def test_bedrock_without_a_region_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv(variable, "bedrock")
+    with pytest.raises(ValidationError, match="Bedrock needs a region: set AWS_REGION"):
+        Settings()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert getattr(Settings(), variable.lower()) == "bedrock"
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert Settings().aws_region == "eu-central-1"

@@ -69,6 +69,12 @@ def test_html_keeps_the_text_and_drops_the_furniture() -> None:
     assert sections[2].text.endswith("make coffee\n    --strong")
 
 
+def test_html_in_its_declared_charset_is_read() -> None:
+    page = '<html><head><meta charset="iso-8859-1"></head><body><h1>Café</h1><p>Crème brûlée.</p>'
+    sections = load("menu.html", page.encode("iso-8859-1"))
+    assert [(s.heading, s.text.strip()) for s in sections] == [("Café", "Café\nCrème brûlée.")]
+
+
 def test_html_without_headings_or_blocks_is_one_section() -> None:
     [section] = load("fragment.htm", b"Just <i>some</i>\n   text, <b>no</b> tags around it.")
     assert (section.text, section.heading) == ("Just some text, no tags around it.", None)
@@ -151,6 +157,8 @@ def _unknown_filter_pdf() -> bytes:
         ("notes.txt", b"text" * 5000 + b"\x00", "binary content"),
         ("notes.txt", b"caf\xe9", "not UTF-8"),
         ("page.html", b"<p>caf\xe9</p>", "not UTF-8"),
+        ("page.html", b'<meta charset="x-klingon"><p>text</p>', "unknown charset 'x-klingon'"),
+        ("page.html", b'<meta charset="ascii"><p>caf\xe9</p>', "not ascii text as declared"),
         ("notes.md", b"  \n\t ", "has no text"),
         ("empty.txt", b"", "has no text"),
         (

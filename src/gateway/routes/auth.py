@@ -103,6 +103,10 @@ async def refresh(
     used one revokes its whole session (one of its holders stole it)."""
     pool = gateway.clients.pool
     claims = gateway.tokens.verify(body.refresh_token, "refresh")
+    if gateway.limits is not None:
+        # A refresh is the user's request like any other: a client stuck in a
+        # refresh loop is throttled, not let through to the database each time.
+        await gateway.limits.request(claims.user_id)
     user = await users.get(pool, claims.user_id)
     if user is None or user.tenant_id != claims.tenant_id or user.disabled_at is not None:
         raise AuthError("Invalid token")

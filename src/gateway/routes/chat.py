@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -21,7 +21,7 @@ from gateway.users import User
 from shared import chat_history
 from shared.config import Settings
 from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
-from shared.events import Source
+from shared.events import Source, Turn
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
@@ -88,28 +88,67 @@ def to_sse(event: RelayEvent) -> dict[str, str]:
 async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> RelayResponse:
+    chat = await open_chat(gateway, user, request_id, body)
+    return relay_response(gateway, chat, _as_sse)
+
+
+async def _as_sse(events: AsyncIterator[RelayEvent]) -> AsyncGenerator[dict[str, str], None]:
+    async for event in events:
+        yield to_sse(event)
+
+
+@dataclass(frozen=True)
+class OpenChat:
+    """A published chat request and its replies, holding one of the user's
+    stream slots until ``relay_response`` or ``collect`` give it back."""
+
+    relay: ChatRelay
+    slot: _StreamSlot
+    events: AsyncGenerator[RelayEvent, None]
+
+
+async def open_chat(
+    gateway: Gateway,
+    user: User,
+    request_id: str,
+    body: ChatBody,
+    history: Sequence[Turn] | None = None,
+) -> OpenChat:
+    """Take a stream slot and publish the request (with ``history``, the
+    conversation so far, when the client keeps it instead of the server)."""
     relay = _relay(gateway, user, request_id, body)
     slot = _StreamSlot(gateway, user, relay.stream_id)
     await slot.take()
     try:
-        events = await relay.start(body.message, body.top_k, body.options())
+        events = await relay.start(body.message, body.top_k, body.options(), history)
     except BaseException:
         slot.give_back()
         raise
+    return OpenChat(relay, slot, events)
+
+
+SseRenderer = Callable[[AsyncIterator[RelayEvent]], AsyncGenerator[dict[str, str], None]]
+
+
+def relay_response(
+    gateway: Gateway, chat: OpenChat, render: SseRenderer, sep: str | None = None
+) -> RelayResponse:
+    """The chat's replies as SSE, each event turned into messages by ``render``."""
 
     async def sse() -> AsyncIterator[dict[str, str]]:
         # aclosing: when the response closes this generator (client gone,
         # send timed out) the relay is closed now too, and cancels the answer.
-        async with aclosing(events):
-            async for event in events:
-                yield to_sse(event)
+        async with aclosing(chat.events), aclosing(render(chat.events)) as messages:
+            async for message in messages:
+                yield message
 
     return _SlotResponse(
         sse(),
-        slot=slot,
+        slot=chat.slot,
         ping=15,
+        sep=sep,
         send_timeout=gateway.clients.settings.sse_send_timeout,
-        headers={"X-Conversation-ID": str(relay.conversation_id)},
+        headers={"X-Conversation-ID": str(chat.relay.conversation_id)},
     )
 
 
@@ -150,22 +189,24 @@ class _SlotResponse(RelayResponse):
 async def chat(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> ChatAnswer:
-    relay = _relay(gateway, user, request_id, body)
-    # A whole answer is a stream the gateway reads for the client: it counts
-    # against MAX_CONCURRENT_STREAMS the same way.
-    slot = _StreamSlot(gateway, user, relay.stream_id)
-    await slot.take()
+    return await collect(await open_chat(gateway, user, request_id, body))
+
+
+async def collect(chat: OpenChat) -> ChatAnswer:
+    """The whole answer. A whole answer is a stream the gateway reads for the
+    client: it holds its slot of MAX_CONCURRENT_STREAMS the same way."""
     try:
-        return await _collect(relay, body)
+        async with aclosing(chat.events):
+            return await _collect(chat.relay, chat.events)
     finally:
-        slot.give_back()
+        chat.slot.give_back()
 
 
-async def _collect(relay: ChatRelay, body: ChatBody) -> ChatAnswer:
+async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatAnswer:
     words: list[str] = []
     sources: list[Source] = []
     cited: list[int] = []
-    async for event in await relay.start(body.message, body.top_k, body.options()):
+    async for event in events:
         if isinstance(event, StreamTimeout):
             raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
         if isinstance(event, StreamEnded):

@@ -30,6 +30,7 @@ from gateway.deps import (
     json_body,
     json_body_schema,
 )
+from gateway.doc_events import announce_queued
 from gateway.models import DocumentOut, VisibilityBody
 from gateway.state import Gateway
 from gateway.users import User
@@ -123,6 +124,7 @@ async def _accept(
         await documents.insert_within_quota(clients.pool, doc, Quota.of(clients.settings))
         inserted = True
         _stop_if(gone)
+        await announce_queued(clients, doc, request_id)  # before the request: in order
         await publish(clients.broker, clients.topics.ingest_requests, _request(doc, request_id),
                       key=doc.id)  # fmt: skip
         # Accepted only once audited: a document no entry accounts for is undone.

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup
+from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from ingest.loaders.base import Section
 from ingest.loaders.headings import HeadingPath
 from ingest.loaders.text import decode
+from shared.errors import UnsupportedDocument
 
 _FURNITURE = ("script", "style", "noscript", "template", "nav", "aside", "iframe", "svg",
               "canvas", "object", "embed", "button", "select", "datalist")  # fmt: skip
@@ -34,13 +36,32 @@ _CELLS = ("td", "th")
 
 
 def load(filename: str, data: bytes) -> list[Section]:
-    soup = BeautifulSoup(decode(filename, data), "html.parser")
+    soup = BeautifulSoup(_decode(filename, data), "html.parser")
     _drop_furniture(soup)
     root = soup.find("main") or soup.body or soup
     builder = _SectionBuilder()
     if isinstance(root, Tag):
         _walk(root, builder)
     return builder.finish()
+
+
+def _decode(filename: str, data: bytes) -> str:
+    """UTF-8 unless the page declares its charset (``<meta charset>``), as
+    pages saved from older sites often do (ISO-8859-1, windows-1252). An
+    undeclared non-UTF-8 page is refused rather than guessed at."""
+    declared = EncodingDetector.find_declared_encoding(data, is_html=True)
+    if declared is None or declared.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return decode(filename, data)
+    if b"\x00" in data:
+        raise UnsupportedDocument(f"{filename!r}: binary content in a text file")
+    try:
+        return data.decode(declared)
+    except LookupError:
+        raise UnsupportedDocument(f"{filename!r}: unknown charset {declared!r}") from None
+    except UnicodeDecodeError as exc:
+        raise UnsupportedDocument(
+            f"{filename!r}: not {declared} text as declared (byte {exc.start}: {exc.reason})"
+        ) from None
 
 
 def _drop_furniture(soup: BeautifulSoup) -> None:

@@ -1,0 +1,137 @@
+"""The bodies of the OpenAI-compatible API (``/v1``), in OpenAI's shapes, with
+ragstream's extension fields beside OpenAI's (docs/openai.md).
+
+Requests ignore fields they do not name, as OpenAI-compatible servers do:
+clients send many knobs (temperature, max_tokens, user, ...) that a
+retrieval service answers the same way whatever their value."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
+from shared.events import Source
+
+MODEL_ID = "ragstream"
+# When the model was first served: OpenAI's model objects carry a creation time.
+MODEL_CREATED = 1_795_910_400  # 2026-11-29
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(Lenient):
+    """One part of a message's content; only ``text`` parts are answered."""
+
+    type: str = Field(max_length=64)
+    text: str | None = None
+
+
+class ChatMessage(Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    # A text's length is bounded by the body's (MAX_JSON_BODY_KB).
+    content: str | Annotated[list[ContentPart], Field(max_length=100)] | None = None
+
+
+class StreamOptions(Lenient):
+    include_usage: bool = False
+
+
+class CompletionRequest(Lenient):
+    model: str = Field(min_length=1, max_length=256, description=f"`{MODEL_ID}`")
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The conversation, oldest first; the last message is the question (role"
+        " `user`). System and developer messages are ignored.",
+    )
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="One choice only")
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='Only `{"type": "text"}`'
+    )
+    logprobs: bool | None = Field(default=None, description="Not available: false or absent")
+    # ragstream's extensions: the per-request options of /api/chat.
+    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX, description="ragstream extension")
+    retrieval: RetrievalMode | None = Field(default=None, description="ragstream extension")
+    reranking: RerankingMethod | None = Field(default=None, description="ragstream extension")
+    hyde: bool | None = Field(default=None, description="ragstream extension")
+    compression: bool | None = Field(default=None, description="ragstream extension")
+    document_ids: list[UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="ragstream extension: search only these documents",
+    )
+    conversation_id: UUID | None = Field(
+        default=None,
+        description="ragstream extension: file the exchange under this conversation in"
+        " /api/chat/history (the context is always `messages`)",
+    )
+
+
+class Usage(BaseModel):
+    """Approximate: about four characters a token (docs/openai.md)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str = Field(description="The model the request named")
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: None = None
+    sources: list[Source] = Field(
+        description="ragstream extension: the passages the answer was given, numbered [n], as"
+        " /api/chat gives them"
+    )
+    cited: list[int] = Field(description="ragstream extension: the source numbers cited")
+    conversation_id: UUID = Field(description="ragstream extension")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = MODEL_CREATED
+    owned_by: str = "ragstream"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, which its SDKs turn into exceptions."""
+
+    error: ErrorDetail

@@ -1,0 +1,505 @@
+// The ragstream web chat: sign in, upload, watch documents, ask, read sources.
+// Every piece of data reaches the page through textContent (never innerHTML),
+// and the page's Content-Security-Policy allows no inline script either.
+"use strict";
+
+const POLL_MS = 2000;
+const RETRY_MS = 5000;
+const STORE_KEY = "ragstream.session";
+const $ = (id) => document.getElementById(id);
+
+// --- session -------------------------------------------------------------
+// Kept in sessionStorage: this tab only, gone when it closes; a reload keeps
+// the user signed in. Each refresh token works once, so refreshes are shared.
+
+let session = null;
+let refreshing = null;
+let refreshTimer = null;
+let config = { registration: false, max_upload_mb: 0, suffixes: [] };
+
+function saveSession(tokens, username) {
+  session = {
+    access: tokens.access_token,
+    refresh: tokens.refresh_token,
+    username: username || (session && session.username) || "",
+  };
+  sessionStorage.setItem(STORE_KEY, JSON.stringify(session));
+  clearTimeout(refreshTimer);
+  // Well before the access token expires, so requests rarely meet a 401.
+  const seconds = Math.max(5, tokens.expires_in * 0.8);
+  refreshTimer = setTimeout(() => refreshTokens().catch(() => {}), seconds * 1000);
+}
+
+function loadSession() {
+  try {
+    session = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
+  } catch {
+    session = null;
+  }
+}
+
+function refreshTokens() {
+  if (!refreshing) {
+    refreshing = doRefresh().finally(() => {
+      refreshing = null;
+    });
+  }
+  return refreshing;
+}
+
+async function doRefresh() {
+  const token = session && session.refresh;
+  if (!token) throw new Error("not signed in");
+  const response = await fetch("/api/auth/refresh", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: token }),
+  });
+  if (!response.ok) {
+    signOut("Your session has ended; please sign in again.");
+    throw new Error("session ended");
+  }
+  saveSession(await response.json());
+}
+
+// A request with the access token; on a 401, one refresh and one retry.
+async function api(path, init = {}, retry = true) {
+  const headers = { ...(init.headers || {}) };
+  if (session) headers.Authorization = `Bearer ${session.access}`;
+  const response = await fetch(path, { ...init, headers });
+  if (response.status === 401 && retry && session) {
+    await refreshTokens();
+    return api(path, init, false);
+  }
+  return response;
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+  } catch {
+    // not JSON: the status says enough
+  }
+  return `${response.status} ${response.statusText}`.trim();
+}
+
+function show(element, text) {
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+// --- signing in and out -----------------------------------------------------
+
+let registering = false;
+
+function setRegistering(on) {
+  registering = on;
+  $("signin-title").textContent = on ? "Create an account" : "Sign in";
+  $("signin-submit").textContent = on ? "Create account" : "Sign in";
+  $("register-toggle").textContent = on ? "I have an account" : "Create an account";
+  $("password").autocomplete = on ? "new-password" : "current-password";
+  show($("signin-error"), "");
+}
+
+async function onSignIn(event) {
+  event.preventDefault();
+  const body = JSON.stringify({ username: $("username").value, password: $("password").value });
+  const post = (path) =>
+    fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  $("signin-submit").disabled = true;
+  try {
+    if (registering) {
+      const created = await post("/api/auth/register");
+      if (!created.ok) return show($("signin-error"), await errorText(created));
+    }
+    const response = await post("/api/auth/login");
+    if (!response.ok) return show($("signin-error"), await errorText(response));
+    saveSession(await response.json(), $("username").value.trim());
+    $("password").value = "";
+    enterApp();
+  } catch (err) {
+    show($("signin-error"), `Cannot reach the server: ${err.message}`);
+  } finally {
+    $("signin-submit").disabled = false;
+  }
+}
+
+function signOut(message) {
+  const refresh = session && session.refresh;
+  if (refresh) {
+    // Ends the session on the server too; nothing to wait for.
+    fetch("/api/auth/logout", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refresh }),
+    }).catch(() => {});
+  }
+  session = null;
+  sessionStorage.removeItem(STORE_KEY);
+  clearTimeout(refreshTimer);
+  stopDocumentWatch();
+  if (chatAbort) chatAbort.abort();
+  $("document-list").replaceChildren();
+  $("messages").replaceChildren();
+  conversationId = null;
+  setRegistering(false);
+  $("app-view").hidden = true;
+  $("sign-out").hidden = true;
+  $("whoami").textContent = "";
+  $("signin-view").hidden = false;
+  show($("signin-error"), message || "");
+}
+
+function enterApp() {
+  $("signin-view").hidden = true;
+  $("app-view").hidden = false;
+  $("sign-out").hidden = false;
+  $("whoami").textContent = session.username;
+  startDocumentWatch();
+}
+
+// --- server-sent events over fetch --------------------------------------------
+// EventSource cannot send an Authorization header, so the body is read here.
+
+async function* readEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let name = "message";
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let match;
+    while ((match = /\r\n|\r|\n/.exec(buffer))) {
+      // A lone \r at the end may be the first half of \r\n: wait for more.
+      if (match[0] === "\r" && match.index === buffer.length - 1) break;
+      const line = buffer.slice(0, match.index);
+      buffer = buffer.slice(match.index + match[0].length);
+      if (line === "") {
+        if (data.length) yield { event: name, data: JSON.parse(data.join("\n")) };
+        name = "message";
+        data = [];
+      } else if (!line.startsWith(":")) {
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") name = text;
+        else if (field === "data") data.push(text);
+      }
+    }
+  }
+}
+
+// --- documents --------------------------------------------------------------
+
+let watch = null;
+
+function stopDocumentWatch() {
+  if (watch) {
+    watch.abort();
+    clearTimeout(watch.timer);
+  }
+  watch = null;
+}
+
+function startDocumentWatch() {
+  stopDocumentWatch();
+  watch = new AbortController();
+  watchEvents(watch);
+}
+
+// Live status from GET /api/documents/events; a gateway without it (an older
+// one) is polled instead.
+async function watchEvents(current) {
+  let response;
+  try {
+    response = await api("/api/documents/events", { signal: current.signal });
+  } catch {
+    if (!current.signal.aborted) pollDocuments(current);
+    return;
+  }
+  if (!response.ok) {
+    pollDocuments(current);
+    return;
+  }
+  $("live-mode").textContent = "Live status";
+  try {
+    for await (const event of readEvents(response)) {
+      if (event.event === "status") renderDocument(event.data);
+    }
+  } catch {
+    // the stream broke: reconnect below
+  }
+  if (!current.signal.aborted) {
+    current.timer = setTimeout(() => watchEvents(current), RETRY_MS);
+  }
+}
+
+async function pollDocuments(current) {
+  $("live-mode").textContent = `Status refreshed every ${POLL_MS / 1000} s`;
+  try {
+    const response = await api("/api/documents", { signal: current.signal });
+    if (response.ok) {
+      // Newest first; each new one goes on top, so the oldest is drawn first.
+      const docs = await response.json();
+      for (const doc of docs.reverse()) renderDocument({ ...doc, document_id: doc.id });
+    }
+  } catch {
+    // the next poll tries again
+  }
+  if (!current.signal.aborted) current.timer = setTimeout(() => pollDocuments(current), POLL_MS);
+}
+
+function renderDocument(doc) {
+  const list = $("document-list");
+  let item = list.querySelector(`li[data-id="${CSS.escape(doc.document_id)}"]`);
+  if (!item) {
+    item = document.createElement("li");
+    item.dataset.id = doc.document_id;
+    for (const part of ["filename", "status", "detail"]) {
+      const span = document.createElement("span");
+      span.className = part;
+      item.append(span);
+    }
+    list.prepend(item);
+  }
+  item.querySelector(".filename").textContent = doc.filename;
+  const status = item.querySelector(".status");
+  status.textContent = doc.status;
+  status.dataset.status = doc.status;
+  let detail = "";
+  if (doc.status === "indexed") detail = `${doc.chunks} passages`;
+  if (doc.status === "failed") detail = doc.error || "failed";
+  item.querySelector(".detail").textContent = detail;
+}
+
+function onFileChosen() {
+  const file = $("file-input").files[0];
+  if (file) upload(file, true);
+}
+
+function upload(file, retry) {
+  const progress = $("upload-progress");
+  const status = $("upload-status");
+  if (config.max_upload_mb && file.size > config.max_upload_mb * 1024 * 1024) {
+    status.textContent = `${file.name} is larger than ${config.max_upload_mb} MB`;
+    status.className = "error";
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/api/documents");
+  xhr.setRequestHeader("Authorization", `Bearer ${session.access}`);
+  xhr.responseType = "json";
+  progress.hidden = false;
+  progress.value = 0;
+  status.className = "";
+  status.textContent = `Uploading ${file.name}…`;
+  xhr.upload.onprogress = (event) => {
+    if (event.lengthComputable) progress.value = Math.round((100 * event.loaded) / event.total);
+  };
+  xhr.onload = () => {
+    if (xhr.status === 401 && retry) {
+      refreshTokens().then(() => upload(file, false), () => {});
+      return;
+    }
+    const body = xhr.response || {};
+    if (xhr.status === 202) {
+      progress.value = 100;
+      status.textContent = `Uploaded ${file.name}`;
+      renderDocument({ ...body, document_id: body.id });
+    } else {
+      status.className = "error";
+      const detail = typeof body.detail === "string" ? body.detail : `error ${xhr.status}`;
+      status.textContent = `${file.name}: ${detail}`;
+    }
+    $("file-input").value = "";
+  };
+  xhr.onerror = () => {
+    status.className = "error";
+    status.textContent = `${file.name}: the upload failed (network error)`;
+  };
+  xhr.send(form);
+}
+
+// --- chat -------------------------------------------------------------------
+
+let conversationId = null;
+// The answer being streamed: signing out stops it (and the server its work).
+let chatAbort = null;
+
+function addMessage(kind) {
+  const item = document.createElement("li");
+  item.className = kind;
+  $("messages").append(item);
+  return item;
+}
+
+// The answer so far, with each [n] that names a source as a button.
+function renderAnswer(turn) {
+  const parts = [];
+  let last = 0;
+  for (const match of turn.text.matchAll(/\[(\d+)\]/g)) {
+    const source = turn.sources.get(Number(match[1]));
+    if (!source) continue;
+    parts.push(document.createTextNode(turn.text.slice(last, match.index)));
+    parts.push(citationButton(source));
+    last = match.index + match[0].length;
+  }
+  parts.push(document.createTextNode(turn.text.slice(last)));
+  turn.body.replaceChildren(...parts);
+}
+
+function citationButton(source) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "citation";
+  button.textContent = `[${source.n}]`;
+  button.title = source.filename;
+  button.addEventListener("click", () => openSource(source));
+  return button;
+}
+
+function renderSources(turn) {
+  const list = document.createElement("ul");
+  list.className = "sources";
+  for (const source of turn.sources.values()) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = ` ${source.filename}${where(source) ? ` (${where(source)})` : ""}`;
+    item.append(citationButton(source), name);
+    list.append(item);
+  }
+  turn.element.querySelector(".sources")?.remove();
+  turn.element.append(list);
+}
+
+function where(source) {
+  const parts = [];
+  if (source.page) parts.push(`page ${source.page}`);
+  if (source.section) parts.push(source.section);
+  return parts.join(" · ");
+}
+
+function openSource(source) {
+  $("source-title").textContent = `[${source.n}] ${source.filename}`;
+  $("source-where").textContent = where(source);
+  $("source-text").textContent = source.text || source.snippet;
+  $("source-dialog").showModal();
+}
+
+function finish(turn, state, message) {
+  turn.element.dataset.state = state;
+  if (message) {
+    const error = document.createElement("p");
+    error.className = "error";
+    error.setAttribute("role", "alert");
+    error.textContent = message;
+    turn.element.append(error);
+  }
+}
+
+function onStreamEvent(turn, event) {
+  switch (event.event) {
+    case "sources":
+      turn.sources = new Map(event.data.map((s) => [s.n, s]));
+      renderSources(turn);
+      break;
+    case "token":
+      turn.tokens += 1;
+      turn.element.dataset.tokens = String(turn.tokens);
+      turn.text += event.data.text;
+      renderAnswer(turn);
+      break;
+    case "done":
+      conversationId = event.data.conversation_id;
+      finish(turn, "done");
+      return true;
+    case "error":
+      finish(turn, "error", `The answer failed: ${event.data.message}`);
+      return true;
+    case "timeout":
+      finish(turn, "timeout", `No answer within ${event.data.stream_timeout} seconds; please ask again.`);
+      return true;
+  }
+  return false;
+}
+
+async function onAsk(event) {
+  event.preventDefault();
+  const message = $("question").value.trim();
+  if (!message) return;
+  addMessage("question").textContent = message;
+  const element = addMessage("answer");
+  const body = document.createElement("div");
+  body.className = "answer-text";
+  element.append(body);
+  element.dataset.state = "streaming";
+  const turn = { element, body, text: "", tokens: 0, sources: new Map() };
+  const request = { message };
+  if (conversationId) request.conversation_id = conversationId;
+  const timeout = parseFloat($("stream-timeout").value);
+  if (timeout > 0) request.stream_timeout = timeout;
+  $("question").value = "";
+  $("ask").disabled = true;
+  chatAbort = new AbortController();
+  try {
+    await streamAnswer(turn, request, chatAbort.signal);
+  } catch (err) {
+    finish(turn, "error", `The connection failed: ${err.message}`);
+  } finally {
+    $("ask").disabled = false;
+  }
+}
+
+async function streamAnswer(turn, request, signal) {
+  const response = await api("/api/chat/stream", {
+    method: "POST",
+    signal,
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(request),
+  });
+  if (!response.ok) {
+    finish(turn, "error", await errorText(response));
+    return;
+  }
+  for await (const event of readEvents(response)) {
+    if (onStreamEvent(turn, event)) return;
+  }
+  finish(turn, "error", "The connection closed before the answer finished; please ask again.");
+}
+
+// --- start ------------------------------------------------------------------
+
+async function start() {
+  $("signin-form").addEventListener("submit", onSignIn);
+  $("register-toggle").addEventListener("click", (event) => {
+    event.preventDefault();
+    setRegistering(!registering);
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+  $("file-input").addEventListener("change", onFileChosen);
+  $("chat-form").addEventListener("submit", onAsk);
+  $("source-close").addEventListener("click", () => $("source-dialog").close());
+  try {
+    const response = await fetch("/web/config.json");
+    if (response.ok) config = await response.json();
+  } catch {
+    // defaults: no registration link, no size check here
+  }
+  $("register-hint").hidden = !config.registration;
+  if (config.suffixes.length) $("file-input").accept = config.suffixes.join(",");
+  loadSession();
+  if (session) {
+    // A reload: the stored access token may have expired; refresh first.
+    refreshTokens().then(enterApp, () => {});
+  } else {
+    $("signin-view").hidden = false;
+  }
+}
+
+start();

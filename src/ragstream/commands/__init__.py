@@ -1,0 +1,1 @@
+"""The ``rag`` command's groups, one module each; ragstream.cli assembles them."""

@@ -1,0 +1,203 @@
+"""Client commands over the HTTP API: login, logout, ingest, chat, docs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ragstream.client import auth, credentials, ingest
+from ragstream.client import chat as chatting
+from ragstream.client import documents as docs_api
+from ragstream.client.errors import ClientError
+from ragstream.client.session import Session, open_login
+from ragstream.client.terminal import printable
+from shared.formats import SUPPORTED_SUFFIXES
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="the gateway (default: the login's, else $RAG_URL, else local)"),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="one JSON document on stdout")]
+
+# Piped output is not wrapped at 80 columns: a row stays one line for grep.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False)
+docs_app = typer.Typer(help="list or delete your documents", no_args_is_help=True)
+
+
+def login(
+    url: UrlOption = None,
+    username: Annotated[str | None, typer.Option("--username", "-u")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> int:
+    """Sign in and keep the session in your config folder (mode 0600)."""
+    target = credentials.resolve_url(url, credentials.load())
+    name = username or typer.prompt("username")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True)
+    signed_in = auth.login(target, name, password)
+    out.print(f"logged in to {escape(signed_in.url)} as {escape(signed_in.username)}")
+    return 0
+
+
+def logout() -> int:
+    """Revoke the session and forget it."""
+    out.print(escape(auth.logout()))
+    return 0
+
+
+def ingest_command(
+    paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
+    url: UrlOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for indexing")] = 600.0,
+) -> int:
+    """Upload documents and wait until each is indexed or failed."""
+    plan = ingest.collect(paths)
+    if not plan.items:
+        raise ClientError(f"nothing to upload (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+    with Session(open_login(url)) as session, _progress() as progress:
+        task = progress.add_task("uploading", total=len(plan.items))
+        for item in plan.items:
+            progress.update(task, description=f"uploading {escape(item.shown)}")
+            ingest.upload(session, item)
+            if item.status == "refused":
+                progress.advance(task)
+        progress.update(task, description="indexing")
+        ingest.wait(session, plan.items, timeout, lambda _: progress.advance(task))
+    out.print(_summary(plan))
+    failed = sum(not item.ok for item in plan.items)
+    if plan.skipped:
+        err.print(f"skipped {len(plan.skipped)} files of unsupported types")
+    return 1 if failed else 0
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _summary(plan: ingest.Plan) -> Table:
+    table = Table(title="ingest")
+    for column in ("file", "status", "chunks", "document id / reason"):
+        table.add_column(column)
+    for item in plan.items:
+        colour = "green" if item.ok else "red"
+        note = item.detail if not item.ok else (item.document_id or "")
+        table.add_row(
+            escape(item.shown),
+            f"[{colour}]{item.status}[/]",
+            str(item.chunks) if item.ok else "",
+            escape(printable(note or (item.document_id or ""))),
+        )
+    ok = sum(item.ok for item in plan.items)
+    table.caption = f"{ok} indexed, {len(plan.items) - ok} not"
+    return table
+
+
+def chat(
+    question: Annotated[str, typer.Argument(help="the question")],
+    url: UrlOption = None,
+    as_json: JsonFlag = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="passages to use")] = None,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="continue this conversation id")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="seconds without a reply before the gateway gives up"),
+    ] = None,
+) -> int:
+    """Ask a question; the answer streams, then its numbered sources."""
+
+    def show(text: str) -> None:
+        if not as_json:
+            sys.stdout.write(printable(text))
+            sys.stdout.flush()
+
+    with Session(open_login(url)) as session:
+        answer = chatting.ask(session, question, top_k, conversation, show, timeout)
+    if as_json:
+        print(json.dumps(answer.as_json()))
+        return 1 if answer.error else 0
+    print()
+    if answer.error:
+        raise ClientError(f"the answer did not complete: {answer.error}")
+    _print_sources(answer.sources)
+    if answer.conversation_id:
+        err.print(f"[dim]conversation {answer.conversation_id}[/]")
+    return 0
+
+
+def _print_sources(sources: list[dict[str, Any]]) -> None:
+    if not sources:
+        return
+    out.print("\n[bold]Sources[/]")
+    for source in sources:
+        where = f", page {source['page']}" if source.get("page") else ""
+        section = f" — {source['section']}" if source.get("section") else ""
+        line = f"  [{source['n']}] {source['filename']}{where}{section}"
+        out.print(printable(line), markup=False)
+
+
+@docs_app.command("list")
+def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
+    """Your documents and those shared with your tenant, newest first."""
+    with Session(open_login(url)) as session:
+        found = docs_api.list_documents(session)
+    if as_json:
+        print(json.dumps(found))
+        return 0
+    table = Table()
+    for column in ("id", "file", "status", "chunks", "size", "visibility", "created"):
+        table.add_column(column)
+    for doc in found:
+        name = escape(printable(str(doc["filename"])))
+        table.add_row(
+            str(doc["id"]), name, str(doc["status"]), str(doc["chunks"]), str(doc["size_bytes"]),
+            str(doc.get("visibility", "")), str(doc["created_at"])[:19],
+        )  # fmt: skip
+    out.print(table)
+    return 0
+
+
+@docs_app.command("delete")
+def docs_delete(
+    ids: Annotated[list[str], typer.Argument(help="document ids")], url: UrlOption = None
+) -> int:
+    """Delete documents (yours only) with their passages."""
+    failures = 0
+    with Session(open_login(url)) as session:
+        for document_id in ids:
+            try:
+                docs_api.delete(session, document_id)
+                out.print(f"deleted {escape(document_id)}")
+            except ClientError as exc:
+                err.print(f"rag: {escape(printable(str(exc)))}")
+                failures += 1
+    return 1 if failures else 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("login")(login)
+    app.command("logout")(logout)
+    app.command("ingest")(ingest_command)
+    app.command("chat")(chat)
+    app.add_typer(docs_app, name="docs")

@@ -1,0 +1,121 @@
+"""Operating a deployment: schemas, dlq, user, reconcile, config-doc, reindex.
+
+Several delegate to functions that take an ``argparse.Namespace`` (the
+attributes they read are spelled out here)."""
+
+from __future__ import annotations
+
+import importlib
+from argparse import Namespace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragstream.supervisor import CliError
+
+Check = Annotated[bool, typer.Option("--check", help="exit 1 if the output is stale")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="only print what would go")]
+Topics = Annotated[
+    list[str] | None,
+    typer.Option("--topic", help="source topic: ingest, chat, or a full name (default: both)"),
+]
+
+dlq_app = typer.Typer(help="list or replay dead letters", no_args_is_help=True)
+user_app = typer.Typer(help="create users straight in the database", no_args_is_help=True)
+
+
+def _call(module: str, args: Namespace) -> int:
+    code: int = importlib.import_module(module).command(args)
+    return code
+
+
+def schemas(check: Check = False) -> int:
+    """Write (or --check) schemas/."""
+    from shared.schemas import check_schemas, write_schemas
+
+    directory = Path("schemas")
+    if not check:
+        written = write_schemas(directory)
+        print(f"wrote {len(written)} files to {directory}/")
+        return 0
+    drifted = check_schemas(directory)
+    for name in drifted:
+        print(f"{directory}/{name} is out of date: run `rag schemas`")
+    return 1 if drifted else 0
+
+
+def config_doc(check: Check = False) -> int:
+    """Write (or --check) the settings tables of docs/configuration.md."""
+    return _call("ragstream.config_doc", Namespace(check=check))
+
+
+def reconcile(dry_run: DryRun = False) -> int:
+    """Remove orphaned blobs and rows, once."""
+    return _call("ingest.reconciler", Namespace(dry_run=dry_run))
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option("--username")],
+    tenant: Annotated[str, typer.Option("--tenant", help="the tenant's name")],
+    admin: Annotated[bool, typer.Option("--admin", help="administers the tenant")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read it from stdin")
+    ] = False,
+) -> int:
+    """A user of a tenant (the tenant is created if new)."""
+    args = Namespace(username=username, tenant=tenant, admin=admin, password_stdin=password_stdin)
+    return _call("gateway.user_admin", args)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Topics = None,
+    limit: Annotated[int, typer.Option("--limit", help="at most N letters")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON array on stdout")] = False,
+    every: Annotated[bool, typer.Option("--all", help="replayed letters too")] = False,
+) -> int:
+    """Show dead letters not yet replayed."""
+    args = Namespace(dlq_command="list", topic=topic, limit=limit, json=as_json, all=every)
+    return _call("ragstream.dlq", args)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Topics = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="only letters with this reason")
+    ] = None,
+    dry_run: DryRun = False,
+) -> int:
+    """Republish dead letters to their source topic."""
+    args = Namespace(dlq_command="replay", topic=topic, reason=reason, dry_run=dry_run)
+    return _call("ragstream.dlq", args)
+
+
+def reindex(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="the tenant's name")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every tenant")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="queue it and return")] = False,
+) -> int:
+    """Re-index the documents of one tenant, or of all."""
+    if (tenant is None) == (not every):
+        raise CliError("pass either --tenant NAME or --all")
+    try:
+        module = importlib.import_module("ragstream.reindex")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ragstream.reindex":
+            raise
+        raise CliError("re-indexing is not available in this version", 1) from exc
+    code: int = module.run(tenant, not no_wait)
+    return code
+
+
+def register(app: typer.Typer) -> None:
+    app.command("schemas")(schemas)
+    app.command("config-doc")(config_doc)
+    app.command("reconcile")(reconcile)
+    app.command("reindex")(reindex)
+    app.add_typer(user_app, name="user")
+    app.add_typer(dlq_app, name="dlq")

@@ -1,0 +1,144 @@
+"""Running the system: up, services, gateway, worker, migrate.
+
+Service packages are reached through import strings only."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragstream.settings import load_settings
+from ragstream.up import StackOptions, UpOptions, migrate, run_services, run_up
+
+
+class Broker(StrEnum):
+    kafka = "kafka"
+    tansu = "tansu"
+
+
+class WorkerKind(StrEnum):
+    ingest = "ingest"
+    query = "query"
+
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="state folder")]
+BrokerOption = Annotated[
+    Broker, typer.Option("--broker", help="kafka: Apache Kafka (Java); tansu: in-memory, no Java")
+]
+KafkaPort = Annotated[int, typer.Option("--kafka-port", help="controller: port + 1")]
+PostgresPort = Annotated[int, typer.Option("--postgres-port")]
+RedisPort = Annotated[int, typer.Option("--redis-port")]
+ChromaPort = Annotated[int, typer.Option("--chroma-port")]
+Host = Annotated[str, typer.Option("--host")]
+Port = Annotated[int, typer.Option("--port")]
+
+
+def _configure_logging(service: str, log_dir: Path | None = None) -> None:
+    from shared.logging import configure_logging
+
+    configure_logging(load_settings(), service, log_dir=log_dir)
+
+
+def up(
+    data_dir: DataDir = Path(".rag"),
+    broker: BrokerOption = Broker.kafka,
+    kafka_port: KafkaPort = 9092,
+    postgres_port: PostgresPort = 5432,
+    redis_port: RedisPort = 6379,
+    chroma_port: ChromaPort = 8001,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    samples: Annotated[bool, typer.Option("--samples", help="load the sample documents")] = False,
+) -> int:
+    """Infrastructure, gateway and workers, in the foreground."""
+    stack = StackOptions(
+        data_dir.resolve(), broker.value, kafka_port, postgres_port, redis_port, chroma_port
+    )
+    _configure_logging("rag", log_dir=stack.data_dir / "logs")
+    return run_up(UpOptions(stack=stack, host=host, port=port, samples=samples))
+
+
+def services(
+    data_dir: DataDir = Path(".rag"),
+    broker: BrokerOption = Broker.kafka,
+    kafka_port: KafkaPort = 9092,
+    postgres_port: PostgresPort = 5432,
+    redis_port: RedisPort = 6379,
+    chroma_port: ChromaPort = 8001,
+) -> int:
+    """Only Kafka, PostgreSQL, Redis, Chroma."""
+    stack = StackOptions(
+        data_dir.resolve(), broker.value, kafka_port, postgres_port, redis_port, chroma_port
+    )
+    _configure_logging("rag", log_dir=stack.data_dir / "logs")
+    # stdout carries only the export lines, so it can be redirected to a file.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    return run_services(stack)
+
+
+def _share_metrics(workers: int) -> None:
+    """With several gateway processes, each writes its metrics to a shared
+    folder and any one of them serves the sum (prometheus-client's
+    multiprocess mode). It must be set before any process imports the
+    client, hence here, and emptied, so a previous run's numbers don't count."""
+    if workers < 2:
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="rag-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def gateway(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> int:
+    """The HTTP API."""
+    import uvicorn
+
+    load_settings()  # a bad setting is one line here, not a traceback per process
+    _share_metrics(workers)
+    uvicorn.run(
+        "gateway.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        # The gateway drains its streams before uvicorn starts shutting down
+        # (gateway.drain); this only bounds what is left after that.
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest or query")]) -> int:
+    """An ingest or query worker."""
+    load_settings()
+    importlib.import_module(f"{kind.value}.__main__").main()
+    return 0
+
+
+def migrate_command() -> int:
+    """Upgrade the database schema."""
+    migrate(load_settings().database_url)
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("services")(services)
+    app.command("gateway")(gateway)
+    app.command("worker")(worker)
+    app.command("migrate")(migrate_command)

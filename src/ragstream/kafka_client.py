@@ -1,0 +1,414 @@
+"""``RagKafkaClient``: ragstream for internal services, over Kafka, no HTTP.
+
+    async with RagKafkaClient(Settings()) as rag:
+        doc = await rag.submit_document(tenant_id, user_id, "policy.txt", data)
+        async for status in rag.statuses(doc.document_id):
+            print(status.status)                 # queued, processing, indexed
+        async for reply in rag.ask(tenant_id, user_id, "What is the policy?"):
+            print(reply.type)                    # sources, token..., done
+
+An internal service is trusted: it acts as whichever user it names (see
+docs/security.md), so give it the credentials of one (the database, the
+blob store, the Kafka topics) only where that is meant.
+
+Why a document is more than a message: ``rag.ingest.requests`` carries a
+claim check, not the bytes (Kafka's message limit must never bound a
+document), and the ingest worker trusts the document's Postgres row, not the
+message: a request with no row is dropped. So ``submit_document`` does what
+the gateway's upload does: the bytes into the blob store (BLOB_DIR, the
+folder or volume the ingest workers read), the row within the tenant's
+quota, a ``queued`` status, then the request. Settings come from the same
+environment variables as the services (docs/configuration.md).
+
+``ask`` publishes a ``ChatRequest`` whose ``reply_to`` names a partition of
+the reply topic this client reads, and yields the replies of its stream
+until ``done`` or ``error``. The client reads that one partition without a
+consumer group, like a gateway: a gateway that shares the partition ignores
+the other's replies by their stream id, at the cost of reading them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from uuid import UUID
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from shared import documents
+from shared.blobs import LocalBlobStore, blob_key
+from shared.config import Settings
+from shared.db import create_pool
+from shared.documents import Document, Quota, Visibility
+from shared.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedDocument
+from shared.events import (
+    REPLY_ADAPTER,
+    TERMINAL_REPLIES,
+    ChatCancel,
+    ChatOptions,
+    ChatRequest,
+    DocumentStatus,
+    DoneReply,
+    ErrorReply,
+    IngestRequest,
+    IngestStatus,
+    ReplyTo,
+    SourcesReply,
+    TokenReply,
+    utcnow,
+)
+from shared.formats import SUPPORTED_SUFFIXES, describe_supported
+from shared.kafka import create_broker, kafka_security, publish
+from shared.topics import Topics
+
+log = structlog.get_logger(__name__)
+Reply = TokenReply | SourcesReply | DoneReply | ErrorReply
+KeyOf = Callable[[bytes | None], str | None]
+_OUTCOMES: tuple[DocumentStatus, ...] = ("indexed", "failed")
+_QUEUE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A document accepted for indexing (as ``POST /api/documents`` answers)."""
+
+    document_id: UUID
+    correlation_id: str
+    size_bytes: int
+    sha256: str
+
+
+class _Follower:
+    """One consumer without a group over some partitions, from their end,
+    routing each message to the queue registered for its key."""
+
+    def __init__(self, settings: Settings, topic: str, partitions: list[int] | None) -> None:
+        self.topic = topic
+        self._partitions = partitions
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            **kafka_security(settings),
+        )
+        self.queues: dict[str, list[asyncio.Queue[bytes]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, key_of: KeyOf) -> None:
+        await self._consumer.start()
+        known = await self._known_partitions()
+        tps = [TopicPartition(self.topic, p) for p in (self._partitions or sorted(known))]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolved now: nothing after start-up is skipped
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run(key_of))
+
+    async def _known_partitions(self) -> set[int]:
+        for _ in range(50):
+            if found := self._consumer.partitions_for_topic(self.topic):
+                return set(found)
+            await self._consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise LookupError(f"topic {self.topic} does not exist: are the services started?")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _run(self, key_of: KeyOf) -> None:
+        while True:
+            try:
+                async for record in self._consumer:
+                    key = key_of(record.value)
+                    for queue in self.queues.get(key, []) if key else []:
+                        with contextlib.suppress(asyncio.QueueFull):
+                            queue.put_nowait(record.value)
+            except Exception:
+                # Keep following: one broken fetch must not silence the waiters.
+                log.exception("Kafka follower failed; resuming", topic=self.topic)
+                await asyncio.sleep(1)
+
+    @contextlib.contextmanager
+    def follow(self, key: str) -> Iterator[asyncio.Queue[bytes]]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_SIZE)
+        self.queues.setdefault(key, []).append(queue)
+        try:
+            yield queue
+        finally:
+            self.queues[key].remove(queue)
+            if not self.queues[key]:
+                del self.queues[key]
+
+
+def _document_key(value: bytes | None) -> str | None:
+    try:
+        return str(IngestStatus.model_validate_json(value or b"").document_id)
+    except ValidationError:
+        return None
+
+
+def _stream_key(value: bytes | None) -> str | None:
+    try:
+        return REPLY_ADAPTER.validate_json(value or b"").stream_id
+    except ValidationError:
+        return None
+
+
+class RagKafkaClient:
+    """Submit documents and ask questions over Kafka. Open it once per
+    process (``async with``); it holds a database pool, a producer and two
+    consumers."""
+
+    def __init__(self, settings: Settings | None = None, *, reply_partition: int = -1) -> None:
+        """``reply_partition``: where this client's answers come back;
+        negative counts from the last one (gateways lease from the first)."""
+        self.settings = settings or Settings()
+        self.topics = Topics.from_prefix(self.settings.kafka_topic_prefix)
+        self.blobs = LocalBlobStore(self.settings.blob_dir)
+        self.reply_partition = reply_partition
+        self._pool: asyncpg.Pool | None = None
+        self._broker: KafkaBroker | None = None
+        self._events = _Follower(self.settings, self.topics.ingest_events, None)
+        self._replies: _Follower | None = None
+
+    async def __aenter__(self) -> RagKafkaClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._pool = await create_pool(self.settings)
+        self._broker = create_broker(self.settings, client_id="rag-kafka-client")
+        await self._broker.start()
+        await self._events.start(_document_key)
+        self._replies = await self._reply_follower()
+
+    async def _reply_follower(self) -> _Follower:
+        count = self.settings.kafka_reply_partitions
+        partition = self.reply_partition % count
+        follower = _Follower(self.settings, self.topics.chat_replies, [partition])
+        await follower.start(_stream_key)
+        self.reply_partition = partition
+        return follower
+
+    async def stop(self) -> None:
+        if self._replies is not None:
+            await self._replies.stop()
+        await self._events.stop()
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("RagKafkaClient is not started: use `async with`")
+        return self._pool
+
+    @property
+    def broker(self) -> KafkaBroker:
+        if self._broker is None:
+            raise RuntimeError("RagKafkaClient is not started: use `async with`")
+        return self._broker
+
+    # --- documents ------------------------------------------------------------
+
+    async def submit_document(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        visibility: Visibility = "private",
+        correlation_id: str | None = None,
+    ) -> Submitted:
+        """Store ``data`` as ``filename`` of ``user_id`` and queue it for
+        indexing. Refused (``InvalidInput``, ``UnsupportedDocument``,
+        ``PayloadTooLarge``, ``Forbidden`` over quota, ``NotFound`` for an
+        unknown or disabled user) before anything is written."""
+        await self._check_user(tenant_id, user_id)
+        doc = self._document(tenant_id, user_id, filename, len(data), content_type, visibility)
+        correlation_id = correlation_id or f"internal-{uuid.uuid4().hex}"
+        quota = Quota.of(self.settings)
+        await documents.check_quota(self.pool, tenant_id, doc.size_bytes, quota)
+        doc = await self._store(doc, data, quota, correlation_id)
+        return Submitted(doc.id, correlation_id, doc.size_bytes, doc.sha256)
+
+    async def _check_user(self, tenant_id: UUID, user_id: UUID) -> None:
+        found = await self.pool.fetchval(
+            "SELECT 1 FROM users WHERE id=$1 AND tenant_id=$2 AND disabled_at IS NULL",
+            user_id,
+            tenant_id,
+        )
+        if found is None:
+            raise NotFound("no active user with that id in that tenant")
+
+    def _document(
+        self, tenant_id: UUID, user_id: UUID, filename: str, size: int, content_type: str,
+        visibility: Visibility,
+    ) -> Document:  # fmt: skip
+        """The row to insert, or why not (the gateway's checks)."""
+        name = filename.strip()
+        if not name or len(name) > 255 or "/" in name or "\\" in name or not name.isprintable():
+            raise InvalidInput("the file name must be 1 to 255 printable characters, no path")
+        if not name.lower().endswith(SUPPORTED_SUFFIXES):
+            raise UnsupportedDocument(f"unsupported file type {name!r}; supported: "
+                                      + describe_supported())  # fmt: skip
+        if size == 0:
+            raise InvalidInput("the file is empty")
+        if size > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(f"file is larger than {self.settings.max_upload_bytes} bytes")
+        doc_id, now = uuid.uuid4(), utcnow()
+        return Document(
+            id=doc_id, tenant_id=tenant_id, user_id=user_id, filename=name,
+            content_type=content_type[:255], size_bytes=size, sha256="",
+            blob_key=blob_key(tenant_id, doc_id), status="queued", chunks=0, error=None,
+            created_at=now, updated_at=now, visibility=visibility,
+        )  # fmt: skip
+
+    async def _store(
+        self, doc: Document, data: bytes, quota: Quota, correlation_id: str
+    ) -> Document:
+        """Blob, row, ``queued``, request; on any failure, neither blob nor row."""
+        inserted = False
+        try:
+            stored = await self.blobs.put(doc.blob_key, io.BytesIO(data), len(data))
+            doc = Document(**{**doc.__dict__, "size_bytes": stored.size_bytes,
+                              "sha256": stored.sha256})  # fmt: skip
+            await documents.insert_within_quota(self.pool, doc, quota)
+            inserted = True
+            await publish(self.broker, self.topics.ingest_events,
+                          _status(doc, correlation_id), key=doc.id)  # fmt: skip
+            await publish(self.broker, self.topics.ingest_requests,
+                          _request(doc, correlation_id), key=doc.id)  # fmt: skip
+        except BaseException:
+            if inserted:
+                await documents.delete(self.pool, doc.tenant_id, doc.user_id, doc.id)
+            await self.blobs.delete(doc.blob_key)
+            raise
+        return doc
+
+    async def statuses(
+        self, document_id: UUID, max_wait: float = 300
+    ) -> AsyncIterator[IngestStatus]:
+        """The document's status now (from its row), then each change from
+        ``rag.ingest.events`` until ``indexed`` or ``failed``. ``TimeoutError``
+        after ``max_wait`` seconds without an outcome."""
+        with self._events.follow(str(document_id)) as queue:
+            # Followed before the row is read: no change falls in between.
+            current = await documents.by_id(self.pool, document_id)
+            if current is None:
+                raise NotFound("document not found")
+            yield _row_status(current)
+            if current.status in _OUTCOMES:
+                return
+            async with asyncio.timeout(max_wait):
+                while True:
+                    change = IngestStatus.model_validate_json(await queue.get())
+                    yield change
+                    if change.status in _OUTCOMES:
+                        return
+
+    # --- chat -----------------------------------------------------------------
+
+    async def ask(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        message: str,
+        *,
+        conversation_id: UUID | None = None,
+        top_k: int | None = None,
+        options: ChatOptions | None = None,
+        deadline_seconds: float = 60,
+    ) -> AsyncIterator[Reply]:
+        """Ask as ``user_id`` over what that user may read; yields the reply
+        events (``sources``, ``token``..., then ``done`` or ``error``).
+        The request's deadline is ``deadline_seconds`` from now; past it,
+        ``TimeoutError`` (and a cancel to the workers)."""
+        assert self._replies is not None, "RagKafkaClient is not started: use `async with`"
+        request = ChatRequest(
+            correlation_id=f"internal-{uuid.uuid4().hex}", tenant_id=tenant_id,
+            user_id=user_id, conversation_id=conversation_id or uuid.uuid4(), message=message,
+            top_k=top_k, options=options or ChatOptions(),
+            deadline=utcnow() + timedelta(seconds=deadline_seconds),
+            reply_to=ReplyTo(topic=self.topics.chat_replies, partition=self.reply_partition),
+        )  # fmt: skip
+        with self._replies.follow(request.stream_id) as queue:
+            await publish(self.broker, self.topics.chat_requests, request,
+                          key=request.conversation_id)  # fmt: skip
+            finished = False
+            try:
+                async with asyncio.timeout(deadline_seconds):
+                    async for reply in _replies_of(request, queue):
+                        yield reply
+                finished = True
+            finally:
+                if not finished:
+                    await self._cancel(request)
+
+    async def _cancel(self, request: ChatRequest) -> None:
+        cancel = ChatCancel(correlation_id=request.correlation_id, tenant_id=request.tenant_id,
+                            user_id=request.user_id, stream_id=request.stream_id,
+                            reason="timeout")  # fmt: skip
+        with contextlib.suppress(Exception):  # best effort: the deadline stops it too
+            await publish(self.broker, self.topics.chat_cancel, cancel)
+
+
+async def _replies_of(request: ChatRequest, queue: asyncio.Queue[bytes]) -> AsyncIterator[Reply]:
+    """The stream's replies of one answer attempt, until the terminal one;
+    a reply for another tenant or user is never passed on."""
+    attempt: str | None = None
+    while True:
+        reply = REPLY_ADAPTER.validate_json(await queue.get())
+        if (reply.tenant_id, reply.user_id) != (request.tenant_id, request.user_id):
+            continue
+        attempt = attempt or reply.attempt_id
+        if reply.attempt_id not in (None, attempt):
+            continue  # a redelivered request answered twice: keep the first
+        yield reply
+        if reply.type in TERMINAL_REPLIES:
+            return
+
+
+def _row_status(doc: Document) -> IngestStatus:
+    return IngestStatus(correlation_id="row", tenant_id=doc.tenant_id, user_id=doc.user_id,
+                        document_id=doc.id, status=doc.status, chunks=doc.chunks,
+                        error=doc.error, created_at=doc.updated_at)  # fmt: skip
+
+
+def _status(doc: Document, correlation_id: str) -> IngestStatus:
+    return IngestStatus(correlation_id=correlation_id, tenant_id=doc.tenant_id,
+                        user_id=doc.user_id, document_id=doc.id, status="queued")  # fmt: skip
+
+
+def _request(doc: Document, correlation_id: str) -> IngestRequest:
+    return IngestRequest(
+        correlation_id=correlation_id, tenant_id=doc.tenant_id, user_id=doc.user_id,
+        document_id=doc.id, filename=doc.filename, content_type=doc.content_type,
+        blob_key=doc.blob_key, size_bytes=doc.size_bytes, sha256=doc.sha256,
+    )  # fmt: skip
+
+
+__all__ = ["RagKafkaClient", "Reply", "Submitted"]

@@ -1,0 +1,257 @@
+"""``rag reindex``: rebuild the vector index and the BM25 rows of indexed
+documents from what is kept for good, the document rows and the blob store.
+
+The vectors are derived data (DESIGN.md: "the vector index can be rebuilt"):
+after a lost Chroma volume, a restore from backup, or a change of embedding
+model, every indexed document is sent through the ingest pipeline again. A
+re-index is exactly an ingest of an unchanged document, so it rides the
+ordinary ``IngestRequest``: no new message and no new worker code. The
+worker upserts chunks under ids derived from (document, index, text), so the
+old vectors are overwritten in place, chunks that no longer exist are deleted
+only after the new ones are stored, and the BM25 rows are replaced in one
+transaction: the document stays searchable throughout. Its messages are
+recognised in the logs by their correlation id, ``reindex-<run>-<n>``.
+
+Each document's row goes ``indexed`` -> ``queued`` in the same transaction as
+its message is published (a failed publish leaves it ``indexed``), then the
+worker takes it through ``processing`` back to ``indexed`` (or ``failed``):
+the rows are the progress. A message lost after the commit is re-sent by the
+ingest workers' sweeper, as for any ``queued`` document. Only a window of
+documents is queued at a time, so an upload made during a re-index waits
+behind that window, not behind the whole corpus.
+
+Each embedding model has its own Chroma collection (``shared.vectorstore``):
+ingest workers started with a new model fill the new collection while query
+workers still on the old model search the old one; moving the query workers
+to the new model is the switch (docs/backup.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.config import Settings
+from shared.db import create_pool
+from shared.events import IngestRequest
+from shared.kafka import kafka_security
+from shared.topics import Topics
+
+# Documents queued at a time while waiting (with --no-wait, all of them).
+WINDOW = 64
+POLL_SECONDS = 0.5
+PRINT_SECONDS = 2.0
+# No document settled for this long: the ingest workers are down or stuck.
+STALL_SECONDS = 900.0
+
+_SNAPSHOT = """
+SELECT id FROM documents
+WHERE status = 'indexed' AND ($1::uuid IS NULL OR tenant_id = $1)
+ORDER BY created_at, id
+"""
+# Only rows still indexed: one deleted, or already being ingested, is left
+# alone. The rows stay locked until the publishes commit: a concurrent delete
+# waits for them (and the worker drops a message whose row is gone).
+_QUEUE = """
+UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'indexed'
+RETURNING id, tenant_id, user_id, filename, content_type, blob_key, size_bytes, sha256
+"""
+_PROGRESS = """
+SELECT status, count(*) AS n, coalesce(sum(chunks), 0)::bigint AS chunks
+FROM documents WHERE id = ANY($1::uuid[]) GROUP BY status
+"""
+_FAILED = "SELECT id, error FROM documents WHERE id = ANY($1::uuid[]) AND status = 'failed'"
+
+
+@dataclass
+class Progress:
+    total: int
+    queued: list[UUID] = field(default_factory=list)
+    done: int = 0
+    failed: int = 0
+    gone: int = 0  # queued, then deleted by their owner
+    skipped: int = 0  # no longer indexed when their turn came: deleted, or re-uploaded
+    chunks: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.queued) - self.done - self.failed - self.gone
+
+    @property
+    def settled(self) -> int:
+        return self.done + self.failed + self.gone + self.skipped
+
+    def line(self) -> str:
+        extra = [f"{self.failed} failed"] if self.failed else []
+        left = self.gone + self.skipped
+        extra += [f"{left} deleted or changed meanwhile"] if left else []
+        tail = f" ({', '.join(extra)})" if extra else ""
+        return f"reindex: {self.settled}/{self.total} documents done{tail}"
+
+
+def run(
+    tenant: str | None,
+    wait: bool,
+    *,
+    window: int = WINDOW,
+    stall_seconds: float = STALL_SECONDS,
+) -> int:
+    """Re-index the indexed documents of the tenant named ``tenant`` (``None``:
+    of every tenant). ``wait``: follow them to the end, printing progress,
+    and exit 1 if any failed; otherwise queue them all and return."""
+    settings = Settings()
+    return asyncio.run(_run(settings, tenant, wait, window, stall_seconds))
+
+
+async def _run(
+    settings: Settings, tenant: str | None, wait: bool, window: int, stall_seconds: float
+) -> int:
+    pool = await create_pool(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        **kafka_security(settings),
+    )
+    try:
+        tenant_id = await _tenant_id(pool, tenant)
+        if tenant is not None and tenant_id is None:
+            print(f"rag reindex: no tenant named {tenant!r}")
+            return 2
+        await producer.start()
+        ids: list[UUID] = [row["id"] for row in await pool.fetch(_SNAPSHOT, tenant_id)]
+        job = _Job(pool, producer, Topics.from_prefix(settings.kafka_topic_prefix))
+        scope = f"tenant {tenant!r}" if tenant else "all tenants"
+        print(f"reindex: {len(ids)} indexed documents of {scope}")
+        if not wait:
+            await job.queue_all(ids, window)
+            print(f"reindex: queued {len(ids)} documents; the ingest workers index them")
+            return 0
+        return await job.follow(ids, window, stall_seconds)
+    except KafkaError as exc:
+        # The failed transaction's documents are still indexed; those queued
+        # before it are indexed by the workers. Running it again redoes all.
+        print(f"rag reindex: cannot publish to Kafka: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
+async def _tenant_id(pool: asyncpg.Pool, name: str | None) -> UUID | None:
+    if name is None:
+        return None
+    found: UUID | None = await pool.fetchval("SELECT id FROM tenants WHERE name = $1", name)
+    return found
+
+
+@dataclass
+class _Ticker:
+    """A progress line per change, at most every ``PRINT_SECONDS`` (and the
+    last): a large corpus would otherwise print a line per document."""
+
+    shown: str = ""
+    printed: float = float("-inf")
+
+    def show(self, progress: Progress, now: float) -> None:
+        line = progress.line()
+        finished = progress.settled >= progress.total
+        if line != self.shown and (finished or now - self.printed >= PRINT_SECONDS):
+            self.shown, self.printed = line, now
+            print(line, flush=True)
+
+
+@dataclass
+class _Job:
+    pool: asyncpg.Pool
+    producer: Any  # AIOKafkaProducer, started
+    topics: Topics
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    async def follow(self, ids: list[UUID], window: int, stall_seconds: float) -> int:
+        """Keep ``window`` documents in flight until every one has settled."""
+        progress, ticker = Progress(len(ids)), _Ticker()
+        started = last_change = time.monotonic()
+        while progress.settled < progress.total:
+            room = window - progress.in_flight
+            cursor = len(progress.queued)
+            if room > 0 and cursor < len(ids):
+                await self.queue(ids[cursor : cursor + room], progress)
+            before = progress.settled
+            await self._poll(progress)
+            now = time.monotonic()
+            if progress.settled != before:
+                last_change = now
+            elif now - last_change > stall_seconds:
+                print(f"{progress.line()}; nothing settled for {stall_seconds:.0f} s:"
+                      " are the ingest workers running? Queued documents stay queued"
+                      " and are indexed when they are.")  # fmt: skip
+                return 1
+            ticker.show(progress, now)
+            if progress.settled < progress.total:
+                await asyncio.sleep(POLL_SECONDS)
+        await self._summary(progress, time.monotonic() - started)
+        return 1 if progress.failed else 0
+
+    async def queue(self, ids: list[UUID], progress: Progress) -> None:
+        """Mark these documents queued and publish their requests, in one
+        transaction: a publish that fails leaves them ``indexed``. A document
+        no longer indexed is skipped: deleted, or already being ingested."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_QUEUE, ids)
+            for n, row in enumerate(rows):
+                await self._publish(row, len(progress.queued) + n)
+        progress.queued += [row["id"] for row in rows]
+        progress.skipped += len(ids) - len(rows)
+
+    async def queue_all(self, ids: list[UUID], window: int) -> None:
+        """Queue every document, a window per transaction: no transaction
+        holds the whole corpus's row locks."""
+        progress = Progress(len(ids))
+        for start in range(0, len(ids), window):
+            await self.queue(ids[start : start + window], progress)
+
+    async def _publish(self, row: asyncpg.Record, n: int) -> None:
+        request = IngestRequest(
+            correlation_id=f"reindex-{self.run_id}-{n}",
+            tenant_id=row["tenant_id"],
+            user_id=row["user_id"],
+            document_id=row["id"],
+            filename=row["filename"],
+            content_type=row["content_type"],
+            blob_key=row["blob_key"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+        )
+        await self.producer.send_and_wait(
+            self.topics.ingest_requests,
+            request.model_dump_json().encode(),
+            key=str(row["id"]).encode(),
+            headers=[("content-type", b"application/json")],
+        )
+
+    async def _poll(self, progress: Progress) -> None:
+        counts = {r["status"]: r for r in await self.pool.fetch(_PROGRESS, progress.queued)}
+        indexed = counts.get("indexed")
+        progress.done = indexed["n"] if indexed else 0
+        progress.chunks = indexed["chunks"] if indexed else 0
+        progress.failed = counts["failed"]["n"] if "failed" in counts else 0
+        found = sum(r["n"] for r in counts.values())
+        progress.gone = len(progress.queued) - found
+
+    async def _summary(self, progress: Progress, seconds: float) -> None:
+        seconds = max(seconds, 1e-6)
+        print(f"reindex: {progress.done} documents ({progress.chunks} chunks) in {seconds:.1f} s:"
+              f" {progress.done / seconds:.2f} documents/s,"
+              f" {progress.chunks / seconds:.1f} chunks/s")  # fmt: skip
+        for row in await self.pool.fetch(_FAILED, progress.queued):
+            print(f"reindex: failed {row['id']}: {row['error']}")
