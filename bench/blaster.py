@@ -19,10 +19,10 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from query.streaming import ReplyStream
-from shared.clients import Clients
 from shared.config import Settings
-from shared.events import ChatRequest
-from shared.worker import BackgroundJob, run_worker
+from shared.contracts.events import ChatRequest
+from shared.runtime.clients import Clients
+from shared.runtime.worker import BackgroundJob, run_worker
 
 WORD = "tok "
 

@@ -24,7 +24,7 @@ from bench.results import Figure
 from bench.stack import Proc
 from ingest.chunking import split
 from ingest.loaders import load
-from shared.embedding import build_embedder
+from shared.adapters.embedding import build_embedder
 from shared.text import in_context
 
 TARGET_RATIO = 0.8

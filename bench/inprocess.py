@@ -26,10 +26,10 @@ from query.generation import LLMGenerator
 from query.llm import build_chat_model
 from query.streaming import ReplyStream
 from query.worker import build_pipeline
-from shared.clients import Clients, open_clients
 from shared.config import Settings
-from shared.events import ChatOptions, ChatRequest, Reply, TokenReply, utcnow
-from shared.logging import configure_logging
+from shared.contracts.events import ChatOptions, ChatRequest, Reply, TokenReply, utcnow
+from shared.runtime.clients import Clients, open_clients
+from shared.runtime.logging import configure_logging
 
 
 @contextmanager

@@ -4,7 +4,7 @@ in PostgreSQL, fused) for one tenant holding 10k and then 100k chunks, with
 
 The chunks are written straight through the shared store code
 (``VectorStore.upsert``, ``LexicalIndex.replace_document``, document rows by
-``shared.documents.insert``) rather than through ingestion, so seeding takes
+``shared.storage.documents.insert``) rather than through ingestion, so seeding takes
 minutes, not hours; they are embedded with the ``hashing`` embedder (the
 benchmark is about the stores, not the model). Queries are timed through the
 query worker's own ``Retriever``, with the worker's candidate count, each
@@ -26,11 +26,11 @@ from bench.inprocess import log_to_file, settings_from
 from bench.results import Figure, summary_ms
 from gateway import users
 from query.retrieval import Owner, QueryEmbeddings, Retriever
-from shared import documents
-from shared.clients import Clients, open_clients
-from shared.events import utcnow
-from shared.lexical import IndexedChunk
-from shared.vectorstore import Chunk
+from shared.contracts.events import utcnow
+from shared.runtime.clients import Clients, open_clients
+from shared.storage import documents
+from shared.storage.lexical import IndexedChunk
+from shared.storage.vectorstore import Chunk
 
 TENANTS = 100
 CHUNKS_PER_DOCUMENT = 250

@@ -25,17 +25,11 @@ from pathlib import Path
 
 import httpx
 
+from ragstream.localstack.ports import free_port
 from ragstream.localstack.stack import INFRA_VARS, LocalStack, StackConfig
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

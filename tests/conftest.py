@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 from tests.support.processes import Component, start_gateway, start_worker
 
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CHROMA_URL")

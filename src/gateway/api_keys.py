@@ -18,8 +18,8 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from gateway.users import User
+from shared.contracts.events import utcnow
 from shared.errors import AuthError, Forbidden
-from shared.events import utcnow
 
 KEY_PREFIX = "rsk_"
 # Enough to recognise a key in a list; far too little to guess the rest.

@@ -31,11 +31,11 @@ from gateway.routes import (
 from gateway.security import Tokens
 from gateway.state import Gateway
 from gateway.throttle import limit_requests
-from shared.clients import open_clients
 from shared.config import Settings
-from shared.kafka import kafka_security
-from shared.logging import configure_logging
-from shared.metrics import Sampler, forget_process_metrics
+from shared.runtime.clients import open_clients
+from shared.runtime.kafka import kafka_security
+from shared.runtime.logging import configure_logging
+from shared.runtime.metrics import Sampler, forget_process_metrics
 
 log = structlog.get_logger(__name__)
 

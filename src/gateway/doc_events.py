@@ -29,11 +29,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from shared import documents
-from shared.clients import Clients
-from shared.documents import Document
-from shared.events import DocumentStatus, IngestStatus, utcnow
-from shared.kafka import kafka_security, publish
+from shared.contracts.events import DocumentStatus, IngestStatus, utcnow
+from shared.runtime.clients import Clients
+from shared.runtime.kafka import kafka_security, publish
+from shared.storage import documents
+from shared.storage.documents import Document
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,7 @@ def _chunks(status: DocumentStatus, chunks: int) -> int | None:
 
 
 def may_read(tenant_id: UUID, user_id: UUID, doc: Document) -> bool:
-    """shared.documents' rule: the owner, or anyone of the tenant once shared."""
+    """shared.storage.documents' rule: the owner, or anyone of the tenant once shared."""
     if doc.tenant_id != tenant_id:
         return False
     return doc.user_id == user_id or doc.visibility == "tenant"
@@ -144,7 +144,7 @@ class DocumentEvents:
         security: Mapping[str, Any] | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
-        """``security``: shared.kafka.kafka_security(settings)."""
+        """``security``: shared.runtime.kafka.kafka_security(settings)."""
         self._pool = pool
         self.topic = topic
         self._queue_size = queue_size

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
-from shared.events import DoneReply, ErrorReply, SourcesReply, TokenReply
+from shared.contracts.events import DoneReply, ErrorReply, SourcesReply, TokenReply
 
 AnyReplyEvent = TokenReply | SourcesReply | DoneReply | ErrorReply
 DropReason = Literal["duplicate", "out_of_order", "other_attempt", "overflow", "after_cut"]

@@ -22,7 +22,7 @@ from gateway.api_keys import is_api_key
 from gateway.security import Tokens
 from shared.config import Settings
 from shared.errors import AuthError
-from shared.logging import bind_correlation
+from shared.runtime.logging import bind_correlation
 
 log = structlog.get_logger("gateway.access")
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.events import ChatOptions, DocumentStatus, Source
+from shared.contracts.events import ChatOptions, DocumentStatus, Source
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.@-]{3,64}$")

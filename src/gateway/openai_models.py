@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.events import Source
+from shared.contracts.events import Source
 
 MODEL_ID = "ragstream"
 # When the model was first served: OpenAI's model objects carry a creation time.

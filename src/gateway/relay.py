@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from gateway.inbox import AnyReplyEvent, CutReason, Inbox, StreamCut
 from gateway.state import Gateway
 from gateway.users import User
-from shared.events import (
+from shared.contracts.events import (
     TERMINAL_REPLIES,
     ChatCancel,
     ChatOptions,
@@ -27,7 +27,7 @@ from shared.events import (
     new_stream_id,
     utcnow,
 )
-from shared.kafka import publish
+from shared.runtime.kafka import publish
 
 log = structlog.get_logger(__name__)
 

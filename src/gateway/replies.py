@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from gateway.inbox import AnyReplyEvent, CutReason, Inbox
-from shared.events import REPLY_ADAPTER
+from shared.contracts.events import REPLY_ADAPTER
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,7 @@ class ReplyRouter:
         *,
         security: Mapping[str, Any] | None = None,
     ) -> None:
-        """``security``: shared.kafka.kafka_security(settings)."""
+        """``security``: shared.runtime.kafka.kafka_security(settings)."""
         self.topic = topic
         self.partition = partition
         self._consumer = AIOKafkaConsumer(

@@ -21,8 +21,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.config import Settings
+from shared.contracts.events import utcnow
 from shared.errors import AuthError
-from shared.events import utcnow
 
 TokenType = Literal["access", "refresh"]
 MIN_KEY_LENGTH = 32

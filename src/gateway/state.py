@@ -13,7 +13,7 @@ from gateway.lease import PartitionLease
 from gateway.limits import Limits
 from gateway.replies import ReplyRouter
 from gateway.security import Tokens
-from shared.clients import Clients
+from shared.runtime.clients import Clients
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ from gateway import audit, users
 from gateway.models import Credentials
 from gateway.security import Passwords
 from shared.config import Settings
-from shared.db import create_pool
 from shared.errors import Conflict
+from shared.storage.db import create_pool
 
 MAX_TENANT_NAME = 100
 

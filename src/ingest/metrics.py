@@ -1,5 +1,5 @@
 """The ingest worker's own metrics (dead letters and retries are counted
-where they happen, in ``shared.consumer``)."""
+where they happen, in ``shared.runtime.consumer``)."""
 
 from __future__ import annotations
 

@@ -15,16 +15,16 @@ import structlog
 
 from ingest.chunking import Piece, chunk_id, split
 from ingest.loaders import load
-from shared import documents
-from shared.cache import bump_corpus_generation
-from shared.clients import Clients
-from shared.documents import Visibility
+from shared.contracts.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.errors import NotFound, RagError, UnsupportedDocument
-from shared.events import DocumentStatus, IngestRequest, IngestStatus
-from shared.kafka import publish
-from shared.lexical import IndexedChunk
+from shared.runtime.clients import Clients
+from shared.runtime.kafka import publish
+from shared.storage import documents
+from shared.storage.cache import bump_corpus_generation
+from shared.storage.documents import Visibility
+from shared.storage.lexical import IndexedChunk
+from shared.storage.vectorstore import Chunk
 from shared.text import in_context
-from shared.vectorstore import Chunk
 
 log = structlog.get_logger(__name__)
 

@@ -25,12 +25,12 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from shared.blobs import BlobInfo, LocalBlobStore
-from shared.clients import Clients
 from shared.config import Settings
-from shared.db import create_pool
-from shared.logging import configure_logging
-from shared.vectorstore import VectorStore, connect_chroma
+from shared.runtime.clients import Clients
+from shared.runtime.logging import configure_logging
+from shared.storage.blobs import BlobInfo, LocalBlobStore
+from shared.storage.db import create_pool
+from shared.storage.vectorstore import VectorStore, connect_chroma
 
 log = structlog.get_logger(__name__)
 

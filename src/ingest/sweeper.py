@@ -19,9 +19,9 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from shared.clients import Clients
-from shared.events import IngestRequest
-from shared.kafka import publish
+from shared.runtime.clients import Clients
+from shared.runtime.kafka import publish
+from shared.storage import documents
 
 log = structlog.get_logger(__name__)
 
@@ -43,21 +43,6 @@ RETURNING d.id, d.tenant_id, d.user_id, d.filename, d.content_type, d.blob_key,
 """
 
 
-def request_for(row: asyncpg.Record) -> IngestRequest:
-    """The ingest request the gateway published for this row."""
-    return IngestRequest(
-        correlation_id=f"requeue-{uuid.uuid4().hex}",
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        document_id=row["id"],
-        filename=row["filename"],
-        content_type=row["content_type"],
-        blob_key=row["blob_key"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-    )
-
-
 async def sweep_once(clients: Clients, stuck_seconds: float) -> int:
     """Re-queue up to ``BATCH`` stuck documents; how many were."""
     async with clients.pool.acquire() as conn, conn.transaction():
@@ -69,7 +54,7 @@ async def sweep_once(clients: Clients, stuck_seconds: float) -> int:
 
 async def _requeue(clients: Clients, row: asyncpg.Record) -> None:
     try:
-        request = request_for(row)
+        request = documents.ingest_request(row, f"requeue-{uuid.uuid4().hex}")
     except ValidationError as exc:
         # Only a row the gateway never finished (no checksum) fails here:
         # no worker could index it; the reconciler removes such rows.

@@ -8,11 +8,11 @@ from ingest.metrics import INGEST_DURATION
 from ingest.pipeline import Indexer
 from ingest.reconciler import reconcile_forever
 from ingest.sweeper import sweep_forever
-from shared.clients import Clients
 from shared.config import Settings
-from shared.consumer import Consumer
-from shared.events import IngestRequest
-from shared.worker import BackgroundJob, run_worker
+from shared.contracts.events import IngestRequest
+from shared.runtime.clients import Clients
+from shared.runtime.consumer import Consumer
+from shared.runtime.worker import BackgroundJob, run_worker
 
 
 async def subscribe(clients: Clients) -> list[BackgroundJob]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from query.llm.base import Message
+from shared.storage.vectorstore import Hit
 from shared.text import terms
-from shared.vectorstore import Hit
 
 NOTHING_FOUND = "I could not find anything about that in your documents."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from shared.events import ChatCancel, ChatRequest
+from shared.contracts.events import ChatCancel, ChatRequest
 
 _REMEMBER_SECONDS = 600.0
 

@@ -18,12 +18,12 @@ from query.metrics import ANSWER_CACHE, CHAT_REQUESTS, FIRST_TOKEN_SECONDS, GENE
 from query.pipeline import Plan, RetrievalPipeline
 from query.retrieval import Owner
 from query.streaming import ReplyStream
-from shared import chat_history
-from shared.cache import answer_key, corpus_generation
-from shared.clients import Clients
+from shared.contracts.events import ChatRequest, Source, utcnow
 from shared.errors import InvalidInput
-from shared.events import ChatRequest, Source, utcnow
-from shared.vectorstore import Hit
+from shared.runtime.clients import Clients
+from shared.storage import chat_history
+from shared.storage.cache import answer_key, corpus_generation
+from shared.storage.vectorstore import Hit
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from query.metrics import CLAIMS_UNAVAILABLE
-from shared.events import ChatRequest, utcnow
+from shared.contracts.events import ChatRequest, utcnow
 
 log = structlog.get_logger(__name__)
 

@@ -21,9 +21,9 @@ import structlog
 from query.llm.base import ChatModel
 from query.prompts import NOTHING_RELEVANT, extraction_messages, neutralize
 from query.sentences import split_sentences
-from shared.embedding import Embedder
+from shared.adapters.embedding import Embedder
 from shared.errors import Unavailable
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from query.answerer import NOTHING_FOUND, replay
 from query.llm.base import ChatModel, Message
 from query.prompts import answer_messages
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 # [1], [2, 3], [2-4], [1; 3]; "[1][3]" is two matches. A bracket glued to a word
 # (items[1]) is code or a footnote, not a citation.

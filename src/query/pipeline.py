@@ -24,10 +24,10 @@ from query.memory import standalone_question
 from query.rerank.base import Reranker
 from query.retrieval import Owner, Retriever
 from shared.config import RerankingMethod, RetrievalMode, Settings
+from shared.contracts.events import ChatRequest
 from shared.errors import InvalidInput, Unavailable
-from shared.events import ChatRequest
-from shared.tracing import traced
-from shared.vectorstore import Hit
+from shared.runtime.tracing import traced
+from shared.storage.vectorstore import Hit
 
 log = structlog.get_logger(__name__)
 

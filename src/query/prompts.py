@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from query.llm.base import Message
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 # Delimiters are built from runs of three angle brackets; ``neutralize``
 # guarantees no such run survives in untrusted text.

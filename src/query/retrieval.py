@@ -22,10 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from query.fusion import reciprocal_rank_fusion
+from shared.adapters.embedding import Embedder
 from shared.config import RetrievalMode
-from shared.embedding import Embedder
-from shared.lexical import LexicalIndex
-from shared.vectorstore import Hit, VectorStore
+from shared.storage.lexical import LexicalIndex
+from shared.storage.vectorstore import Hit, VectorStore
 
 log = structlog.get_logger(__name__)
 

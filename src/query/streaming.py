@@ -22,7 +22,7 @@ from uuid import UUID
 
 from faststream.kafka import KafkaBroker
 
-from shared.events import (
+from shared.contracts.events import (
     ChatRequest,
     DoneReply,
     ErrorReply,
@@ -32,7 +32,7 @@ from shared.events import (
     TokenReply,
     new_attempt_id,
 )
-from shared.kafka import publish, publish_nowait
+from shared.runtime.kafka import publish, publish_nowait
 
 _MAX_BUFFER_SECONDS = 0.05
 # Sends in flight before the answer waits for the oldest: bounds the memory a

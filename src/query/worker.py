@@ -19,11 +19,11 @@ from query.rerank.cross_encoder import CrossEncoderReranker
 from query.rerank.llm import LLMReranker
 from query.rerank.mmr import MMRReranker
 from query.retrieval import QueryEmbeddings, Retriever
-from shared.clients import Clients
 from shared.config import Settings
-from shared.consumer import Consumer
-from shared.events import ChatCancel, ChatRequest
-from shared.worker import BackgroundJob, run_worker
+from shared.contracts.events import ChatCancel, ChatRequest
+from shared.runtime.clients import Clients
+from shared.runtime.consumer import Consumer
+from shared.runtime.worker import BackgroundJob, run_worker
 
 log = structlog.get_logger(__name__)
 

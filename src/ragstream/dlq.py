@@ -30,7 +30,7 @@ class Letter:
     partition: int
     offset: int
     key: bytes | None
-    letter: Any  # shared.events.DeadLetter, or None when unreadable
+    letter: Any  # shared.contracts.events.DeadLetter, or None when unreadable
     raw: bytes
 
     def line(self) -> str:
@@ -58,7 +58,7 @@ def command(args: argparse.Namespace) -> int:
 
 def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
     """The request topics named by ``--topic`` (all of them by default)."""
-    from shared.topics import Topics
+    from shared.contracts.topics import Topics
 
     topics = Topics.from_prefix(prefix)
     known = {"ingest": topics.ingest_requests, "chat": topics.chat_requests}
@@ -79,7 +79,7 @@ def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
 def _consumer(settings: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
-    from shared.kafka import kafka_security
+    from shared.runtime.kafka import kafka_security
 
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -95,7 +95,7 @@ async def _letters(consumer: Any, topic: str, *, from_start: bool) -> AsyncItera
     offset (or all), up to its end when the read began."""
     from aiokafka import TopicPartition
 
-    from shared.events import DeadLetter
+    from shared.contracts.events import DeadLetter
 
     partitions = await _partitions(consumer, topic)
     tps = [TopicPartition(topic, p) for p in partitions]
@@ -127,7 +127,7 @@ async def _partitions(consumer: Any, topic: str) -> list[int]:
 
 
 async def _list(settings: Any, args: argparse.Namespace) -> int:
-    from shared.topics import Topics
+    from shared.contracts.topics import Topics
 
     shown: list[Letter] = []
     consumer = _consumer(settings)
@@ -159,8 +159,8 @@ class _Tally:
 async def _replay(settings: Any, args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from shared.kafka import kafka_security
-    from shared.topics import Topics
+    from shared.contracts.topics import Topics
+    from shared.runtime.kafka import kafka_security
 
     sources = source_topics(settings.kafka_topic_prefix, args.topic)
     tally = _Tally()

@@ -45,13 +45,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from shared import documents
-from shared.blobs import LocalBlobStore, blob_key
 from shared.config import Settings
-from shared.db import create_pool
-from shared.documents import Document, Quota, Visibility
-from shared.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedDocument
-from shared.events import (
+from shared.contracts.events import (
     REPLY_ADAPTER,
     TERMINAL_REPLIES,
     ChatCancel,
@@ -67,9 +62,14 @@ from shared.events import (
     TokenReply,
     utcnow,
 )
+from shared.contracts.topics import Topics
+from shared.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedDocument
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
-from shared.kafka import create_broker, kafka_security, publish
-from shared.topics import Topics
+from shared.runtime.kafka import create_broker, kafka_security, publish
+from shared.storage import documents
+from shared.storage.blobs import LocalBlobStore, blob_key
+from shared.storage.db import create_pool
+from shared.storage.documents import Document, Quota, Visibility
 
 log = structlog.get_logger(__name__)
 Reply = TokenReply | SourcesReply | DoneReply | ErrorReply

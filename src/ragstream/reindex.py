@@ -20,7 +20,7 @@ ingest workers' sweeper, as for any ``queued`` document. Only a window of
 documents is queued at a time, so an upload made during a re-index waits
 behind that window, not behind the whole corpus.
 
-Each embedding model has its own Chroma collection (``shared.vectorstore``):
+Each embedding model has its own Chroma collection (``shared.storage.vectorstore``):
 ingest workers started with a new model fill the new collection while query
 workers still on the old model search the old one; moving the query workers
 to the new model is the switch (docs/backup.md).
@@ -40,10 +40,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.config import Settings
-from shared.db import create_pool
-from shared.events import IngestRequest
-from shared.kafka import kafka_security
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.runtime.kafka import kafka_security
+from shared.storage import documents
+from shared.storage.db import create_pool
 
 # Documents queued at a time while waiting (with --no-wait, all of them).
 WINDOW = 64
@@ -221,17 +221,7 @@ class _Job:
             await self.queue(ids[start : start + window], progress)
 
     async def _publish(self, row: asyncpg.Record, n: int) -> None:
-        request = IngestRequest(
-            correlation_id=f"reindex-{self.run_id}-{n}",
-            tenant_id=row["tenant_id"],
-            user_id=row["user_id"],
-            document_id=row["id"],
-            filename=row["filename"],
-            content_type=row["content_type"],
-            blob_key=row["blob_key"],
-            size_bytes=row["size_bytes"],
-            sha256=row["sha256"],
-        )
+        request = documents.ingest_request(row, f"reindex-{self.run_id}-{n}")
         await self.producer.send_and_wait(
             self.topics.ingest_requests,
             request.model_dump_json().encode(),

@@ -112,7 +112,7 @@ def app_commands(options: UpOptions) -> dict[str, list[str]]:
 
 def migrate(database_url: str) -> None:
     try:
-        from shared.migrate import upgrade
+        from shared.storage.migrate import upgrade
     except ImportError as exc:
         raise CliError(f"migrations are not available: {exc}", 1) from exc
     try:

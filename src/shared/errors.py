@@ -14,7 +14,7 @@
 
 The gateway maps these to HTTP responses in one place
 (``gateway.errors``); the workers map them to dead-letter reasons in one place
-(``shared.consumer``). ``code`` is the stable, machine-readable name used in
+(``shared.runtime.consumer``). ``code`` is the stable, machine-readable name used in
 both.
 """
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from shared.events import ChatRequest, ReplyTo
+from shared.contracts.events import ChatRequest, ReplyTo
 from tests.support.api import new_user, upload, wait_for_status
 from tests.support.kafka import (
     document_row,

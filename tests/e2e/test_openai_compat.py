@@ -18,7 +18,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from shared.events import Source
+from shared.contracts.events import Source
 from tests.support.api import User, new_user, upload, wait_for_status
 from tests.support.openai_server import FakeOpenAI, RunningServer
 from tests.support.processes import Component, start_gateway, start_worker

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ragstream.localstack.stack import LocalStack, StackConfig
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 from tests.support.processes import Component, start_gateway, start_worker
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ragstream.localstack.ports import free_ports
 from ragstream.localstack.postgres import PostgresService
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 from tests.support.processes import Component, start_gateway
 
 

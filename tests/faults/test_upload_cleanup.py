@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.db import asyncpg_dsn
+from shared.storage.db import asyncpg_dsn
 from tests.faults.conftest import FaultStack
 from tests.support.api import new_user, upload
 

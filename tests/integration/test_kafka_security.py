@@ -33,9 +33,9 @@ from cryptography.x509.oid import NameOID
 from ragstream.localstack.kafka import KafkaService
 from ragstream.localstack.ports import HOST, free_port_pair, free_ports
 from shared.config import Settings
-from shared.events import IngestStatus
-from shared.kafka import create_broker, kafka_security, publish
-from shared.topics import Topics, ensure_topics
+from shared.contracts.events import IngestStatus
+from shared.contracts.topics import Topics, ensure_topics
+from shared.runtime.kafka import create_broker, kafka_security, publish
 from tests.support.api import new_user, stream_chat
 from tests.support.processes import start, start_gateway, start_worker
 

@@ -14,9 +14,9 @@ import bm25s
 import numpy as np
 import pytest
 
-from shared import documents
-from shared.lexical import IndexedChunk, LexicalIndex, tokenize
-from shared.migrate import upgrade
+from shared.storage import documents
+from shared.storage.lexical import IndexedChunk, LexicalIndex, tokenize
+from shared.storage.migrate import upgrade
 
 CORPUS = [
     "To claim travel expenses, submit the expense report within 30 days of the trip.",

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY
 
-from shared.metrics import Sampler, group_lag
+from shared.runtime.metrics import Sampler, group_lag
 
 
 async def test_group_lag_is_what_the_group_has_not_committed(

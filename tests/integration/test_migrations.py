@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from alembic import command as alembic
 
-from shared.migrate import alembic_config, upgrade
+from shared.storage.migrate import alembic_config, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from query.llm import Message, build_chat_model
 from query.llm.openai import OpenAIChatModel
+from shared.adapters.embedding import build_embedder
+from shared.adapters.embedding.openai import OpenAIEmbedder
 from shared.config import Settings
-from shared.embedding import build_embedder
-from shared.embedding.openai import OpenAIEmbedder
 from shared.errors import Unavailable
 from tests.support.openai_server import FakeOpenAI, RunningServer
 

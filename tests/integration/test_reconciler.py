@@ -22,13 +22,13 @@ from prometheus_client import REGISTRY
 
 from ingest import reconciler
 from ingest.reconciler import LOCK_KEY, Report, Stores, reconcile_once
-from shared import documents
-from shared.blobs import BlobInfo, LocalBlobStore, blob_key
+from shared.adapters.embedding import HashingEmbedder
 from shared.config import Settings
-from shared.db import asyncpg_dsn
-from shared.embedding import HashingEmbedder
-from shared.lexical import IndexedChunk, LexicalIndex
-from shared.vectorstore import Chunk, VectorStore, connect_chroma
+from shared.storage import documents
+from shared.storage.blobs import BlobInfo, LocalBlobStore, blob_key
+from shared.storage.db import asyncpg_dsn
+from shared.storage.lexical import IndexedChunk, LexicalIndex
+from shared.storage.vectorstore import Chunk, VectorStore, connect_chroma
 
 MIN_AGE = 3600
 OLD = 2 * MIN_AGE

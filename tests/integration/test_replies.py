@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from gateway.inbox import Inbox
 from gateway.replies import ReplyRouter
 from shared.config import Settings
-from shared.events import DoneReply, TokenReply
-from shared.kafka import create_broker, publish, publish_nowait
+from shared.contracts.events import DoneReply, TokenReply
+from shared.runtime.kafka import create_broker, publish, publish_nowait
 
 
 async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:

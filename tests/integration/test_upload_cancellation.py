@@ -21,10 +21,10 @@ from starlette.datastructures import Headers, UploadFile
 from gateway.routes.documents import upload
 from gateway.state import Gateway
 from gateway.users import User
-from shared import documents
-from shared.blobs import LocalBlobStore, StoredBlob
-from shared.clients import Clients, open_clients
 from shared.config import Settings
+from shared.runtime.clients import Clients, open_clients
+from shared.storage import documents
+from shared.storage.blobs import LocalBlobStore, StoredBlob
 
 TEXT = b"Badges are worn at all times.\n" * 100
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
+from shared.adapters.embedding import HashingEmbedder
 from shared.config import Settings
-from shared.embedding import HashingEmbedder
-from shared.vectorstore import VISIBILITY_PAGE, Chunk, VectorStore, connect_chroma
+from shared.storage.vectorstore import VISIBILITY_PAGE, Chunk, VectorStore, connect_chroma
 
 
 def _chunk(tenant: uuid.UUID, doc: uuid.UUID, index: int, text: str, vector: list[float]) -> Chunk:

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 
 from ragstream.localstack.postgres import postgres_bin
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 from tests.support.api import SseEvent, User, stream_chat
 from tests.support.processes import Component, start_gateway, start_worker
 from tests.support.stores import CHROMA_COLLECTIONS

@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.events import IngestRequest
+from shared.contracts.events import IngestRequest
+from shared.storage import documents
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -85,17 +86,8 @@ async def lexical_chunk_count(database_url: str, doc_id: str) -> int:
 def ingest_request_for(row: asyncpg.Record, prefix: str, **overrides: Any) -> IngestRequest:
     """An ingest request for an uploaded document, as an internal service
     would publish it; ``overrides`` forge any field."""
-    fields = {
-        "correlation_id": f"{prefix}-{uuid.uuid4().hex}",
-        "tenant_id": row["tenant_id"],
-        "user_id": row["user_id"],
-        "document_id": row["id"],
-        "filename": row["filename"],
-        "blob_key": row["blob_key"],
-        "size_bytes": row["size_bytes"],
-        "sha256": row["sha256"],
-    }
-    return IngestRequest(**{**fields, **overrides})
+    request = documents.ingest_request(row, f"{prefix}-{uuid.uuid4().hex}")
+    return IngestRequest.model_validate({**request.model_dump(), **overrides})
 
 
 async def publish_ingest(app_env: dict[str, str], request: IngestRequest) -> None:

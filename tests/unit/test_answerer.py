@@ -1,7 +1,7 @@
 from uuid import uuid4
 
 from query.answerer import NOTHING_FOUND, best_quotes, compose, replay, sentences
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 
 def _hit(text: str, score: float = 0.5) -> Hit:

@@ -23,9 +23,9 @@ from botocore.stub import ANY, Stubber
 
 from query.llm import Message, build_chat_model
 from query.llm.bedrock import BedrockChatModel
+from shared.adapters.embedding import build_embedder
+from shared.adapters.embedding.bedrock import BedrockEmbedder
 from shared.config import Settings
-from shared.embedding import build_embedder
-from shared.embedding.bedrock import BedrockEmbedder
 from shared.errors import RagError, Unavailable
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"

@@ -2,7 +2,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from query.cancellation import Cancellations
-from shared.events import ChatCancel, ChatRequest
+from shared.contracts.events import ChatCancel, ChatRequest
 
 
 def _request(tenant: uuid.UUID, user: uuid.UUID) -> ChatRequest:

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from query.claims import claim, claim_key
-from shared.events import ChatRequest
+from shared.contracts.events import ChatRequest
 
 
 class FakeRedis:

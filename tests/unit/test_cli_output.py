@@ -22,7 +22,7 @@ RAG = str(Path(sys.executable).parent / "rag")
 PROBE = """
 import logging, structlog
 from shared.config import Settings
-from shared.logging import configure_logging
+from shared.runtime.logging import configure_logging
 configure_logging(Settings(), "probe")
 structlog.get_logger("gateway.probe").info("ours", n=1)
 logging.getLogger("aiokafka.consumer.group_coordinator").warning("rebalancing")

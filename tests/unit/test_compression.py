@@ -13,9 +13,9 @@ from query.compression import (
 from query.llm.base import Message
 from query.prompts import extraction_messages
 from query.sentences import split_sentences
-from shared.embedding import HashingEmbedder
+from shared.adapters.embedding import HashingEmbedder
 from shared.errors import Unavailable
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 QUESTION = "How many days of paid leave do employees get?"
 LEAVE = (

@@ -20,9 +20,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ingest.metrics import INGEST_DURATION
 from ingest.pipeline import TooManyAttempts
-from shared.consumer import MAX_MESSAGE_BYTES, Consumer, backoff_delay, is_transient
+from shared.contracts.events import IngestRequest
 from shared.errors import InvalidInput, NotFound, Unavailable, UnsupportedDocument
-from shared.events import IngestRequest
+from shared.runtime.consumer import MAX_MESSAGE_BYTES, Consumer, backoff_delay, is_transient
 
 TOPIC = "unit.ingest.requests"
 

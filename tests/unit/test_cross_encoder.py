@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from query.rerank.cross_encoder import CrossEncoderReranker
-from shared.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
-from shared.vectorstore import Hit
+from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
+from shared.storage.vectorstore import Hit
 
 
 @pytest.fixture(scope="module")

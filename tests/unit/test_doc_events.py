@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from gateway.doc_events import StatusEvent, Subscription, may_read
-from shared.documents import Document, Visibility
+from shared.storage.documents import Document, Visibility
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 import math
 
-from shared.embedding import HashingEmbedder
+from shared.adapters.embedding import HashingEmbedder
 from shared.text import terms
 
 

@@ -5,7 +5,6 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import errors
 from gateway.errors import status_for
-from shared.consumer import dead_letter_reason
 from shared.errors import (
     AuthError,
     Conflict,
@@ -19,6 +18,7 @@ from shared.errors import (
     Unavailable,
     UnsupportedDocument,
 )
+from shared.runtime.consumer import dead_letter_reason
 
 
 @pytest.mark.parametrize(

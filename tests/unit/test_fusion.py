@@ -3,7 +3,7 @@ import uuid
 import pytest
 
 from query.fusion import reciprocal_rank_fusion
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 DOC = uuid.uuid4()
 

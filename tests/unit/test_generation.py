@@ -7,7 +7,7 @@ from query.answerer import NOTHING_FOUND
 from query.generation import LLMGenerator, cited_numbers
 from query.llm.base import Message
 from query.prompts import answer_messages
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 
 class ScriptedChat:

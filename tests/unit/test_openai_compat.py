@@ -15,8 +15,8 @@ from gateway.openai_models import ChatMessage, CompletionRequest
 from gateway.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.routes.openai_compat import Completion, chunks, history, to_chat
 from shared.config import Settings
+from shared.contracts.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply, Turn
 from shared.errors import InvalidInput
-from shared.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply, Turn
 
 ENVELOPE = {
     "correlation_id": "req-1",

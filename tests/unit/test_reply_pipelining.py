@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.drain import drain
 from query.streaming import ReplyStream
-from shared.events import ChatRequest, ReplyTo
+from shared.contracts.events import ChatRequest, ReplyTo
 
 
 class UnackedBroker:

@@ -4,7 +4,7 @@ import pytest
 
 from query.rerank.llm import LLMReranker, parse_grades
 from shared.errors import Unavailable
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 from tests.support.chat import ScriptedChat
 
 TEXTS = [

@@ -4,8 +4,8 @@ from collections.abc import Sequence
 import pytest
 
 from query.rerank.mmr import MMRReranker, mmr_order
-from shared.embedding import HashingEmbedder
-from shared.vectorstore import Hit
+from shared.adapters.embedding import HashingEmbedder
+from shared.storage.vectorstore import Hit
 
 
 class TableEmbedder:

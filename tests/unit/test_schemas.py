@@ -2,9 +2,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.events import ChatCancel, DeadLetter, IngestRequest, IngestStatus
-from shared.schemas import asyncapi, check_schemas, render
-from shared.topics import Topics
+from shared.contracts.events import ChatCancel, DeadLetter, IngestRequest, IngestStatus
+from shared.contracts.schemas import asyncapi, check_schemas, render
+from shared.contracts.topics import Topics
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

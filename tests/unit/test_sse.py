@@ -3,7 +3,7 @@ from uuid import uuid4
 
 from gateway.relay import StreamTimeout
 from gateway.routes.chat import to_sse
-from shared.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply
+from shared.contracts.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply
 
 ENVELOPE = {
     "correlation_id": "req-1",

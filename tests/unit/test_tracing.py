@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shared.tracing import traced, tracing_enabled
+from shared.runtime.tracing import traced, tracing_enabled
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """``GET /asyncapi``: the AsyncAPI document of the Kafka topics, for internal
 services that skip HTTP. The same document as ``schemas/asyncapi.json``
-(shared.schemas), built once per process; public, like ``/docs``."""
+(shared.contracts.schemas), built once per process; public, like ``/docs``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from shared.schemas import asyncapi
+from shared.contracts.schemas import asyncapi
 
 router = APIRouter(tags=["operations"])
 

@@ -18,10 +18,10 @@ from gateway.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
 from gateway.sse import RelayResponse
 from gateway.state import Gateway
 from gateway.users import User
-from shared import chat_history
 from shared.config import Settings
+from shared.contracts.events import Source, Turn
 from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
-from shared.events import Source, Turn
+from shared.storage import chat_history
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 Body = Annotated[ChatBody, Depends(json_body(ChatBody))]

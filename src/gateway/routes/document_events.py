@@ -22,8 +22,8 @@ from gateway.deps import CurrentUser, GatewayDep
 from gateway.doc_events import DocumentEvents, StatusEvent, Subscription
 from gateway.sse import RelayResponse
 from gateway.state import Gateway
-from shared import documents
 from shared.errors import Unavailable
+from shared.storage import documents
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 

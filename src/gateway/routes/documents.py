@@ -34,15 +34,15 @@ from gateway.doc_events import announce_queued
 from gateway.models import DocumentOut, VisibilityBody
 from gateway.state import Gateway
 from gateway.users import User
-from shared import documents
-from shared.blobs import blob_key
-from shared.cache import bump_corpus_generation
-from shared.clients import Clients
-from shared.documents import Document, Quota, Visibility
+from shared.contracts.events import IngestRequest, utcnow
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable, UnsupportedDocument
-from shared.events import IngestRequest, utcnow
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
-from shared.kafka import publish
+from shared.runtime.clients import Clients
+from shared.runtime.kafka import publish
+from shared.storage import documents
+from shared.storage.blobs import blob_key
+from shared.storage.cache import bump_corpus_generation
+from shared.storage.documents import Document, Quota, Visibility
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])

@@ -47,8 +47,8 @@ from gateway.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.routes.chat import collect, open_chat, relay_response
 from gateway.sse import RelayResponse
 from shared.config import Settings
+from shared.contracts.events import DoneReply, ErrorReply, Source, Turn
 from shared.errors import InvalidInput, NotFound, RagError, TooManyRequests
-from shared.events import DoneReply, ErrorReply, Source, Turn
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ ERROR_TYPES = {
     503: "server_error",
     504: "timeout",
 }
-TURN_CHARS = 8000  # shared.events.Turn.content
+TURN_CHARS = 8000  # shared.contracts.events.Turn.content
 
 
 class ModelNotFound(NotFound):

@@ -16,9 +16,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from query.llm.base import Message
+from shared.adapters.providers import bedrock_client, bedrock_error
 from shared.config import Settings
 from shared.errors import Unavailable
-from shared.providers import bedrock_client, bedrock_error
 
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -9,9 +9,9 @@ import httpx
 from openai import APIError, AsyncOpenAI
 
 from query.llm.base import Message
+from shared.adapters.providers import openai_client, openai_error
 from shared.config import Settings
 from shared.errors import Unavailable
-from shared.providers import openai_client, openai_error
 
 DEFAULT_MODEL = "gpt-4o-mini"
 

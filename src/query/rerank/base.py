@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 
 class Reranker(Protocol):

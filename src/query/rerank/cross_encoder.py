@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from shared.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
-from shared.vectorstore import Hit
+from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
+from shared.storage.vectorstore import Hit
 
 
 def _clip(text: str, max_chars: int) -> str:

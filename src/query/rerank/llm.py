@@ -14,7 +14,7 @@ import structlog
 from query.llm.base import ChatModel
 from query.prompts import relevance_messages
 from shared.errors import Unavailable
-from shared.vectorstore import Hit
+from shared.storage.vectorstore import Hit
 
 log = structlog.get_logger(__name__)
 

@@ -9,8 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from shared.embedding import Embedder
-from shared.vectorstore import Hit
+from shared.adapters.embedding import Embedder
+from shared.storage.vectorstore import Hit
 
 
 def _unit(vector: Sequence[float]) -> list[float]:

@@ -32,7 +32,7 @@ def _call(module: str, args: Namespace) -> int:
 
 def schemas(check: Check = False) -> int:
     """Write (or --check) schemas/."""
-    from shared.schemas import check_schemas, write_schemas
+    from shared.contracts.schemas import check_schemas, write_schemas
 
     directory = Path("schemas")
     if not check:

@@ -42,7 +42,7 @@ Port = Annotated[int, typer.Option("--port")]
 
 
 def _configure_logging(service: str, log_dir: Path | None = None) -> None:
-    from shared.logging import configure_logging
+    from shared.runtime.logging import configure_logging
 
     configure_logging(load_settings(), service, log_dir=log_dir)
 

@@ -39,6 +39,11 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
         return ports
 
 
+def free_port(host: str = HOST) -> int:
+    """A port the kernel considers free right now."""
+    return free_ports(1, host)[0]
+
+
 def free_port_pair(host: str = HOST, tries: int = 50) -> int:
     """A port whose next port is free too (Kafka's controller takes it)."""
     for _ in range(tries):

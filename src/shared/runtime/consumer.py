@@ -32,11 +32,11 @@ from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
+from shared.contracts.events import DeadLetter, Event
+from shared.contracts.topics import Topics
 from shared.errors import RagError, Unavailable
-from shared.events import DeadLetter, Event
-from shared.kafka import publish
-from shared.logging import bind_correlation
-from shared.topics import Topics
+from shared.runtime.kafka import publish
+from shared.runtime.logging import bind_correlation
 
 log = structlog.get_logger(__name__)
 

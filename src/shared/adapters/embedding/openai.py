@@ -15,9 +15,9 @@ from typing import Any
 
 from openai import APIError, AsyncOpenAI
 
+from shared.adapters.providers import openai_client, openai_error
 from shared.config import Settings
 from shared.errors import Unavailable
-from shared.providers import openai_client, openai_error
 
 DEFAULT_MODEL = "text-embedding-3-small"
 KNOWN_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,

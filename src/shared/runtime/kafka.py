@@ -14,7 +14,7 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from shared.config import Settings
-from shared.events import DeadLetter, Event
+from shared.contracts.events import DeadLetter, Event
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from shared.adapters.embedding.base import Embedder
+from shared.adapters.embedding.hashing import HashingEmbedder
 from shared.config import Settings
-from shared.embedding.base import Embedder
-from shared.embedding.hashing import HashingEmbedder
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -13,14 +13,14 @@ def build_embedder(settings: Settings) -> Embedder:
         case "hashing":
             return HashingEmbedder(settings.embedding_dim)
         case "onnx":
-            from shared.embedding.onnx import OnnxEmbedder
+            from shared.adapters.embedding.onnx import OnnxEmbedder
 
             return OnnxEmbedder.bundled(batch_size=settings.embedding_batch_size)
         case "openai":
-            from shared.embedding.openai import OpenAIEmbedder
+            from shared.adapters.embedding.openai import OpenAIEmbedder
 
             return OpenAIEmbedder.from_settings(settings)
         case "bedrock":
-            from shared.embedding.bedrock import BedrockEmbedder
+            from shared.adapters.embedding.bedrock import BedrockEmbedder
 
             return BedrockEmbedder.from_settings(settings)

@@ -8,8 +8,8 @@
     hashing   feature hashing: no model, not semantic; for tests
 """
 
-from shared.embedding.base import Embedder
-from shared.embedding.factory import build_embedder
-from shared.embedding.hashing import HashingEmbedder
+from shared.adapters.embedding.base import Embedder
+from shared.adapters.embedding.factory import build_embedder
+from shared.adapters.embedding.hashing import HashingEmbedder
 
 __all__ = ["Embedder", "HashingEmbedder", "build_embedder"]

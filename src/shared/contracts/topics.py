@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from shared.config import Settings
-from shared.kafka import kafka_security
+from shared.runtime.kafka import kafka_security
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.onnx_models import BGE_SMALL_EN_V15, OnnxTextModel
+from shared.adapters.onnx_models import BGE_SMALL_EN_V15, OnnxTextModel
 
 # bge v1.5 offers this prefix for short questions and calls it optional. On
 # two hand-made sets (14 full questions, then 14 keyword queries, each against
@@ -20,7 +20,7 @@ BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages
 class OnnxEmbedder:
     """384-dimensional unit vectors: the [CLS] output, L2-normalised, as bge
     is trained. ``batch_size`` is how many texts go to the worker thread per
-    hop: the model itself runs one text at a time (see ``shared.onnx_models``),
+    hop: the model itself runs one text at a time (see ``shared.adapters.onnx_models``),
     so the size only sets how much work a cancelled call still finishes, and
     throughput is flat from 1 to 64."""
 

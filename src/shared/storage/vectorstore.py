@@ -21,8 +21,8 @@ from uuid import UUID
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 
+from shared.adapters.embedding import Embedder
 from shared.config import Settings
-from shared.embedding import Embedder
 from shared.errors import RagError, Unavailable
 from shared.text import in_context
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.adapters.providers import bedrock_client, bedrock_error
 from shared.config import Settings
 from shared.errors import RagError, Unavailable
-from shared.providers import bedrock_client, bedrock_error
 
 DEFAULT_MODEL = "amazon.titan-embed-text-v2:0"
 # Known sizes, so the collection name is settled before the first call.

@@ -19,7 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
-from shared.events import (
+from shared.contracts.events import (
     REPLY_ADAPTER,
     AnyReply,
     ChatCancel,
@@ -28,7 +28,7 @@ from shared.events import (
     IngestRequest,
     IngestStatus,
 )
-from shared.topics import Topics
+from shared.contracts.topics import Topics
 
 _TOPICS = Topics.from_prefix("rag")
 # The server the document names: a placeholder for KAFKA_BOOTSTRAP_SERVERS.

@@ -84,7 +84,7 @@ class Sampler:
         interval: float = SAMPLE_SECONDS,
         security: Mapping[str, Any] | None = None,
     ) -> None:
-        """``security``: shared.kafka.kafka_security(settings), for the lag."""
+        """``security``: shared.runtime.kafka.kafka_security(settings), for the lag."""
         self._pool = pool
         self._service = service
         self._group = group

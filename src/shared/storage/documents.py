@@ -17,13 +17,13 @@ from uuid import UUID
 import asyncpg
 
 from shared.config import Settings
+from shared.contracts.events import DocumentStatus, IngestRequest
 from shared.errors import Forbidden, NotFound, Unavailable
-from shared.events import DocumentStatus
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-    from shared.vectorstore import VectorStore
+    from shared.storage.vectorstore import VectorStore
 
     # The pool, or a connection from it in the transaction of an action.
     Db: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
@@ -284,3 +284,19 @@ async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
     claims about the owner are checked against it, not trusted."""
     record = await pool.fetchrow(f"SELECT {_COLUMNS} FROM documents WHERE id=$1", doc_id)  # noqa: S608
     return Document.from_record(record) if record else None
+
+
+def ingest_request(row: asyncpg.Record, correlation_id: str) -> IngestRequest:
+    """The ingest request the gateway published for this row, sent again (a
+    stuck document re-queued, a re-index)."""
+    return IngestRequest(
+        correlation_id=correlation_id,
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        document_id=row["id"],
+        filename=row["filename"],
+        content_type=row["content_type"],
+        blob_key=row["blob_key"],
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+    )

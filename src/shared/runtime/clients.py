@@ -14,15 +14,15 @@ import asyncpg
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
-from shared.blobs import LocalBlobStore
+from shared.adapters.embedding import Embedder, build_embedder
 from shared.config import Settings
-from shared.db import create_pool
-from shared.embedding import Embedder, build_embedder
+from shared.contracts.topics import Topics, ensure_topics
 from shared.errors import RagError
-from shared.kafka import create_broker
-from shared.lexical import LexicalIndex
-from shared.topics import Topics, ensure_topics
-from shared.vectorstore import VectorStore, connect_chroma
+from shared.runtime.kafka import create_broker
+from shared.storage.blobs import LocalBlobStore
+from shared.storage.db import create_pool
+from shared.storage.lexical import LexicalIndex
+from shared.storage.vectorstore import VectorStore, connect_chroma
 
 
 @dataclass

@@ -29,8 +29,8 @@ from uuid import UUID
 import asyncpg
 import Stemmer
 
-from shared import documents
-from shared.vectorstore import Hit
+from shared.storage import documents
+from shared.storage.vectorstore import Hit
 
 K1 = 1.5
 B = 0.75

@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 from prometheus_client import start_http_server
 
-from shared.clients import Clients, open_clients
 from shared.config import Settings
-from shared.kafka import kafka_security
-from shared.logging import configure_logging
-from shared.metrics import Sampler, forget_process_metrics
+from shared.runtime.clients import Clients, open_clients
+from shared.runtime.kafka import kafka_security
+from shared.runtime.logging import configure_logging
+from shared.runtime.metrics import Sampler, forget_process_metrics
 
 log = structlog.get_logger(__name__)
 

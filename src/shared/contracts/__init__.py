@@ -1,0 +1,1 @@
+"""The wire: event models, topic names, and the schemas generated from them."""
