@@ -8,7 +8,6 @@ would show it): it is read from stdin (``--password-stdin``) or prompted for.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
 import sys
@@ -70,16 +69,16 @@ async def _create(settings: Settings, tenant: str, creds: Credentials, admin: bo
     return f"created {role} {user.username} ({user.id}) in {made} {tenant} ({user.tenant_id})"
 
 
-def command(args: argparse.Namespace) -> int:
+def command(*, username: str, tenant: str, admin: bool, password_stdin: bool) -> int:
     """``rag user create``; 0, or 1 with one line on stderr."""
     try:
-        creds = _credentials(str(args.username), _password(bool(args.password_stdin)))
-        tenant = str(args.tenant).strip()
+        creds = _credentials(username, _password(password_stdin))
+        tenant = tenant.strip()
         if not 1 <= len(tenant) <= MAX_TENANT_NAME or not tenant.isprintable():
             raise UserCommandError(
                 f"the tenant name needs 1 to {MAX_TENANT_NAME} printable characters"
             )
-        print(asyncio.run(_create(Settings(), tenant, creds, bool(args.admin))))
+        print(asyncio.run(_create(Settings(), tenant, creds, admin)))
     except UserCommandError as exc:
         print(f"rag user: {exc}", file=sys.stderr)
         return 1

@@ -10,7 +10,6 @@ lets one process at a time reconcile, however many ingest workers run it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -194,7 +193,7 @@ async def _run_once(settings: Settings, dry_run: bool) -> Report:
         await pool.close()
 
 
-def command(args: argparse.Namespace) -> int:
+def command(*, dry_run: bool) -> int:
     """``rag reconcile [--dry-run]``: once, printing what it did (or would do)."""
     settings = Settings()
     configure_logging(settings, "reconcile")
@@ -202,6 +201,6 @@ def command(args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
-    report = asyncio.run(_run_once(settings, bool(args.dry_run)))
+    report = asyncio.run(_run_once(settings, dry_run))
     print("\n".join(report.lines()))
     return 0 if report.ran else 1

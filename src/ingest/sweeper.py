@@ -62,6 +62,8 @@ async def _requeue(clients: Clients, row: asyncpg.Record) -> None:
             "Stuck document cannot be re-queued", document_id=str(row["id"]), error=str(exc)
         )
         return
+    queued = documents.queued_status(row, request.correlation_id)
+    await publish(clients.broker, clients.topics.ingest_events, queued, key=row["id"])
     await publish(clients.broker, clients.topics.ingest_requests, request, key=row["id"])
     log.info(
         "Re-queued stuck document",

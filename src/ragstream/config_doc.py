@@ -9,7 +9,6 @@ Everything outside the markers is hand-written and left alone.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import enum
 import re
@@ -131,11 +130,11 @@ def diff(path: Path = DOC_PATH) -> list[str]:
     )
 
 
-def command(args: argparse.Namespace, path: Path = DOC_PATH) -> int:
+def command(check: bool, path: Path = DOC_PATH) -> int:
     """Rewrite the file's tables, or with ``--check`` say how it is out of date."""
     if not path.is_file():
         raise CliError(f"{path} not found: run from the repository root")
-    if not args.check:
+    if not check:
         current = path.read_text(encoding="utf-8")
         updated = render(current)
         if updated != current:

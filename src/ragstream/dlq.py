@@ -11,7 +11,6 @@ they stay pending for a later replay.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -47,13 +46,35 @@ class Letter:
         return {"dlq_topic": self.topic, "dlq_offset": self.offset, "letter": body}
 
 
-def command(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class ListOptions:
+    """``rag dlq list``: which letters, how many, and how shown."""
+
+    topics: list[str] | None = None
+    limit: int = 50
+    as_json: bool = False
+    every: bool = False  # replayed letters too
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """``rag dlq replay``: which letters go back, and whether for real."""
+
+    topics: list[str] | None = None
+    reason: str | None = None
+    dry_run: bool = False
+
+
+def list_command(options: ListOptions) -> int:
     from shared.config import Settings
 
-    settings = Settings()
-    if args.dlq_command == "list":
-        return asyncio.run(_list(settings, args))
-    return asyncio.run(_replay(settings, args))
+    return asyncio.run(_list(Settings(), options))
+
+
+def replay_command(options: ReplayOptions) -> int:
+    from shared.config import Settings
+
+    return asyncio.run(_replay(Settings(), options))
 
 
 def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
@@ -126,21 +147,23 @@ async def _partitions(consumer: Any, topic: str) -> list[int]:
     return sorted(found) if found else []
 
 
-async def _list(settings: Any, args: argparse.Namespace) -> int:
+async def _list(settings: Any, args: ListOptions) -> int:
     from shared.contracts.topics import Topics
 
     shown: list[Letter] = []
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        for source in source_topics(settings.kafka_topic_prefix, args.topic):
-            async for letter in _letters(consumer, Topics.dead_letter(source), from_start=args.all):
+        for source in source_topics(settings.kafka_topic_prefix, args.topics):
+            async for letter in _letters(
+                consumer, Topics.dead_letter(source), from_start=args.every
+            ):
                 if len(shown) >= args.limit:
                     break
                 shown.append(letter)
     finally:
         await consumer.stop()
-    if args.json:
+    if args.as_json:
         print(json.dumps([letter.as_json() for letter in shown], indent=2))
     else:
         for letter in shown:
@@ -156,13 +179,13 @@ class _Tally:
     unusable: int = 0
 
 
-async def _replay(settings: Any, args: argparse.Namespace) -> int:
+async def _replay(settings: Any, args: ReplayOptions) -> int:
     from aiokafka import AIOKafkaProducer
 
     from shared.contracts.topics import Topics
     from shared.runtime.kafka import kafka_security
 
-    sources = source_topics(settings.kafka_topic_prefix, args.topic)
+    sources = source_topics(settings.kafka_topic_prefix, args.topics)
     tally = _Tally()
     consumer = _consumer(settings)
     producer = AIOKafkaProducer(
@@ -190,7 +213,7 @@ async def _replay_one(
     consumer: Any,
     producer: Any,
     letter: Letter,
-    args: argparse.Namespace,
+    args: ReplayOptions,
     sources: list[str],
     tally: _Tally,
 ) -> None:

@@ -222,12 +222,17 @@ class _Job:
 
     async def _publish(self, row: asyncpg.Record, n: int) -> None:
         request = documents.ingest_request(row, f"reindex-{self.run_id}-{n}")
-        await self.producer.send_and_wait(
-            self.topics.ingest_requests,
-            request.model_dump_json().encode(),
-            key=str(row["id"]).encode(),
-            headers=[("content-type", b"application/json")],
-        )
+        queued = documents.queued_status(row, request.correlation_id)
+        # The status first, on the same key: clients following the document's
+        # events see queued, then the worker's processing and indexed.
+        for topic, event in ((self.topics.ingest_events, queued),
+                             (self.topics.ingest_requests, request)):  # fmt: skip
+            await self.producer.send_and_wait(
+                topic,
+                event.model_dump_json().encode(),
+                key=str(row["id"]).encode(),
+                headers=[("content-type", b"application/json")],
+            )
 
     async def _poll(self, progress: Progress) -> None:
         counts = {r["status"]: r for r in await self.pool.fetch(_PROGRESS, progress.queued)}

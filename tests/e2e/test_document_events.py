@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,3 +226,22 @@ async def _until_metric(client: httpx.AsyncClient, value: float) -> None:
         # Polling: the gauge is only seen over HTTP.
         while _subscribers((await client.get("/metrics")).text) != value:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+
+
+async def test_a_reindex_shows_queued_processing_indexed_again(
+    client: httpx.AsyncClient, app_env: dict[str, str]
+) -> None:
+    user = await new_user(client, "reindexed")
+    doc_id = await upload(client, user, "policy.txt", b"Badges are returned at reception.")
+    assert (await wait_for_status(client, user, doc_id))["status"] == "indexed"
+    async with doc_stream(client, user) as stream:
+        await stream.until(lambda s: len(s.events) >= 1)  # the snapshot
+        reindex = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("rag")), "reindex", "--tenant", user.username,
+            env={**os.environ, **app_env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(reindex.communicate(), 120)
+        assert reindex.returncode == 0, output.decode()
+        await stream.until(_indexed(doc_id, times=2))
+    assert stream.statuses(doc_id) == ["indexed", "queued", "processing", "indexed"]

@@ -4,7 +4,6 @@ without a description or a section fails here rather than going undocumented."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -118,14 +117,14 @@ def test_a_repeated_block_fails() -> None:
 def test_check_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stale = tmp_path / "configuration.md"
     stale.write_text(_doc_text().replace("HS256 key for JWTs", "A key"), encoding="utf-8")
-    assert command(argparse.Namespace(check=True), stale) == 1
+    assert command(True, stale) == 1
     out = capsys.readouterr().out
     assert "-| `SECRET_KEY` | — (required by the gateway) | A key" in out
     assert "is out of date: run `rag config-doc`" in out
 
-    assert command(argparse.Namespace(check=False), stale) == 0
+    assert command(False, stale) == 0
     assert stale.read_text(encoding="utf-8") == _doc_text()
-    assert command(argparse.Namespace(check=True), stale) == 0
+    assert command(True, stale) == 0
 
 
 def test_cli_has_the_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,12 +1,11 @@
 """Operating a deployment: schemas, dlq, user, reconcile, config-doc, reindex.
 
-Several delegate to functions that take an ``argparse.Namespace`` (the
-attributes they read are spelled out here)."""
+``user create`` and ``reconcile`` live in their services (gateway, ingest),
+reached by import string: ragstream imports no service statically."""
 
 from __future__ import annotations
 
 import importlib
-from argparse import Namespace
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +24,8 @@ dlq_app = typer.Typer(help="list or replay dead letters", no_args_is_help=True)
 user_app = typer.Typer(help="create users straight in the database", no_args_is_help=True)
 
 
-def _call(module: str, args: Namespace) -> int:
-    code: int = importlib.import_module(module).command(args)
+def _call(module: str, **options: object) -> int:
+    code: int = importlib.import_module(module).command(**options)
     return code
 
 
@@ -47,12 +46,14 @@ def schemas(check: Check = False) -> int:
 
 def config_doc(check: Check = False) -> int:
     """Write (or --check) the settings tables of docs/configuration.md."""
-    return _call("ragstream.config_doc", Namespace(check=check))
+    from ragstream.config_doc import command
+
+    return command(check)
 
 
 def reconcile(dry_run: DryRun = False) -> int:
     """Remove orphaned blobs and rows, once."""
-    return _call("ingest.reconciler", Namespace(dry_run=dry_run))
+    return _call("ingest.reconciler", dry_run=dry_run)
 
 
 @user_app.command("create")
@@ -65,8 +66,10 @@ def user_create(
     ] = False,
 ) -> int:
     """A user of a tenant (the tenant is created if new)."""
-    args = Namespace(username=username, tenant=tenant, admin=admin, password_stdin=password_stdin)
-    return _call("gateway.user_admin", args)
+    return _call(
+        "gateway.user_admin",
+        username=username, tenant=tenant, admin=admin, password_stdin=password_stdin,
+    )  # fmt: skip
 
 
 @dlq_app.command("list")
@@ -77,8 +80,9 @@ def dlq_list(
     every: Annotated[bool, typer.Option("--all", help="replayed letters too")] = False,
 ) -> int:
     """Show dead letters not yet replayed."""
-    args = Namespace(dlq_command="list", topic=topic, limit=limit, json=as_json, all=every)
-    return _call("ragstream.dlq", args)
+    from ragstream.dlq import ListOptions, list_command
+
+    return list_command(ListOptions(topic, limit, as_json, every))
 
 
 @dlq_app.command("replay")
@@ -90,8 +94,9 @@ def dlq_replay(
     dry_run: DryRun = False,
 ) -> int:
     """Republish dead letters to their source topic."""
-    args = Namespace(dlq_command="replay", topic=topic, reason=reason, dry_run=dry_run)
-    return _call("ragstream.dlq", args)
+    from ragstream.dlq import ReplayOptions, replay_command
+
+    return replay_command(ReplayOptions(topic, reason, dry_run))
 
 
 def reindex(
@@ -102,14 +107,9 @@ def reindex(
     """Re-index the documents of one tenant, or of all."""
     if (tenant is None) == (not every):
         raise CliError("pass either --tenant NAME or --all")
-    try:
-        module = importlib.import_module("ragstream.reindex")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ragstream.reindex":
-            raise
-        raise CliError("re-indexing is not available in this version", 1) from exc
-    code: int = module.run(tenant, not no_wait)
-    return code
+    from ragstream import reindex as reindexing
+
+    return reindexing.run(tenant, not no_wait)
 
 
 def register(app: typer.Typer) -> None:

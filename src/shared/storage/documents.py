@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.config import Settings
-from shared.contracts.events import DocumentStatus, IngestRequest
+from shared.contracts.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.errors import Forbidden, NotFound, Unavailable
 
 if TYPE_CHECKING:
@@ -299,4 +299,16 @@ def ingest_request(row: asyncpg.Record, correlation_id: str) -> IngestRequest:
         blob_key=row["blob_key"],
         size_bytes=row["size_bytes"],
         sha256=row["sha256"],
+    )
+
+
+def queued_status(row: asyncpg.Record, correlation_id: str) -> IngestStatus:
+    """``queued`` for this row, sent just before its ingest request (same key,
+    so the worker's ``processing`` always comes after it)."""
+    return IngestStatus(
+        correlation_id=correlation_id,
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        document_id=row["id"],
+        status="queued",
     )
