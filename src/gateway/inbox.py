@@ -85,6 +85,10 @@ class Inbox:
     def empty(self) -> bool:
         return self._queue.empty()
 
+    def pending(self) -> int:
+        """Replies queued and not yet read (``get`` returns at once)."""
+        return self._queue.qsize()
+
     def filling(self) -> bool:
         """Half full or more: its reader should get a turn before more come."""
         return self._queue.qsize() * 2 >= self.size

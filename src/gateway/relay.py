@@ -78,6 +78,7 @@ class ChatRelay:
     # Ours, never the client's: X-Request-ID (the correlation id) is only logged.
     stream_id: str = field(default_factory=new_stream_id)
     _finished: bool = False
+    _inbox: Inbox | None = None
 
     async def start(
         self,
@@ -90,7 +91,7 @@ class ChatRelay:
         ``history``: the conversation so far, when the client keeps it."""
         clients = self.gateway.clients
         replies = self.gateway.replies
-        inbox = replies.open(
+        inbox = self._inbox = replies.open(
             self.stream_id, self.user.tenant_id, self.user.id, clients.settings.stream_queue_size
         )
         request = ChatRequest(
@@ -119,7 +120,7 @@ class ChatRelay:
         try:
             while True:
                 try:
-                    reply = await asyncio.wait_for(inbox.get(), self.timeout)
+                    reply = await self._next(inbox)
                 except TimeoutError:
                     log.warning("Stream timeout", stream_timeout=self.timeout)
                     STREAM_TIMEOUTS.inc()
@@ -143,6 +144,19 @@ class ChatRelay:
                 # reading (and may have overflowed its inbox meanwhile).
                 log.info("Client left before the answer finished")
                 self._end(inbox.cut_reason or "client_left")
+
+    async def _next(self, inbox: Inbox) -> AnyReplyEvent:
+        if inbox.pending():
+            # Only a reader that has to wait pays for a timer: in a burst
+            # every reply after the first is already queued.
+            return await inbox.get()
+        async with asyncio.timeout(self.timeout):
+            return await inbox.get()
+
+    def pending(self) -> int:
+        """Replies that arrived and are not yet relayed: the next one is
+        ready without waiting when this is above zero."""
+        return self._inbox.pending() if self._inbox is not None else 0
 
     def _end(self, reason: CancelReason) -> None:
         """The stream ends before its answer: have the workers stop it."""

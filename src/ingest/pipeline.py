@@ -155,7 +155,7 @@ class Indexer:
             written.add(await self._store_vectors(request, pieces, contexts, ids, batch))
             # The sweeper re-queues documents whose row stands still.
             await documents.touch(self.clients.pool, request.document_id)
-        await self.clients.vectors.delete_ids(stored - set(ids))
+        await self.clients.vectors.delete_ids(request.tenant_id, stored - set(ids))
         log.info("Chunks stored", document_id=str(request.document_id),
                  embedded=len(missing), kept=len(ids) - len(missing))  # fmt: skip
         kept = len(missing) < len(ids)
@@ -253,7 +253,7 @@ class Indexer:
         )
 
     async def _drop_chunks(self, request: IngestRequest) -> None:
-        await self.clients.vectors.delete_ids(await self._chunk_ids(request))
+        await self.clients.vectors.delete_ids(request.tenant_id, await self._chunk_ids(request))
 
     async def _set_status(
         self,

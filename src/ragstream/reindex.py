@@ -20,10 +20,10 @@ ingest workers' sweeper, as for any ``queued`` document. Only a window of
 documents is queued at a time, so an upload made during a re-index waits
 behind that window, not behind the whole corpus.
 
-Each embedding model has its own Chroma collection (``shared.storage.vectorstore``):
-ingest workers started with a new model fill the new collection while query
-workers still on the old model search the old one; moving the query workers
-to the new model is the switch (docs/backup.md).
+Each embedding model has its own Chroma collections, one per tenant
+(``shared.storage.vectorstore``): ingest workers started with a new model fill
+the new ones while query workers still on the old model search the old ones;
+moving the query workers to the new model is the switch (docs/backup.md).
 """
 
 from __future__ import annotations

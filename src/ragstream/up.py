@@ -110,17 +110,28 @@ def app_commands(options: UpOptions) -> dict[str, list[str]]:
     }
 
 
-def migrate(database_url: str) -> None:
+def migrate(database_url: str, chroma_url: str | None) -> None:
+    """The database schema, then the vector store's layout (``chroma_url``
+    None: the workers' embedded Chroma, which has no older layout to move)."""
     try:
-        from shared.storage.migrate import upgrade
+        from shared.storage.migrate import upgrade, upgrade_vectors
     except ImportError as exc:
         raise CliError(f"migrations are not available: {exc}", 1) from exc
     try:
         upgrade(database_url)
     except Exception as exc:
-        first_line = next(iter(str(exc).splitlines()), type(exc).__name__)
-        raise CliError(f"migrating the database failed: {first_line}", 1) from exc
+        raise CliError(f"migrating the database failed: {_first_line(exc)}", 1) from exc
     logger.info("database migrated")
+    if chroma_url:
+        try:
+            moved = upgrade_vectors(chroma_url)
+        except Exception as exc:
+            raise CliError(f"migrating the vector store failed: {_first_line(exc)}", 1) from exc
+        logger.info("vector store migrated (%d chunks moved to per-tenant collections)", moved)
+
+
+def _first_line(exc: Exception) -> str:
+    return next(iter(str(exc).splitlines()), type(exc).__name__)
 
 
 def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProcess]) -> None:
@@ -134,7 +145,7 @@ def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProces
 
 def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) -> int:
     stack.start()
-    migrate(stack.env["DATABASE_URL"])
+    migrate(stack.env["DATABASE_URL"], stack.env["CHROMA_URL"])
     start_apps(options, app_env(stack, options.stack.data_dir), apps)
     wait_healthy(f"{options.base_url}/health", apps)
     demo_token = None

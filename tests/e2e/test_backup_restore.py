@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.support.api import PASSWORD, User, new_user, upload, wait_for_status
-from tests.support.deployment import Deployment, ask, cited_documents, delete_collection
+from tests.support.deployment import Deployment, ask, cited_documents, delete_collections
 from tests.support.stores import vectors_per_document
 
 FIRE = (
@@ -93,10 +93,10 @@ async def _rows(url: str) -> dict[str, tuple[Any, ...]]:
 async def test_a_restored_backup_is_reindexed_and_answers_cite_the_same_documents(
     deployment: Deployment, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # Vectors of a model of its own: the collection it wipes is nobody else's.
+    # Vectors of a model of its own: the collections it wipes are nobody else's.
     dim = random.randint(1000, 4000)
     model = {"EMBEDDING_PROVIDER": "hashing", "EMBEDDING_DIM": str(dim)}
-    collection = f"chunks-hashing-{dim}-{dim}"
+    collections = f"chunks-hashing-{dim}-{dim}-"  # one per tenant
     gateway = deployment.start(overrides=model)
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
         user = await new_user(client)
@@ -116,7 +116,7 @@ async def test_a_restored_backup_is_reindexed_and_answers_cite_the_same_document
     deployment.stop()
     await deployment.drop_database()
     shutil.rmtree(deployment.blob_dir)
-    assert await delete_collection(stack_env["CHROMA_URL"], collection) >= len(ids)
+    assert await delete_collections(stack_env["CHROMA_URL"], collections) >= len(ids)
 
     # The restore (docs/runbook.md): database, blobs, migrations, workers.
     await deployment.create_database(migrate=False)

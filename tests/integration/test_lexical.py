@@ -1,6 +1,7 @@
 """BM25 in PostgreSQL: the same scores as the bm25s package on the same
 chunks, the reader filter (the tenant; own or shared documents) inside the
-query, replays that replace."""
+query however many unreadable chunks score higher, corpus statistics kept
+by every write and delete, replays that replace."""
 
 from __future__ import annotations
 
@@ -174,3 +175,54 @@ async def test_writing_for_a_deleted_document_fails_cleanly(pool: asyncpg.Pool) 
 
 async def test_a_question_of_stopwords_finds_nothing(pool: asyncpg.Pool) -> None:
     assert await LexicalIndex(pool).search(uuid.uuid4(), uuid.uuid4(), "how do I", k=5) == []
+
+
+async def _corpus(pool: asyncpg.Pool, tenant: uuid.UUID) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The tenant's statistics row, and the same counted from its chunks."""
+    kept = await pool.fetchrow(
+        "SELECT chunks, total_length FROM tenant_corpus WHERE tenant_id = $1", tenant
+    )
+    counted = await pool.fetchrow(
+        "SELECT count(*), coalesce(sum(length), 0) FROM chunks WHERE tenant_id = $1", tenant
+    )
+    return (tuple(kept) if kept else (0, 0)), tuple(counted)  # type: ignore[return-value]
+
+
+async def test_corpus_statistics_follow_every_write_and_delete(pool: asyncpg.Pool) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    first, second = await _document(pool, tenant, user), await _document(pool, tenant, user)
+    index = LexicalIndex(pool)
+    await index.replace_document(tenant, user, first, _chunks(first, CORPUS))
+    kept, counted = await _corpus(pool, tenant)
+    assert kept == counted and kept[0] == len(CORPUS) and kept[1] > len(CORPUS)
+    # A replay replaces; another document adds; a smaller version removes.
+    await index.replace_document(tenant, user, first, _chunks(first, CORPUS))
+    await index.replace_document(tenant, user, second, _chunks(second, ["kettle descaling"]))
+    await index.replace_document(tenant, user, first, _chunks(first, CORPUS[:2]))
+    kept, counted = await _corpus(pool, tenant)
+    assert kept == counted and kept[0] == 3
+    # Deleted through the index, and by the cascade from the document row.
+    await index.delete_document(second)
+    assert (await _corpus(pool, tenant))[0] == (2, counted[1] - 2)
+    await pool.execute("DELETE FROM documents WHERE id = $1", first)
+    assert await _corpus(pool, tenant) == ((0, 0), (0, 0))
+
+
+async def test_a_readers_chunks_are_found_below_many_they_cannot_read(
+    pool: asyncpg.Pool,
+) -> None:
+    """Scores are computed for every posting first and the reader's filter
+    is applied in score order: 300 better-scoring private chunks of a
+    colleague do not hide the one the reader may read."""
+    tenant, alice, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    crowd, mine = await _document(pool, tenant, bob), await _document(pool, tenant, alice)
+    index = LexicalIndex(pool)
+    await index.replace_document(
+        tenant, bob, crowd, _chunks(crowd, [f"budget budget forecast {n}" for n in range(300)])
+    )
+    await index.replace_document(
+        tenant, alice, mine, _chunks(mine, ["the budget is in the appendix of the long report"])
+    )
+    [hit] = await index.search(tenant, alice, "budget forecast", k=3)
+    assert hit.document_id == mine
+    assert len(await index.search(tenant, bob, "budget forecast", k=3)) == 3

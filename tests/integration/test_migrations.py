@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -38,7 +39,7 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-    assert "0004 (head)" in result.stdout
+    assert "0005 (head)" in result.stdout
 
 
 async def test_existing_users_become_admins_of_their_own_tenants(
@@ -96,3 +97,66 @@ def test_python_m_alembic_where_the_image_runs_it(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
     assert "(head)" in result.stdout
+
+
+async def test_bm25_statistics_are_backfilled_and_kept(stack_env: dict[str, str]) -> None:
+    """0005 on a database with indexed chunks: each posting gets its chunk's
+    length, each tenant its statistics row, which triggers then keep; and
+    back down."""
+    url = stack_env["DATABASE_URL"]
+    name = f"migrate_bm25_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    own = url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, own, "0004")
+        conn = await asyncpg.connect(own)
+        try:
+            tenant = await _seed_chunk(conn, "c1", length=7)
+            await _seed_chunk(conn, "c2", length=5, tenant=tenant)
+            await asyncio.to_thread(upgrade, own, "head")
+            corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
+            assert tuple(corpus) == (2, 12)
+            lengths = await conn.fetch("SELECT chunk_id, length FROM chunk_terms ORDER BY 1")
+            assert [tuple(r) for r in lengths] == [("c1", 7), ("c2", 5)]
+            await conn.execute("DELETE FROM chunks WHERE id = 'c1'")
+            corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
+            assert tuple(corpus) == (1, 5)
+            await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0004")
+            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
+            assert "tenant_corpus" not in tables
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def _seed_chunk(
+    conn: asyncpg.Connection, chunk_id: str, *, length: int, tenant: uuid.UUID | None = None
+) -> uuid.UUID:
+    """A tenant, user, document and one chunk with one term, as 0004 stores them."""
+    if tenant is None:
+        tenant = uuid.uuid4()
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, $2)", tenant, str(tenant))
+    user, doc = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
+        user, tenant, str(user),
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO documents (id, tenant_id, user_id, filename, content_type, size_bytes,"
+        " sha256, blob_key, status) VALUES ($1, $2, $3, 'f.txt', 'text/plain', 1, $4, 'k',"
+        " 'indexed')",
+        doc, tenant, user, "0" * 64,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO chunks (id, document_id, tenant_id, user_id, chunk_index, text, length)"
+        " VALUES ($1, $2, $3, $4, 0, 'text', $5)",
+        chunk_id, doc, tenant, user, length,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO chunk_terms (tenant_id, term, chunk_id, tf) VALUES ($1, 'text', $2, 1)",
+        tenant, chunk_id,
+    )  # fmt: skip
+    return tenant

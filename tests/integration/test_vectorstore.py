@@ -1,13 +1,26 @@
-"""The reader filter (tenant; own or shared chunks) lives in Chroma's query
-itself; visibility changes reach every chunk of a document."""
+"""Each tenant's chunks in collections of its own; within the tenant a user
+reads their own chunks and shared ones, however many colleagues' private
+chunks are nearer; visibility changes reach every chunk of a document; chunks
+of the older shared layout move to per-tenant collections."""
 
 from __future__ import annotations
 
+import random
 import uuid
+
+import pytest
 
 from shared.adapters.embedding import HashingEmbedder
 from shared.config import Settings
-from shared.storage.vectorstore import VISIBILITY_PAGE, Chunk, VectorStore, connect_chroma
+from shared.storage.vector_layout import shared_collections, split_by_tenant
+from shared.storage.vectorstore import (
+    OVERFETCH,
+    VISIBILITY_PAGE,
+    Chunk,
+    VectorStore,
+    connect_chroma,
+    space_name,
+)
 
 
 def _chunk(tenant: uuid.UUID, doc: uuid.UUID, index: int, text: str, vector: list[float]) -> Chunk:
@@ -91,8 +104,7 @@ async def test_search_covers_own_and_tenant_shared_chunks_only(stack_env: dict[s
             _owned(tenant_b, b1, theirs, "b1 own", vector, "tenant"),
         ]
     )
-    assert store.collection_name is not None
-    client.get_collection(store.collection_name).upsert(
+    client.get_collection(store.collection_name(tenant_a)).upsert(
         ids=[f"{legacy}:0:x"],
         embeddings=[vector],
         documents=["a1 legacy"],
@@ -140,11 +152,86 @@ async def test_visibility_changes_every_collection_in_pages(stack_env: dict[str,
     assert await VectorStore(client, None).set_visibility(tenant, owner, doc, "tenant") == count + 1
     for embedder, expected in ((small, count), (other, 1)):
         store = VectorStore(client, embedder)
-        assert store.collection_name is not None
-        shared = client.get_collection(store.collection_name).get(
+        shared = client.get_collection(store.collection_name(tenant)).get(
             where={"$and": [{"document_id": str(doc)}, {"visibility": "tenant"}]}, include=[]
         )
         assert len(shared["ids"]) == expected
         [probe] = embedder.embed(["a long manual"])
         assert len(await store.search(tenant, reader, probe, 5)) == min(5, expected)
     await VectorStore(client, None).delete_document(tenant, owner, doc)
+
+
+async def test_own_chunks_are_found_behind_many_nearer_private_ones(
+    stack_env: dict[str, str],
+) -> None:
+    """The unfiltered first try sees only colleagues' private chunks: the
+    search asks Chroma again with the reader filter."""
+    embedder = HashingEmbedder(32)
+    client = connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"]))
+    store = VectorStore(client, embedder)
+    tenant, colleague, me = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    [near] = embedder.embed(["travel expense policy"])
+    [far] = embedder.embed(["travel expense policy for contractors abroad"])
+    k = 5
+    crowd = [
+        _owned(tenant, colleague, uuid.uuid4(), f"private {n}", near)
+        for n in range(k * OVERFETCH + 3)
+    ]
+    mine, shared = uuid.uuid4(), uuid.uuid4()
+    await store.upsert(
+        [
+            *crowd,
+            _owned(tenant, me, mine, "my own", far),
+            _owned(tenant, colleague, shared, "shared", far, "tenant"),
+        ]
+    )
+    hits = await store.search(tenant, me, near, k)
+    assert {h.document_id for h in hits} == {mine, shared}
+    # The colleague's nearest are theirs to read.
+    assert len(await store.search(tenant, colleague, near, k)) == k
+    # A tenant with no collection yet finds nothing, and gets none made.
+    stranger = uuid.uuid4()
+    assert await store.search(stranger, stranger, near, k) == []
+    assert store.collection_name(stranger) not in {c.name for c in client.list_collections()}
+
+
+async def test_a_shared_collection_is_split_by_tenant(stack_env: dict[str, str]) -> None:
+    """The layout before per-tenant collections: one collection per model,
+    every tenant's chunks in it. ``rag migrate`` moves them, vectors and all."""
+    client = connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"]))
+    embedder = HashingEmbedder(random.randint(100, 999))  # a model of this test's own
+    space = space_name(embedder.name, embedder.dim)
+    old = client.create_collection(
+        space,
+        embedding_function=None,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"embedding_model": f"{embedder.name}/{embedder.dim}"},
+    )
+    tenants = [uuid.uuid4(), uuid.uuid4()]
+    # Random directions: the hashing embedder's vectors of "chunk <n>" are
+    # too alike for an approximate index to tell apart.
+    rng = random.Random(5)
+    vectors = [[rng.gauss(0, 1) for _ in range(embedder.dim)] for _ in range(2500)]
+    # More chunks than one page of the move.
+    old.add(
+        ids=[f"c{n}" for n in range(2500)],
+        embeddings=vectors,
+        documents=[f"chunk {n}" for n in range(2500)],
+        metadatas=[
+            {"tenant_id": str(tenants[n % 2]), "user_id": str(tenants[n % 2]),
+             "document_id": str(tenants[n % 2]), "filename": "f.txt", "chunk_index": n,
+             "visibility": "private"}
+            for n in range(2500)
+        ],
+    )  # fmt: skip
+    assert space in {c.name for c in shared_collections(client)}
+
+    assert split_by_tenant(client) >= 2500
+    names = {c.name for c in client.list_collections()}
+    assert space not in names
+    store = VectorStore(client, embedder)
+    for i, tenant in enumerate(tenants):
+        assert client.get_collection(store.collection_name(tenant)).count() == 1250
+        [hit] = await store.search(tenant, tenant, vectors[i], 1)
+        assert (hit.text, hit.score) == (f"chunk {i}", pytest.approx(1.0))
+    assert split_by_tenant(client) == 0

@@ -130,17 +130,20 @@ def _run(args: list[str]) -> None:
     assert done.returncode == 0, f"{args[0]} failed: {done.stderr}"
 
 
-async def delete_collection(chroma_url: str, name: str) -> int:
-    """Delete the collection ``name`` as a lost volume would; the vectors it held."""
+async def delete_collections(chroma_url: str, prefix: str) -> int:
+    """Delete the collections named ``prefix``... as a lost volume would; the
+    vectors they held."""
+    held = 0
     async with httpx.AsyncClient(base_url=chroma_url, timeout=60) as chroma:
-        collections = {c["name"]: c["id"] for c in (await chroma.get(CHROMA_COLLECTIONS)).json()}
-        if name not in collections:
-            return 0
-        counted = await chroma.get(f"{CHROMA_COLLECTIONS}/{collections[name]}/count")
-        assert counted.status_code == 200, counted.text
-        deleted = await chroma.delete(f"{CHROMA_COLLECTIONS}/{name}")
-        assert deleted.status_code == 200, deleted.text
-        return int(counted.json())
+        for c in (await chroma.get(CHROMA_COLLECTIONS)).json():
+            if not c["name"].startswith(prefix):
+                continue
+            counted = await chroma.get(f"{CHROMA_COLLECTIONS}/{c['id']}/count")
+            assert counted.status_code == 200, counted.text
+            deleted = await chroma.delete(f"{CHROMA_COLLECTIONS}/{c['name']}")
+            assert deleted.status_code == 200, deleted.text
+            held += int(counted.json())
+    return held
 
 
 async def ask(client: httpx.AsyncClient, user: User, question: str) -> list[SseEvent]:

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
 from gateway.models import ChatAnswer, ChatBody, TurnOut
 from gateway.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
-from gateway.sse import RelayResponse
+from gateway.sse import RelayResponse, gather_writes
 from gateway.state import Gateway
 from gateway.users import User
 from shared.config import Settings
@@ -135,12 +135,16 @@ def relay_response(
 ) -> RelayResponse:
     """The chat's replies as SSE, each event turned into messages by ``render``."""
 
-    async def sse() -> AsyncIterator[dict[str, str]]:
+    async def sse() -> AsyncIterator[bytes]:
         # aclosing: when the response closes this generator (client gone,
         # send timed out) the relay is closed now too, and cancels the answer.
-        async with aclosing(chat.events), aclosing(render(chat.events)) as messages:
-            async for message in messages:
-                yield message
+        async with (
+            aclosing(chat.events),
+            aclosing(render(chat.events)) as messages,
+            aclosing(gather_writes(messages, chat.relay.pending, sep)) as writes,
+        ):
+            async for write in writes:
+                yield write
 
     return _SlotResponse(
         sse(),

@@ -131,8 +131,9 @@ def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest or query")]) 
 
 
 def migrate_command() -> int:
-    """Upgrade the database schema."""
-    migrate(load_settings().database_url)
+    """Upgrade the database schema, and move chunks to the vector store's current layout."""
+    settings = load_settings()
+    migrate(settings.database_url, settings.chroma_url)
     return 0
 
 
