@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -42,36 +44,20 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
     assert "0005 (head)" in result.stdout
 
 
-async def test_existing_users_become_admins_of_their_own_tenants(
-    stack_env: dict[str, str],
-) -> None:
-    """0004 on a database of single-user tenants, then back down."""
-    url = stack_env["DATABASE_URL"]
-    name = f"migrate_{os.getpid()}"
+@asynccontextmanager
+async def scratch_database(
+    url: str, revision: str
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database of its own, migrated to ``revision``: its URL and a connection."""
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(url)
     await admin.execute(f"CREATE DATABASE {name}")
     own = url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        await asyncio.to_thread(upgrade, own, "0003")
+        await asyncio.to_thread(upgrade, own, revision)
         conn = await asyncpg.connect(own)
         try:
-            await conn.execute(
-                "INSERT INTO users (id, tenant_id, username, password_hash)"
-                " VALUES (gen_random_uuid(), gen_random_uuid(), 'alice', 'x'),"
-                " (gen_random_uuid(), gen_random_uuid(), 'bob', 'x')"
-            )
-            await asyncio.to_thread(upgrade, own, "head")
-            rows = await conn.fetch(
-                "SELECT u.username, u.role, t.name FROM users u JOIN tenants t"
-                " ON t.id = u.tenant_id ORDER BY u.username"
-            )
-            assert [tuple(r) for r in rows] == [
-                ("alice", "admin", "alice"),
-                ("bob", "admin", "bob"),
-            ]
-            await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0003")
-            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
-            assert not {"tenants", "api_keys", "audit_log", "token_families"} & tables
+            yield own, conn
         finally:
             await conn.close()
     finally:
@@ -79,57 +65,47 @@ async def test_existing_users_become_admins_of_their_own_tenants(
         await admin.close()
 
 
-def test_python_m_alembic_where_the_image_runs_it(
-    stack_env: dict[str, str], tmp_path: Path
+async def _tables(conn: asyncpg.Connection) -> set[str]:
+    return {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
+
+
+async def test_existing_users_become_admins_of_their_own_tenants(
+    stack_env: dict[str, str],
 ) -> None:
-    """In the image the working directory holds alembic.ini and nothing else
-    of the repository; `shared` is an installed package."""
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    workdir = dockerfile.split("FROM ${PYTHON_IMAGE} AS runtime", 1)[1]
-    assert "WORKDIR /home/rag" in workdir and "alembic.ini ./" in workdir
-    (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
-    env = {**os.environ, "DATABASE_URL": stack_env["DATABASE_URL"]}
-    env.pop("PYTHONPATH", None)
-    for command in (["upgrade", "head"], ["current"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", *command],
-            cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    assert "(head)" in result.stdout
+    """0004 on a database of single-user tenants, then back down."""
+    async with scratch_database(stack_env["DATABASE_URL"], "0003") as (own, conn):
+        await conn.execute(
+            "INSERT INTO users (id, tenant_id, username, password_hash)"
+            " VALUES (gen_random_uuid(), gen_random_uuid(), 'alice', 'x'),"
+            " (gen_random_uuid(), gen_random_uuid(), 'bob', 'x')"
+        )
+        await asyncio.to_thread(upgrade, own, "head")
+        rows = await conn.fetch(
+            "SELECT u.username, u.role, t.name FROM users u JOIN tenants t"
+            " ON t.id = u.tenant_id ORDER BY u.username"
+        )
+        assert [tuple(r) for r in rows] == [("alice", "admin", "alice"), ("bob", "admin", "bob")]
+        await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0003")
+        assert not {"tenants", "api_keys", "audit_log", "token_families"} & await _tables(conn)
 
 
 async def test_bm25_statistics_are_backfilled_and_kept(stack_env: dict[str, str]) -> None:
     """0005 on a database with indexed chunks: each posting gets its chunk's
     length, each tenant its statistics row, which triggers then keep; and
     back down."""
-    url = stack_env["DATABASE_URL"]
-    name = f"migrate_bm25_{os.getpid()}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f"CREATE DATABASE {name}")
-    own = url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, own, "0004")
-        conn = await asyncpg.connect(own)
-        try:
-            tenant = await _seed_chunk(conn, "c1", length=7)
-            await _seed_chunk(conn, "c2", length=5, tenant=tenant)
-            await asyncio.to_thread(upgrade, own, "head")
-            corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
-            assert tuple(corpus) == (2, 12)
-            lengths = await conn.fetch("SELECT chunk_id, length FROM chunk_terms ORDER BY 1")
-            assert [tuple(r) for r in lengths] == [("c1", 7), ("c2", 5)]
-            await conn.execute("DELETE FROM chunks WHERE id = 'c1'")
-            corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
-            assert tuple(corpus) == (1, 5)
-            await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0004")
-            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
-            assert "tenant_corpus" not in tables
-        finally:
-            await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
+    async with scratch_database(stack_env["DATABASE_URL"], "0004") as (own, conn):
+        tenant = await _seed_chunk(conn, "c1", length=7)
+        await _seed_chunk(conn, "c2", length=5, tenant=tenant)
+        await asyncio.to_thread(upgrade, own, "head")
+        corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
+        assert tuple(corpus) == (2, 12)
+        lengths = await conn.fetch("SELECT chunk_id, length FROM chunk_terms ORDER BY 1")
+        assert [tuple(r) for r in lengths] == [("c1", 7), ("c2", 5)]
+        await conn.execute("DELETE FROM chunks WHERE id = 'c1'")
+        corpus = await conn.fetchrow("SELECT chunks, total_length FROM tenant_corpus")
+        assert tuple(corpus) == (1, 5)
+        await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0004")
+        assert "tenant_corpus" not in await _tables(conn)
 
 
 async def _seed_chunk(
