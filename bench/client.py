@@ -168,12 +168,15 @@ class OpenStream:
     def __init__(self) -> None:
         self.writer: asyncio.StreamWriter | None = None
         self.status = 0
+        self.phase = "connecting"  # then "waiting" (request sent), then "open"
 
     async def open(self, url: str, token: str, body: dict[str, Any]) -> int:
         host, port, request = _request(url, token, body)
         reader, self.writer = await asyncio.open_connection(host, port)
         self.writer.write(request)
+        self.phase = "waiting"
         head = await reader.readuntil(b"\r\n\r\n")
+        self.phase = "open"
         self.status = int(head.split(b" ", 2)[1])
         return self.status
 

@@ -4,10 +4,13 @@ tenant with a few indexed documents to chat about."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -90,6 +93,70 @@ def cpu_seconds(proc: Proc) -> float:
     """User + system CPU time the process has used, from /proc."""
     fields = Path(f"/proc/{proc.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])
-    import os
-
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds all cores have spent on anything but idling (every
+    process: the services, the stores, Kafka, the clients), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# What each process of a run is, by a word of its command line.
+_ROLES = ("gateway", "worker query", "worker ingest", "stub_llm", "blaster", "kafka", "chroma",
+          "postgres", "redis")  # fmt: skip
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU-seconds used so far by every process on the machine, summed by
+    role (``bench`` is this process, ``other`` the rest)."""
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        role = "bench" if int(entry.name) == os.getpid() else "other"
+        role = next((r for r in _ROLES if r in command), role)
+        used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
+@dataclass
+class CpuMeter:
+    """Machine CPU and wall time over the spans measured with it, and the
+    CPU of each kind of process."""
+
+    busy: float = 0.0
+    wall: float = 0.0
+    roles: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        busy, began, roles = machine_busy_seconds(), time.perf_counter(), cpu_by_role()
+        try:
+            yield
+        finally:
+            self.busy += machine_busy_seconds() - busy
+            self.wall += time.perf_counter() - began
+            for role, seconds in cpu_by_role().items():
+                self.roles[role] = self.roles.get(role, 0.0) + seconds - roles.get(role, 0.0)
+
+    def summary(self, chats: int) -> dict[str, Any]:
+        """CPU-milliseconds per chat (all of the machine, and by process),
+        and how many of the machine's cores were busy on average."""
+        per_chat = 1000 / chats if chats else 0.0
+        by_role = sorted(self.roles.items(), key=lambda kv: -kv[1])
+        return {
+            "cpu_ms_per_chat": round(self.busy * per_chat, 2),
+            "cpu_ms_per_chat_by_process": {r: round(s * per_chat, 1) for r, s in by_role if s > 0},
+            "cores_busy": round(self.busy / self.wall, 2) if self.wall else 0.0,
+            "cores": os.cpu_count() or 1,
+        }

@@ -2,11 +2,15 @@
 overhead can be read as a sum: an authenticated HTTP round trip through the
 gateway (``GET /api/auth/verify``: middleware, token, user row), and one
 Kafka hop (publish with ``acks=all``, as the project's producers do, until a
-consumer holding the partition has the message). A chat makes two Kafka hops
-(request, then reply) and one HTTP request plus an SSE stream."""
+consumer holding the partition has the message), back to back and after the
+producer sat idle for a while, as a gateway's does between one user's chats
+(a sleeping broker and consumer take longer to wake than a busy one). A chat
+makes two Kafka hops (request, then reply) and one HTTP request plus an SSE
+stream."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -29,7 +33,8 @@ async def http_round_trips(base_url: str, account: Account, n: int) -> dict[str,
     return summary_ms(timings)
 
 
-async def kafka_hops(bootstrap: str, n: int) -> dict[str, float]:
+async def kafka_hops(bootstrap: str, n: int, idle: float = 0.0) -> dict[str, float]:
+    """``idle``: seconds of quiet before each hop."""
     topic = f"bench-hop-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -49,6 +54,8 @@ async def kafka_hops(bootstrap: str, n: int) -> dict[str, float]:
         await consumer.position(tp)
         timings = []
         for i in range(n):
+            if idle:
+                await asyncio.sleep(idle)
             began = time.perf_counter()
             await producer.send(topic, str(i).encode(), partition=0)
             while True:

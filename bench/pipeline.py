@@ -14,6 +14,7 @@ from bench.common import (
     CHAT_TOKENS,
     ChatTenant,
     Context,
+    CpuMeter,
     chat_tenant,
     closed_loop,
     run_n,
@@ -27,6 +28,8 @@ P95_LIMIT = 3.0  # seconds: the runbook's latency alert
 # The worker answers up to this many chats at once (QUERY_CONCURRENCY): high
 # enough that 100 streams measure the hops, not a queue before the worker.
 WORKER_CONCURRENCY = "100"
+# Between one user's chats a gateway's producer sits idle about this long.
+IDLE_BEFORE_HOP = 0.1
 
 
 class Chats:
@@ -75,21 +78,47 @@ async def overhead(ctx: Context, chats: Chats) -> list[Figure]:
         n = ctx.size({1: 40, 10: 200, 100: 400}[level], {1: 20, 10: 80, 100: 200}[level])
         piped: list[StreamResult] = []
         local: list[StreamResult] = []
+        piped_cpu, local_cpu = CpuMeter(), CpuMeter()
         for _ in range(2):  # two rounds each, alternated
-            local += await run_n(n // 2, level, chats.baseline)
-            piped += await run_n(n // 2, level, chats.pipeline)
-        figures += _overhead_figures(level, piped, local)
+            with local_cpu.span():
+                local += await run_n(n // 2, level, chats.baseline)
+            with piped_cpu.span():
+                piped += await run_n(n // 2, level, chats.pipeline)
+        cpu = {
+            "pipeline": piped_cpu.summary(len(piped)),
+            "in_process": local_cpu.summary(len(local)),
+        }
+        figures += _overhead_figures(level, piped, local, cpu)
     return figures
 
 
 def _overhead_figures(
-    level: int, piped: list[StreamResult], local: list[StreamResult]
+    level: int, piped: list[StreamResult], local: list[StreamResult], cpu: dict[str, Any]
 ) -> list[Figure]:
-    figures = []
+    figures = [
+        Figure(
+            name=f"1. machine CPU per chat, {level} streams",
+            target="",
+            measured=cpu["pipeline"]["cpu_ms_per_chat"],
+            unit="ms",
+            baseline=cpu["in_process"]["cpu_ms_per_chat"],
+            baseline_label="in-process",
+            details={"cpu": cpu},
+        ),
+        Figure(
+            name=f"1. cores busy (of {cpu['pipeline']['cores']}), {level} streams",
+            target="",
+            measured=cpu["pipeline"]["cores_busy"],
+            unit="",
+            baseline=cpu["in_process"]["cores_busy"],
+            baseline_label="in-process",
+            details={"cpu": cpu},
+        ),
+    ]
     for label, attr in (("first token", "ttft"), ("last token", "ttlt")):
         p = [getattr(r, attr) for r in piped if getattr(r, attr) is not None]
         b = [getattr(r, attr) for r in local if getattr(r, attr) is not None]
-        details = {"pipeline_ms": summary_ms(p), "in_process_ms": summary_ms(b)}
+        details = {"pipeline_ms": summary_ms(p), "in_process_ms": summary_ms(b), "cpu": cpu}
         for q in (50, 95, 99):
             added = (pct(p, q) - pct(b, q)) * 1000
             target, met = "", None
@@ -117,24 +146,23 @@ async def _hops(
 ) -> list[Figure]:
     n = ctx.size(200, 100)
     http = await hops.http_round_trips(gateway.base_url, tenant.account, n)
-    kafka = await hops.kafka_hops(deployment.env["KAFKA_BOOTSTRAP_SERVERS"], n)
+    bootstrap = deployment.env["KAFKA_BOOTSTRAP_SERVERS"]
+    kafka = await hops.kafka_hops(bootstrap, n)
+    idle = await hops.kafka_hops(bootstrap, ctx.size(60, 30), idle=IDLE_BEFORE_HOP)
+    parts = (
+        ("one authenticated HTTP round trip to the gateway", http, "http_ms"),
+        ("one Kafka hop (publish acks=all → consumed)", kafka, "kafka_ms"),
+        (f"one Kafka hop after {IDLE_BEFORE_HOP * 1000:g} ms idle", idle, "kafka_idle_ms"),
+    )
     return [
         Figure(
-            name=f"1. part: one authenticated HTTP round trip to the gateway, p{q}",
+            name=f"1. part: {label}, p{q}",
             target="",
-            measured=http[f"p{q}"],
+            measured=timings[f"p{q}"],
             unit="ms",
-            details={"http_ms": http},
+            details={key: timings},
         )
-        for q in (50, 99)
-    ] + [
-        Figure(
-            name=f"1. part: one Kafka hop (publish acks=all → consumed), p{q}",
-            target="",
-            measured=kafka[f"p{q}"],
-            unit="ms",
-            details={"kafka_ms": kafka},
-        )
+        for label, timings, key in parts
         for q in (50, 99)
     ]
 

@@ -23,6 +23,8 @@ PER_USER = 1000  # MAX_CONCURRENT_STREAMS in the benchmark deployment
 TARGET_STREAMS = 5000
 TARGET_KB = 100.0
 OPEN_TIMEOUT = 30.0  # seconds for a stream's response headers
+# Statuses of streams not held, in the JSON's details.
+NO_HEADERS_IN_TIME, REFUSED_OR_RESET = -1, -2
 
 
 async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStream]:
@@ -35,9 +37,10 @@ async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStrea
             try:
                 opening = streams[i].open(url, accounts[i // PER_USER].token, body)
                 await asyncio.wait_for(opening, OPEN_TIMEOUT)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                # Refused, reset, or no response headers in time: not held.
-                streams[i].status = -1
+            except TimeoutError:
+                streams[i].status = NO_HEADERS_IN_TIME
+            except (OSError, asyncio.IncompleteReadError):
+                streams[i].status = REFUSED_OR_RESET
 
     await asyncio.gather(*(open_one(i) for i in range(n)))
     return streams
@@ -65,14 +68,18 @@ async def run(ctx: Context) -> list[Figure]:
             health_ms = (time.perf_counter() - health_began) * 1000
             held = sum(1 for s in streams if s.status == 200)
             statuses: dict[int, int] = {}
+            stuck: dict[str, int] = {}  # where the streams not held stopped
             for s in streams:
                 statuses[s.status] = statuses.get(s.status, 0) + 1
+                if s.status != 200:
+                    stuck[s.phase] = stuck.get(s.phase, 0) + 1
             for s in streams:
                 s.close()
             await asyncio.sleep(1)  # let the closes reach the gateway before it stops
     per_stream_kb = (after_kb - before_kb) / held if held else float("nan")
     details = {
-        "opened": n, "held": held, "statuses": statuses, "rss_before_kb": before_kb,
+        "opened": n, "held": held, "statuses": statuses, "not_held_at": stuck,
+        "rss_before_kb": before_kb,
         "rss_after_kb": after_kb, "open_seconds": round(open_seconds, 2),
         "health_while_open_ms": round(health_ms, 1), "healthy_while_open": healthy,
     }  # fmt: skip

@@ -215,6 +215,15 @@ class Settings(BaseSettings):
         " tansu` turns it off, as tansu does not support it.",
         json_schema_extra=_doc("infrastructure"),
     )
+    kafka_linger_ms: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="How long a producer waits to put more events in one request to the"
+        " broker: more throughput and less broker CPU under load, that much latency per"
+        " event (docs/performance.md, #1).",
+        json_schema_extra=_doc("infrastructure"),
+    )
     gateway_reply_partition: int | None = Field(
         default=None,
         ge=0,

@@ -63,6 +63,7 @@ def create_broker(settings: Settings, client_id: str) -> KafkaBroker:
         security=broker_security(settings),
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=settings.kafka_linger_ms,
         logger=structlog.stdlib.get_logger("faststream"),
         # FastStream's per-message lines stay at DEBUG; ours carry the
         # correlation id at INFO.
