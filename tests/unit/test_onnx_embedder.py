@@ -171,3 +171,11 @@ def test_the_factory_builds_it_from_settings() -> None:
     embedder = build_embedder(Settings(embedding_provider="onnx", embedding_batch_size=8))
     assert isinstance(embedder, OnnxEmbedder)
     assert embedder.name == "bge-small-en-v1.5"
+
+
+def test_idle_threads_do_not_spin(model: OnnxTextModel) -> None:
+    """Spinning threads take the cores the rest of the service needs between
+    runs (docs/performance.md, #5)."""
+    options = model._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads >= 1

@@ -162,6 +162,9 @@ class OnnxTextModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
+        # Idle threads would spin for work between runs, taking the cores the
+        # stores, the broker and the event loop need between two batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             str(directory / MODEL_FILE),
             sess_options=options,
