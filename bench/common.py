@@ -89,11 +89,15 @@ async def chat_tenant(gateway: Proc, documents: int = 6) -> ChatTenant:
     return ChatTenant(account, questions)
 
 
+def _stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU time in a /proc/<pid>/stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(proc: Proc) -> float:
     """User + system CPU time the process has used, from /proc."""
-    fields = Path(f"/proc/{proc.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu_seconds(Path(f"/proc/{proc.process.pid}/stat").read_text())
 
 
 def machine_busy_seconds() -> float:
@@ -121,8 +125,7 @@ def cpu_by_role() -> dict[str, float]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # ended meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds = _stat_cpu_seconds(stat)
         role = "bench" if int(entry.name) == os.getpid() else "other"
         role = next((r for r in _ROLES if r in command), role)
         used[role] = used.get(role, 0.0) + seconds

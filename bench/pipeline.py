@@ -95,25 +95,21 @@ async def overhead(ctx: Context, chats: Chats) -> list[Figure]:
 def _overhead_figures(
     level: int, piped: list[StreamResult], local: list[StreamResult], cpu: dict[str, Any]
 ) -> list[Figure]:
+    cores = cpu["pipeline"]["cores"]
     figures = [
         Figure(
-            name=f"1. machine CPU per chat, {level} streams",
+            name=f"1. {what}, {level} streams",
             target="",
-            measured=cpu["pipeline"]["cpu_ms_per_chat"],
-            unit="ms",
-            baseline=cpu["in_process"]["cpu_ms_per_chat"],
+            measured=cpu["pipeline"][key],
+            unit=unit,
+            baseline=cpu["in_process"][key],
             baseline_label="in-process",
             details={"cpu": cpu},
-        ),
-        Figure(
-            name=f"1. cores busy (of {cpu['pipeline']['cores']}), {level} streams",
-            target="",
-            measured=cpu["pipeline"]["cores_busy"],
-            unit="",
-            baseline=cpu["in_process"]["cores_busy"],
-            baseline_label="in-process",
-            details={"cpu": cpu},
-        ),
+        )
+        for what, key, unit in (
+            ("machine CPU per chat", "cpu_ms_per_chat", "ms"),
+            (f"cores busy (of {cores})", "cores_busy", ""),
+        )
     ]
     for label, attr in (("first token", "ttft"), ("last token", "ttlt")):
         p = [getattr(r, attr) for r in piped if getattr(r, attr) is not None]

@@ -17,7 +17,7 @@ from uuid import UUID
 import structlog
 
 from shared.errors import RagError
-from shared.storage.vectorstore import CHUNK_PREFIX, collection_name, tenant_of
+from shared.storage.vectorstore import CHUNK_PREFIX, collection_name, open_collection, tenant_of
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +59,8 @@ def _split(client: Any, shared: Any) -> int:
                 raise RagError(f"chunk {ids[i]} in {shared.name!r} has no tenant: not moved")
             rows.setdefault(UUID(str(meta["tenant_id"])), []).append(i)
         for tenant_id, positions in rows.items():
-            target = client.get_or_create_collection(
-                collection_name(shared.name, tenant_id),
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": model, "tenant_id": str(tenant_id)},
-            )
+            name = collection_name(shared.name, tenant_id)
+            target = open_collection(client, name, model, tenant_id)
             target.upsert(
                 ids=[ids[i] for i in positions],
                 embeddings=[page["embeddings"][i] for i in positions],

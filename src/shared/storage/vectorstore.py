@@ -156,6 +156,16 @@ def tenant_of(name: str) -> UUID | None:
         return None
 
 
+def open_collection(client: Any, name: str, model: str | None, tenant_id: UUID) -> Any:
+    """A tenant's chunk collection, made if missing, its model recorded."""
+    return client.get_or_create_collection(
+        name,
+        embedding_function=None,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"embedding_model": model, "tenant_id": str(tenant_id)},
+    )
+
+
 class VectorStore:
     """Async facade over the (blocking) Chroma client: calls run in threads."""
 
@@ -183,12 +193,7 @@ class VectorStore:
             return collection
         name = self.collection_name(tenant_id)
         if create:
-            collection = self._client.get_or_create_collection(
-                name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": self.model, "tenant_id": str(tenant_id)},
-            )
+            collection = open_collection(self._client, name, self.model, tenant_id)
         else:
             try:
                 collection = self._client.get_collection(name, embedding_function=None)
