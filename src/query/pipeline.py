@@ -106,7 +106,7 @@ class RetrievalPipeline:
             hits = hits[: plan.top_k]
         else:
             hits = await self.rerankers[plan.reranking].rerank(
-                standalone, hits[:wanted], plan.top_k
+                standalone, hits[:wanted], plan.top_k, owner
             )
         if plan.compression and hits:
             hits = await self.compressor.compress(standalone, hits)

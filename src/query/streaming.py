@@ -1,6 +1,7 @@
 """Publishing one answer's reply events, numbered and coalesced.
 
-Tokens are batched (a few words, or a few milliseconds' worth) so a long
+The first words go out at once (they are what the user waits for); later
+ones are batched (a few words, or a few milliseconds' worth) so a long
 answer is tens of messages, not thousands. Token and sources events are
 pipelined: each is queued on the producer without waiting for the broker's
 acknowledgement (a round trip per token would pace the answer by the broker,
@@ -60,6 +61,7 @@ class ReplyStream:
     _seq: int = 0
     _buffer: list[str] = field(default_factory=list)
     _buffered_since: float = 0.0
+    _text_sent: bool = False
     _in_flight: list[asyncio.Future[Any]] = field(default_factory=list)
     finished: bool = False
 
@@ -110,12 +112,13 @@ class ReplyStream:
             self._buffered_since = time.monotonic()
         self._buffer.append(text)
         aged = time.monotonic() - self._buffered_since >= _MAX_BUFFER_SECONDS
-        if len(self._buffer) >= self.coalesce_words or aged:
+        if len(self._buffer) >= self.coalesce_words or aged or not self._text_sent:
             await self.flush()
 
     async def flush(self) -> None:
         if self._buffer:
             text, self._buffer = "".join(self._buffer), []
+            self._text_sent = True
             await self._send_nowait(TokenReply(**self._envelope(), text=text))
 
     async def done(self, cited: list[int] | None = None) -> None:

@@ -52,7 +52,7 @@ def build_rerankers(
     settings: Settings, clients: Clients, model: ChatModel | None
 ) -> dict[str, Reranker]:
     rerankers: dict[str, Reranker] = {
-        "mmr": MMRReranker(clients.require_embedder(), settings.mmr_lambda),
+        "mmr": MMRReranker(clients.require_embedder(), settings.mmr_lambda, clients.vectors),
         "cross-encoder": CrossEncoderReranker.bundled(max_chars=settings.rerank_max_chars),
     }
     if model is not None:

@@ -595,7 +595,8 @@ class Settings(BaseSettings):
         default=6,
         ge=1,
         le=200,
-        description="Words per `token` message (or 50 ms, whichever comes first).",
+        description="Words per `token` message (or 50 ms, whichever comes first); the first"
+        " words of an answer go at once.",
         json_schema_extra=_doc("retrieval"),
     )
     stream_queue_size: int = Field(

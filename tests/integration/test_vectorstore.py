@@ -61,6 +61,28 @@ async def test_search_and_delete_only_touch_the_owners_chunks(stack_env: dict[st
     assert [h.text for h in await store.search(bob, bob, vector, 10)] == ["bob's revenue"]
 
 
+async def test_stored_vectors_are_read_back_by_id_within_the_tenant(
+    stack_env: dict[str, str],
+) -> None:
+    embedder = HashingEmbedder(32)
+    store = VectorStore(connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"])), embedder)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    doc_a, doc_b = uuid.uuid4(), uuid.uuid4()
+    first, second = embedder.embed(["parental leave policy", "expense report deadline"])
+    mine = [_chunk(alice, doc_a, 0, "leave", first), _chunk(alice, doc_a, 1, "expenses", second)]
+    theirs = _chunk(bob, doc_b, 0, "bob's", first)
+    await store.upsert([*mine, theirs])
+
+    found = await store.vectors(alice, [mine[1].id, "gone:0:x", mine[0].id])
+    assert set(found) == {mine[0].id, mine[1].id}
+    assert found[mine[0].id] == pytest.approx(first, abs=1e-6)
+    assert found[mine[1].id] == pytest.approx(second, abs=1e-6)
+    # Another tenant's id is not in this tenant's collection.
+    assert await store.vectors(alice, [theirs.id]) == {}
+    assert await store.vectors(uuid.uuid4(), [mine[0].id]) == {}
+    assert await store.vectors(alice, []) == {}
+
+
 def _owned(
     tenant: uuid.UUID,
     user: uuid.UUID,

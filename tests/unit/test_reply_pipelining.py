@@ -89,3 +89,28 @@ async def test_a_drain_waits_for_open_streams_then_cuts_the_rest() -> None:
     stuck = SimpleNamespace(draining=False, replies=Replies(2))
     await asyncio.wait_for(drain(stuck, grace=0.3), 2)  # type: ignore[arg-type]
     assert stuck.replies.cut == ["shutdown"]
+
+
+async def test_the_first_words_go_at_once_and_later_ones_are_coalesced() -> None:
+    broker = UnackedBroker()
+    stream = ReplyStream(broker, "replies", _request(), coalesce_words=3)  # type: ignore[arg-type]
+    await stream.token("Lima ")
+    # The user waits for the first words: they are not held for company.
+    assert [e.get("text") for e in broker.sent] == ["Lima "]
+    for word in ("is ", "the ", "capital ", "of ", "Peru"):
+        await stream.token(word)
+    assert [e.get("text") for e in broker.sent] == ["Lima ", "is the capital "]
+    await stream.token(".")
+    assert [e.get("text") for e in broker.sent][-1] == "of Peru."
+    await stream.token(" Yes")
+    await asyncio.sleep(0.06)
+    # A word arriving after the buffer aged 50 ms sends what waited.
+    await stream.token("!")
+    assert [e.get("text") for e in broker.sent][-1] == " Yes!"
+    await stream.token(" Done")
+    done = asyncio.create_task(stream.done([]))
+    await asyncio.sleep(0.01)
+    broker.ack_all()  # including the last words', which done() sent first
+    await asyncio.wait_for(done, 1)
+    texts = [e.get("text") for e in broker.sent if e["type"] == "token"]
+    assert texts == ["Lima ", "is the capital ", "of Peru.", " Yes!", " Done"]

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 import pytest
 
 from query.rerank.mmr import MMRReranker, mmr_order
+from query.retrieval import Owner
 from shared.adapters.embedding import HashingEmbedder
 from shared.storage.vectorstore import Hit
 
@@ -98,3 +99,52 @@ async def test_with_real_text_the_second_pick_is_not_a_copy_of_the_first() -> No
     assert [h.text for h in by_relevance] == texts[:2]
     diverse = await MMRReranker(embedder, lambda_=0.5).rerank(question, _hits(*texts), 2)
     assert [h.text for h in diverse] == [texts[0], texts[2]]
+
+
+class Store:
+    """Stored vectors of one tenant, as the vector store returns them."""
+
+    def __init__(self, tenant_id: uuid.UUID, table: dict[str, list[float]]) -> None:
+        self.tenant_id = tenant_id
+        self.table = table
+        self.asked: list[list[str]] = []
+
+    async def vectors(self, tenant_id: uuid.UUID, ids: Sequence[str]) -> dict[str, list[float]]:
+        self.asked.append(list(ids))
+        if tenant_id != self.tenant_id:
+            return {}
+        return {i: self.table[i] for i in ids if i in self.table}
+
+
+class CountingEmbedder(TableEmbedder):
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        super().__init__(table)
+        self.embedded: list[str] = []
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded += [t.split("\n\n", 1)[-1] for t in texts]
+        return await super().embed_documents(texts)
+
+
+async def test_stored_vectors_are_used_and_only_missing_ones_embedded() -> None:
+    owner = Owner(uuid.uuid4(), uuid.uuid4())
+    # The store holds A and B (A2 was deleted since retrieval); the stored
+    # vectors differ from what the embedder would say, to tell them apart:
+    # stored, A is far from the question and B near it.
+    store = Store(owner.tenant_id, {"A": [0.0, 0.0, 1.0], "B": [1.0, 0.0, 0.0]})
+    embedder = CountingEmbedder(TABLE)
+    reranker = MMRReranker(embedder, lambda_=1.0, stored=store)
+    ranked = await reranker.rerank("Q", _hits("A", "A2", "B"), k=3, owner=owner)
+    assert [h.text for h in ranked] == ["B", "A2", "A"]
+    assert [h.score for h in ranked] == [1.0, 0.6, 0.0]
+    assert store.asked == [["A", "A2", "B"]]
+    assert embedder.embedded == ["A2"]
+
+
+async def test_without_an_owner_every_passage_is_embedded() -> None:
+    store = Store(uuid.uuid4(), {"A": [0.0, 0.0, 1.0]})
+    embedder = CountingEmbedder(TABLE)
+    ranked = await MMRReranker(embedder, lambda_=1.0, stored=store).rerank("Q", _hits("B", "A"), 2)
+    assert [h.text for h in ranked] == ["A", "B"]
+    assert store.asked == []
+    assert embedder.embedded == ["B", "A"]

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from query.retrieval import Owner
 from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
 from shared.storage.vectorstore import Hit
 
@@ -51,7 +52,9 @@ class CrossEncoderReranker:
         pairs = [(question, _clip(passage, self._max_chars)) for passage in passages]
         return [float(output[0]) for output in self._model.run(pairs)]
 
-    async def rerank(self, question: str, hits: list[Hit], k: int) -> list[Hit]:
+    async def rerank(
+        self, question: str, hits: list[Hit], k: int, owner: Owner | None = None
+    ) -> list[Hit]:
         if not hits or k < 1:
             return []
         logits = await asyncio.to_thread(self.logits, question, [h.in_context for h in hits])

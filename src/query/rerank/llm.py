@@ -13,6 +13,7 @@ import structlog
 
 from query.llm.base import ChatModel
 from query.prompts import relevance_messages
+from query.retrieval import Owner
 from shared.errors import Unavailable
 from shared.storage.vectorstore import Hit
 
@@ -89,7 +90,9 @@ class LLMReranker:
         self.model = model
         self.max_chars = max_chars
 
-    async def rerank(self, question: str, hits: list[Hit], k: int) -> list[Hit]:
+    async def rerank(
+        self, question: str, hits: list[Hit], k: int, owner: Owner | None = None
+    ) -> list[Hit]:
         if not hits or k <= 0:
             return []
         messages = relevance_messages(question, [_clip(h.text, self.max_chars) for h in hits])

@@ -262,6 +262,16 @@ class VectorStore:
         ids = self._on(tenant_id, lambda c: c.get(where=where, include=[])["ids"], create=False)
         return set(ids or [])
 
+    def _vectors(self, tenant_id: UUID, ids: list[str]) -> dict[str, list[float]]:
+        def get(collection: Any) -> dict[str, list[float]]:
+            found = collection.get(ids=ids, include=["embeddings"])
+            return {
+                chunk_id: [float(x) for x in vector]
+                for chunk_id, vector in zip(found["ids"], found["embeddings"], strict=True)
+            }
+
+        return self._on(tenant_id, get, create=False) or {}
+
     def _delete(self, tenant_id: UUID, ids: list[str]) -> None:
         if ids:
             self._on(tenant_id, lambda c: c.delete(ids=ids), create=False)
@@ -316,6 +326,13 @@ class VectorStore:
 
     async def chunk_ids(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> set[str]:
         return await asyncio.to_thread(self._ids, tenant_id, user_id, document_id)
+
+    async def vectors(self, tenant_id: UUID, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of the tenant's chunks ``ids``, by id (a chunk
+        deleted meanwhile is absent)."""
+        if not ids:
+            return {}
+        return await asyncio.to_thread(self._vectors, tenant_id, list(ids))
 
     async def delete_ids(self, tenant_id: UUID, ids: set[str]) -> None:
         await asyncio.to_thread(self._delete, tenant_id, sorted(ids))
