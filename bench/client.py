@@ -86,11 +86,14 @@ class StreamResult:
     last: str = ""  # the last event's data: why an error ended the stream
 
 
-def _request(url: str, token: str, body: dict[str, Any]) -> tuple[str, int, bytes]:
+def _request(
+    url: str, token: str, body: dict[str, Any], request_id: str | None = None
+) -> tuple[str, int, bytes]:
     parsed = urlparse(url)
     payload = json.dumps(body).encode()
+    named = f"X-Request-ID: {request_id}\r\n" if request_id else ""
     head = (
-        f"POST /api/chat/stream HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+        f"POST /api/chat/stream HTTP/1.1\r\nHost: {parsed.netloc}\r\n{named}"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         f"Accept: text/event-stream\r\nContent-Length: {len(payload)}\r\n"
         "Connection: close\r\n\r\n"
@@ -170,8 +173,11 @@ class OpenStream:
         self.status = 0
         self.phase = "connecting"  # then "waiting" (request sent), then "open"
 
-    async def open(self, url: str, token: str, body: dict[str, Any]) -> int:
-        host, port, request = _request(url, token, body)
+    async def open(
+        self, url: str, token: str, body: dict[str, Any], request_id: str | None = None
+    ) -> int:
+        """``request_id`` (sent as X-Request-ID) finds the stream in the gateway's log."""
+        host, port, request = _request(url, token, body, request_id)
         reader, self.writer = await asyncio.open_connection(host, port)
         self.writer.write(request)
         self.phase = "waiting"

@@ -133,4 +133,10 @@ async def in_process(env: dict[str, str], log_dir: Path) -> AsyncIterator[InProc
             generator=LLMGenerator(model, max_tokens=settings.llm_max_tokens),
             cancellations=Cancellations(),
         )
-        yield InProcess(clients, handler)
+        try:
+            yield InProcess(clients, handler)
+        finally:
+            # Left to the garbage collector, the model's client would close
+            # itself during a later benchmark and unregister sockets that
+            # reused its descriptors: 5 of the 5,000 streams of #3 hung so.
+            await model.aclose()

@@ -27,6 +27,11 @@ OPEN_TIMEOUT = 30.0  # seconds for a stream's response headers
 NO_HEADERS_IN_TIME, REFUSED_OR_RESET = -1, -2
 
 
+def stream_id(i: int) -> str:
+    """The X-Request-ID of the i-th stream: the gateway logs it as correlation_id."""
+    return f"bench-stream-{i:05d}"
+
+
 async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStream]:
     streams = [OpenStream() for _ in range(n)]
     gate = asyncio.Semaphore(100)
@@ -35,7 +40,7 @@ async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStrea
     async def open_one(i: int) -> None:
         async with gate:
             try:
-                opening = streams[i].open(url, accounts[i // PER_USER].token, body)
+                opening = streams[i].open(url, accounts[i // PER_USER].token, body, stream_id(i))
                 await asyncio.wait_for(opening, OPEN_TIMEOUT)
             except TimeoutError:
                 streams[i].status = NO_HEADERS_IN_TIME
@@ -69,16 +74,19 @@ async def run(ctx: Context) -> list[Figure]:
             held = sum(1 for s in streams if s.status == 200)
             statuses: dict[int, int] = {}
             stuck: dict[str, int] = {}  # where the streams not held stopped
-            for s in streams:
+            not_held: list[str] = []  # their ids, to look for in the gateway's log
+            for i, s in enumerate(streams):
                 statuses[s.status] = statuses.get(s.status, 0) + 1
                 if s.status != 200:
                     stuck[s.phase] = stuck.get(s.phase, 0) + 1
+                    not_held.append(stream_id(i))
             for s in streams:
                 s.close()
             await asyncio.sleep(1)  # let the closes reach the gateway before it stops
     per_stream_kb = (after_kb - before_kb) / held if held else float("nan")
     details = {
         "opened": n, "held": held, "statuses": statuses, "not_held_at": stuck,
+        "not_held_ids": not_held[:20],
         "rss_before_kb": before_kb,
         "rss_after_kb": after_kb, "open_seconds": round(open_seconds, 2),
         "health_while_open_ms": round(health_ms, 1), "healthy_while_open": healthy,

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
         description="Redis: answer cache, reply-partition leases.",
         json_schema_extra=_doc("infrastructure"),
     )
+    redis_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Connections each process opens to Redis at most; past that a call waits"
+        " (up to `DEPENDENCY_TIMEOUT`) for a free one instead of failing.",
+        json_schema_extra=_doc("infrastructure"),
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         description="Kafka brokers, comma-separated.",

@@ -89,6 +89,17 @@ async def test_complete_returns_the_whole_text(fake: FakeOpenAI) -> None:
     assert request["temperature"] == pytest.approx(0.2)
 
 
+async def test_aclose_closes_the_client_and_its_connections(fake: FakeOpenAI) -> None:
+    fake.reply = lambda messages: "fine"
+    model = _chat(_settings(fake))
+    assert await model.complete(MESSAGES) == "fine"  # a kept-alive connection now
+    client = model._client
+    assert not client.is_closed()
+    await model.aclose()
+    # Closed now, by its owner: not later by a finalizer (query.llm.base).
+    assert client.is_closed()
+
+
 async def test_a_local_server_needs_no_key(fake: FakeOpenAI) -> None:
     fake.reply = lambda messages: "fine"
     model = _chat(_settings(fake, openai_api_key=None))

@@ -27,3 +27,11 @@ class ChatModel(Protocol):
     async def complete(self, messages: Sequence[Message], *, max_tokens: int | None = None) -> str:
         """The whole reply (for query rewriting, HyDE, judging, compression)."""
         ...
+
+    async def aclose(self) -> None:
+        """Close the model's connections. Whoever drops a model must: an
+        AsyncOpenAI client left to the garbage collector closes itself later
+        from a finalizer, after its sockets' numbers may have gone to new
+        connections, and unregisters those from the event loop (they then
+        never read again)."""
+        ...

@@ -33,6 +33,9 @@ class BedrockChatModel:
         self._max_tokens = max_tokens
         self.name = model
 
+    async def aclose(self) -> None:
+        self._client.close()
+
     @classmethod
     def from_settings(cls, settings: Settings) -> BedrockChatModel:
         return cls(

@@ -35,6 +35,9 @@ class OpenAIChatModel:
             max_tokens=settings.llm_max_tokens,
         )
 
+    async def aclose(self) -> None:
+        await self._client.close()
+
     def _params(self, messages: Sequence[Message], max_tokens: int | None) -> dict[str, Any]:
         # max_tokens, not max_completion_tokens: it is what other servers understand.
         return {

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from shared.adapters.embedding import Embedder, build_embedder
 from shared.config import Settings
@@ -43,6 +43,20 @@ class Clients:
         return self.embedder
 
 
+def connect_redis(settings: Settings) -> Redis:
+    """A client whose pool waits for a free connection when all are busy:
+    the default pool fails at once instead, and a burst (thousands of
+    streams closing together, each giving back its slot) would lose calls."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.dependency_timeout,
+        socket_timeout=settings.dependency_timeout,
+        socket_connect_timeout=settings.dependency_timeout,
+    )
+    return Redis.from_pool(pool)  # closing the client closes its pool
+
+
 @asynccontextmanager
 async def open_clients(
     settings: Settings, service: str, *, embedder: bool = True
@@ -53,11 +67,7 @@ async def open_clients(
     topics = Topics.from_prefix(settings.kafka_topic_prefix)
     await ensure_topics(settings, topics)
     pool = await create_pool(settings)
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.dependency_timeout,
-        socket_connect_timeout=settings.dependency_timeout,
-    )
+    redis = connect_redis(settings)
     model = build_embedder(settings) if embedder else None
     clients = Clients(
         settings=settings,
