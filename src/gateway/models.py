@@ -6,16 +6,21 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.contracts.events import ChatOptions, DocumentStatus, Source
+from shared.contracts.events import ChatOptions, DocumentStatus, Source, storable
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000)]
+# The constraints first: after a validator pydantic would not apply them.
+Message = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=8000),
+    AfterValidator(storable),
+]
 
 
 class Strict(BaseModel):

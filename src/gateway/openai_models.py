@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.contracts.events import Source
+from shared.contracts.events import Source, UserText
 
 MODEL_ID = "ragstream"
 # When the model was first served: OpenAI's model objects carry a creation time.
@@ -28,13 +28,13 @@ class ContentPart(Lenient):
     """One part of a message's content; only ``text`` parts are answered."""
 
     type: str = Field(max_length=64)
-    text: str | None = None
+    text: UserText | None = None
 
 
 class ChatMessage(Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     # A text's length is bounded by the body's (MAX_JSON_BODY_KB).
-    content: str | Annotated[list[ContentPart], Field(max_length=100)] | None = None
+    content: UserText | Annotated[list[ContentPart], Field(max_length=100)] | None = None
 
 
 class StreamOptions(Lenient):

@@ -69,6 +69,9 @@ async def test_unsupported_file_type(client: httpx.AsyncClient, user: User) -> N
         b'{"message": "hi", "top_k": 0}',
         b'{"message": "hi", "conversation_id": "nope"}',
         b'{"message": "hi", "surprise": 1}',
+        # PostgreSQL cannot store NUL; UTF-8 cannot carry an unpaired surrogate.
+        b'{"message": "what is \\u0000 in a question?"}',
+        b'{"message": "half a pair \\udbe3 here"}',
     ],
     ids=[
         "malformed",
@@ -79,6 +82,8 @@ async def test_unsupported_file_type(client: httpx.AsyncClient, user: User) -> N
         "zero-top-k",
         "bad-conversation",
         "unknown-field",
+        "nul-character",
+        "lone-surrogate",
     ],
 )
 async def test_malformed_chat_requests(client: httpx.AsyncClient, user: User, body: bytes) -> None:
@@ -88,6 +93,17 @@ async def test_malformed_chat_requests(client: httpx.AsyncClient, user: User, bo
         )
         assert response.status_code == 422, (path, response.text)
         assert response.json()["detail"], response.text
+
+
+async def test_a_surrogate_pair_is_a_character_not_an_error(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    # "\ud879\udfea" in JSON is one character (U+2E7EA), whatever a fuzzer sends with it.
+    body = b'{"message": "\\ud879\\udfea? which page mentions it"}'
+    response = await client.post(
+        "/api/chat", headers={**user.headers, "Content-Type": "application/json"}, content=body
+    )
+    assert response.status_code == 200, response.text
 
 
 async def test_malformed_login_does_not_echo_the_password(client: httpx.AsyncClient) -> None:

@@ -199,6 +199,8 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     ({"messages": [{"role": "assistant", "content": "hello"}]}, "last message"),
     ({"messages": ask("   ")}, "messages[0].content"),
     ({"messages": ask("x" * 8001)}, "messages[0].content"),
+    ({"messages": ask("nul \x00 inside")}, "NUL"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a\x00b"}]}]}, "NUL"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "text parts"),
     ({"messages": [*ask("hi"), {"role": "tool", "content": "42"}, *ask("and?")]}, "tool"),
     ({"messages": ask("hi"), "n": 2}, "n"),

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
 
@@ -102,13 +102,30 @@ class ChatOptions(BaseModel):
     )
 
 
+def storable(text: str) -> str:
+    """``text`` if it can be stored and sent: PostgreSQL's text refuses NUL,
+    and UTF-8 (so JSON on the wire) cannot carry an unpaired surrogate.
+    Refused where a message comes in, with a reason, not in a worker."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
+    return text
+
+
+# Text a user wrote: a question or an earlier turn of the conversation.
+UserText = Annotated[str, AfterValidator(storable)]
+
+
 class Turn(BaseModel):
     """An earlier message of a conversation the client keeps itself."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     role: Literal["user", "assistant"]
-    content: str = Field(max_length=8000)
+    content: UserText = Field(max_length=8000)
 
 
 class ChatRequest(Event):
@@ -121,7 +138,7 @@ class ChatRequest(Event):
         " it and checked against the tenant and user (correlation_id is only for logs)",
     )
     conversation_id: UUID
-    message: str = Field(min_length=1, max_length=8000)
+    message: UserText = Field(min_length=1, max_length=8000)
     top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
     options: ChatOptions = Field(default_factory=ChatOptions)
     deadline: AwareDatetime
