@@ -27,12 +27,14 @@ OPEN_TIMEOUT = 30.0  # seconds for a stream's response headers
 NO_HEADERS_IN_TIME, REFUSED_OR_RESET = -1, -2
 
 
-def stream_id(i: int) -> str:
+def stream_id(i: int, kind: str = "stream") -> str:
     """The X-Request-ID of the i-th stream: the gateway logs it as correlation_id."""
-    return f"bench-stream-{i:05d}"
+    return f"bench-{kind}-{i:05d}"
 
 
-async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStream]:
+async def _open_all(
+    url: str, accounts: list[Account], n: int, kind: str = "stream"
+) -> list[OpenStream]:
     streams = [OpenStream() for _ in range(n)]
     gate = asyncio.Semaphore(100)
     body = {"message": "What is held open?", "stream_timeout": 300}
@@ -40,7 +42,9 @@ async def _open_all(url: str, accounts: list[Account], n: int) -> list[OpenStrea
     async def open_one(i: int) -> None:
         async with gate:
             try:
-                opening = streams[i].open(url, accounts[i // PER_USER].token, body, stream_id(i))
+                opening = streams[i].open(
+                    url, accounts[i // PER_USER].token, body, stream_id(i, kind)
+                )
                 await asyncio.wait_for(opening, OPEN_TIMEOUT)
             except TimeoutError:
                 streams[i].status = NO_HEADERS_IN_TIME
@@ -58,7 +62,7 @@ async def run(ctx: Context) -> list[Figure]:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
             accounts = [await sign_up(http) for _ in range(-(-n // PER_USER))]
             # One stream opened and closed first: lazily built state is not per stream.
-            warm = await _open_all(gateway.base_url, accounts[:1], 20)
+            warm = await _open_all(gateway.base_url, accounts[:1], 20, kind="warm")
             for s in warm:
                 s.close()
             await asyncio.sleep(2)

@@ -103,15 +103,12 @@ class ChatOptions(BaseModel):
 
 
 def storable(text: str) -> str:
-    """``text`` if it can be stored and sent: PostgreSQL's text refuses NUL,
-    and UTF-8 (so JSON on the wire) cannot carry an unpaired surrogate.
-    Refused where a message comes in, with a reason, not in a worker."""
+    """``text`` if PostgreSQL can store it: its text type refuses NUL.
+    Refused where a message comes in, with a reason, not in a worker. (An
+    unpaired surrogate, which UTF-8 cannot carry, pydantic's own str check
+    refuses before this runs.)"""
     if "\x00" in text:
         raise ValueError("must not contain NUL (\\u0000) characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
     return text
 
 
