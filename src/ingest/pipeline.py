@@ -82,6 +82,10 @@ class Indexer:
             log.info("Document deleted while indexing", document_id=str(request.document_id))
             await self._drop_chunks(request)
             return "dropped"
+        # The chunks are searchable now: answers cached before them must go
+        # before the row says indexed, or a client that saw `indexed` could be
+        # answered from the cache without the document.
+        await self._invalidate_answers(request)
         # The commit point; announcing it is best-effort (below).
         if not await self._set_status(request, "indexed", chunks=count, announce=False):
             # Deleted while we worked: leave nothing searchable behind.
@@ -97,11 +101,22 @@ class Indexer:
         log.info("Document indexed", document_id=str(request.document_id), chunks=count)
         try:
             await self._announce(request, "indexed", chunks=count)
-            if self.clients.settings.rag_use_cache:
-                await bump_corpus_generation(self.clients.redis, request.tenant_id)
         except Exception as exc:
             log.warning(
                 "Document indexed, but a follow-up step failed",
+                document_id=str(request.document_id),
+                error=type(exc).__name__,
+            )
+
+    async def _invalidate_answers(self, request: IngestRequest) -> None:
+        # Whatever this worker's RAG_USE_CACHE: the query workers' setting is
+        # the one that caches, and one INCR is cheap.
+        try:
+            await bump_corpus_generation(self.clients.redis, request.tenant_id)
+        except Exception as exc:
+            # Only the cache is behind; the document must still be indexed.
+            log.warning(
+                "Cached answers not invalidated",
                 document_id=str(request.document_id),
                 error=type(exc).__name__,
             )

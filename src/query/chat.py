@@ -18,6 +18,7 @@ from query.metrics import ANSWER_CACHE, CHAT_REQUESTS, FIRST_TOKEN_SECONDS, GENE
 from query.pipeline import Plan, RetrievalPipeline
 from query.retrieval import Owner
 from query.streaming import ReplyStream
+from shared.config import Settings
 from shared.contracts.events import ChatRequest, Source, utcnow
 from shared.errors import InvalidInput
 from shared.runtime.clients import Clients
@@ -29,6 +30,20 @@ log = structlog.get_logger(__name__)
 
 _SNIPPET_CHARS = 240
 FAILED_MESSAGE = "The answer could not be generated; please try again."
+
+# What an answer depends on besides the request and the corpus: part of the
+# answer cache's key, so a worker started with another model or ranking never
+# serves answers cached under the old one.
+ANSWER_SETTINGS = (
+    "embedding_provider", "embedding_model", "embedding_dim", "llm_provider", "llm_model",
+    "llm_temperature", "llm_max_tokens", "openai_base_url", "retrieval_candidates", "rrf_k",
+    "rerank_candidates", "rerank_fusion", "rerank_max_chars", "mmr_lambda",
+    "compression_threshold",
+)  # fmt: skip
+
+
+def answer_settings(settings: Settings) -> str:
+    return "\x1e".join(f"{name}={getattr(settings, name)!r}" for name in ANSWER_SETTINGS)
 
 
 def to_sources(hits: list[Hit]) -> list[Source]:
@@ -183,7 +198,12 @@ class ChatHandler:
         generation = await corpus_generation(self.clients.redis, request.tenant_id)
         question = " ".join(request.message.lower().split())
         return answer_key(
-            request.tenant_id, request.user_id, generation, *plan.cache_parts(), question
+            request.tenant_id,
+            request.user_id,
+            generation,
+            answer_settings(self.clients.settings),
+            *plan.cache_parts(),
+            question,
         )
 
     @staticmethod

@@ -16,6 +16,7 @@ from query.llm import ChatModel, build_chat_model
 from query.pipeline import RetrievalPipeline
 from query.rerank.base import Reranker
 from query.rerank.cross_encoder import CrossEncoderReranker
+from query.rerank.fused import RetrievalFused
 from query.rerank.llm import LLMReranker
 from query.rerank.mmr import MMRReranker
 from query.retrieval import QueryEmbeddings, Retriever
@@ -51,9 +52,12 @@ def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
 def build_rerankers(
     settings: Settings, clients: Clients, model: ChatModel | None
 ) -> dict[str, Reranker]:
+    cross_encoder: Reranker = CrossEncoderReranker.bundled(max_chars=settings.rerank_max_chars)
+    if settings.rerank_fusion:
+        cross_encoder = RetrievalFused(cross_encoder, settings.rrf_k)
     rerankers: dict[str, Reranker] = {
         "mmr": MMRReranker(clients.require_embedder(), settings.mmr_lambda, clients.vectors),
-        "cross-encoder": CrossEncoderReranker.bundled(max_chars=settings.rerank_max_chars),
+        "cross-encoder": cross_encoder,
     }
     if model is not None:
         rerankers["llm"] = LLMReranker(model, max_chars=settings.rerank_max_chars)

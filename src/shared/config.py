@@ -524,10 +524,18 @@ class Settings(BaseSettings):
         json_schema_extra=_doc("retrieval"),
     )
     rerank_candidates: int = Field(
-        default=20,
+        default=10,
         ge=1,
         le=200,
-        description="Candidates the reranker reorders.",
+        description="Candidates the reranker reorders (at least the request's `top_k`).",
+        json_schema_extra=_doc("retrieval"),
+    )
+    rerank_fusion: bool = Field(
+        default=True,
+        description="The `cross-encoder` ranks by reciprocal rank fusion (`RRF_K`) of its"
+        " own order and the retrieval order, instead of its own order alone: the MS MARCO"
+        " model learnt from web search, and on technical documentation the fused order"
+        " ranks the right page first more often than either (docs/quality.md).",
         json_schema_extra=_doc("retrieval"),
     )
     rerank_max_chars: int = Field(
