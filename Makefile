@@ -6,10 +6,11 @@ PYTHON ?= python3
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/local-llm.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[local,dev]"
+	$(VENV)/bin/pip install --quiet --no-deps --require-hashes -r requirements/local-llm.txt
 	touch $@
 
 # The whole stack in the foreground, with the sample documents ingested.

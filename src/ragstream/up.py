@@ -62,6 +62,8 @@ class UpOptions:
     host: str
     port: int
     samples: bool
+    llm_port: int | None = None
+    """Serve the bundled offline instruct model on this port (``--local-llm``)."""
 
     @property
     def base_url(self) -> str:
@@ -110,6 +112,33 @@ def app_commands(options: UpOptions) -> dict[str, list[str]]:
     }
 
 
+def start_local_llm(
+    options: UpOptions, env: dict[str, str], apps: list[ManagedProcess]
+) -> dict[str, str]:
+    """``rag llm-server`` as one more child, and the settings that point the
+    services at it (any LLM_* already in the environment is replaced)."""
+    if options.llm_port is None:
+        return env
+    from ragstream.local_llm import SMOLLM2_135M, bundled_path
+
+    bundled_path()  # missing or damaged: one line now, not a crashed child
+    args = [sys.executable, "-m", "ragstream", "llm-server", "--port", str(options.llm_port)]
+    log_path = options.stack.data_dir / "logs" / "llm-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = ManagedProcess("llm-server", args, log_path=log_path, env=env)
+    apps.append(server)
+    server.start()
+    wait_healthy(f"http://127.0.0.1:{options.llm_port}/health", [server])
+    return {
+        **env,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{options.llm_port}/v1",
+        "LLM_MODEL": SMOLLM2_135M.name,
+        # llama.cpp's server asks for no key; the OpenAI client needs one.
+        "OPENAI_API_KEY": "local",
+    }
+
+
 def migrate(database_url: str, chroma_url: str | None) -> None:
     """The database schema, then the vector store's layout (``chroma_url``
     None: the workers' embedded Chroma, which has no older layout to move)."""
@@ -146,7 +175,8 @@ def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProces
 def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) -> int:
     stack.start()
     migrate(stack.env["DATABASE_URL"], stack.env["CHROMA_URL"])
-    start_apps(options, app_env(stack, options.stack.data_dir), apps)
+    env = start_local_llm(options, app_env(stack, options.stack.data_dir), apps)
+    start_apps(options, env, apps)
     wait_healthy(f"{options.base_url}/health", apps)
     demo_token = None
     if options.samples:
@@ -162,6 +192,8 @@ def run_up(options: UpOptions) -> int:
     data_dir = options.stack.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_free(options.port, "pass --port to serve the API on another one")
+    if options.llm_port is not None:
+        ensure_free(options.llm_port, "pass --llm-port to serve the model on another one")
     stack = LocalStack(options.stack.config(os.environ))
     apps: list[ManagedProcess] = []
     install_shutdown_handlers()

@@ -57,13 +57,27 @@ def up(
     host: Host = "127.0.0.1",
     port: Port = 8000,
     samples: Annotated[bool, typer.Option("--samples", help="load the sample documents")] = False,
+    local_llm: Annotated[
+        bool,
+        typer.Option(
+            "--local-llm", help="generate answers with the bundled offline model (rag llm-server)"
+        ),
+    ] = False,
+    llm_port: Annotated[int, typer.Option("--llm-port")] = 8081,
 ) -> int:
     """Infrastructure, gateway and workers, in the foreground."""
     stack = StackOptions(
         data_dir.resolve(), broker.value, kafka_port, postgres_port, redis_port, chroma_port
     )
     _configure_logging("rag", log_dir=stack.data_dir / "logs")
-    return run_up(UpOptions(stack=stack, host=host, port=port, samples=samples))
+    options = UpOptions(
+        stack=stack,
+        host=host,
+        port=port,
+        samples=samples,
+        llm_port=llm_port if local_llm else None,
+    )
+    return run_up(options)
 
 
 def services(
@@ -137,8 +151,31 @@ def migrate_command() -> int:
     return 0
 
 
+def llm_server(
+    host: Host = "127.0.0.1",
+    port: Port = 8081,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="a GGUF file to serve instead of the bundled SmolLM2-135M"),
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1)] = max(1, os.cpu_count() or 1),
+    context: Annotated[
+        int, typer.Option("--context", min=512, help="tokens of context, shared by the slots")
+    ] = 16384,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="requests at once")] = 2,
+) -> int:
+    """An offline instruct model behind an OpenAI-compatible API (llama.cpp)."""
+    from ragstream.local_llm import SMOLLM2_135M, ServerOptions, bundled_path, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = model if model is not None else bundled_path()
+    alias = path.stem if model is not None else SMOLLM2_135M.name
+    return serve(path, ServerOptions(host, port, threads, context, parallel), alias)
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
+    app.command("llm-server")(llm_server)
     app.command("services")(services)
     app.command("gateway")(gateway)
     app.command("worker")(worker)
