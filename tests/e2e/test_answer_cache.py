@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.api import User, new_user, upload, wait_for_status
-from tests.support.processes import Component, start_gateway, start_worker
+from tests.support.processes import Component, side_stack
 
 BADGES = b"# Security\n\nVisitor badges are collected at the front desk by 6pm every day.\n"
 PARKING = b"# Parking\n\nThe visitor car park closes at 8pm; the barrier code is 4471.\n"
@@ -26,18 +26,9 @@ PARKING = b"# Parking\n\nThe visitor car park closes at 8pm; the barrier code is
 def cache_stack(
     app_env: dict[str, str], log_dir: Path, workers: list[Component]
 ) -> Iterator[tuple[Component, Component]]:
-    # Topics of their own; Postgres, Redis and Chroma are the default stack's,
-    # whose ingest worker indexes (and so invalidates) for this one too.
-    env = {
-        **app_env,
-        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-cache",
-        "RAG_USE_CACHE": "true",
-    }
-    query = start_worker("query", env, log_dir, name="query-worker-cache")
-    gateway = start_gateway("gateway-cache", env, log_dir)
-    yield gateway, query
-    gateway.stop()
-    query.stop()
+    # The default stack's ingest worker indexes (and so invalidates) for this one.
+    with side_stack(app_env, log_dir, "cache", RAG_USE_CACHE="true") as stack:
+        yield stack
 
 
 @pytest.fixture

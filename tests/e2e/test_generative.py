@@ -23,7 +23,7 @@ from query.prompts import (
 )
 from tests.support.api import User, answer_text, new_user, stream_chat, upload, wait_for_status
 from tests.support.openai_server import FakeOpenAI, RunningServer
-from tests.support.processes import Component, start_gateway, start_worker
+from tests.support.processes import Component, side_stack
 
 LEAVE = b"""# Parental leave
 
@@ -69,20 +69,13 @@ def llm() -> Iterator[FakeOpenAI]:
 def llm_gateway(
     app_env: dict[str, str], log_dir: Path, llm: FakeOpenAI, workers: list[Component]
 ) -> Iterator[Component]:
-    # Topics of their own; Chroma and Postgres are shared, so documents the
-    # default stack indexed are found by this query worker too.
-    env = {
-        **app_env,
-        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-llm",
+    settings = {
         "LLM_PROVIDER": "openai",
         "LLM_MODEL": "fake-model",
         "OPENAI_BASE_URL": llm.base_url,
     }
-    query = start_worker("query", env, log_dir, name="query-worker-llm")
-    gateway = start_gateway("gateway-llm", env, log_dir)
-    yield gateway
-    gateway.stop()
-    query.stop()
+    with side_stack(app_env, log_dir, "llm", **settings) as (gateway, _):
+        yield gateway
 
 
 @pytest.fixture

@@ -17,14 +17,7 @@ from query.llm import Message, build_chat_model
 from ragstream.local_llm import SMOLLM2_135M
 from shared.config import Settings
 from tests.support.api import new_user, parse_sse, upload, wait_for_status
-from tests.support.processes import (
-    Component,
-    free_port,
-    start,
-    start_gateway,
-    start_worker,
-    wait_for_log,
-)
+from tests.support.processes import Component, free_port, side_stack, start, wait_for_log
 
 POLICY = b"# Expenses\n\nExpense claims must be filed within 30 days of the trip, with receipts.\n"
 
@@ -87,17 +80,8 @@ async def test_the_openai_provider_streams_from_the_local_model(llm_server: str)
 def local_gateway(
     app_env: dict[str, str], log_dir: Path, llm_server: str, workers: list[Component]
 ) -> Iterator[Component]:
-    # Topics of their own; documents the default stack indexes are found here too.
-    env = {
-        **app_env,
-        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-local",
-        **_env(llm_server),
-    }
-    query = start_worker("query", env, log_dir, name="query-worker-local")
-    gateway = start_gateway("gateway-local", env, log_dir)
-    yield gateway
-    gateway.stop()
-    query.stop()
+    with side_stack(app_env, log_dir, "local", **_env(llm_server)) as (gateway, _):
+        yield gateway
 
 
 @pytest.fixture

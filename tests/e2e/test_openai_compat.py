@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 from shared.contracts.events import Source
 from tests.support.api import User, new_user, upload, wait_for_status
 from tests.support.openai_server import FakeOpenAI, RunningServer
-from tests.support.processes import Component, start_gateway, start_worker
+from tests.support.processes import Component, side_stack
 
 HANDBOOK = b"""# Bicycle allowance
 
@@ -314,9 +314,7 @@ def stalling_gateway(
 ) -> Iterator[Component]:
     """A query worker whose model the test can stall, and a gateway that
     waits STALL_TIMEOUT seconds for an event and lets a user one stream."""
-    env = {
-        **app_env,
-        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-oai",
+    settings = {
         "LLM_PROVIDER": "openai",
         "LLM_MODEL": "fake-model",
         "OPENAI_BASE_URL": llm.base_url,
@@ -324,11 +322,8 @@ def stalling_gateway(
         "STREAM_TIMEOUT": str(STALL_TIMEOUT),
         "MAX_CONCURRENT_STREAMS": "1",
     }
-    query = start_worker("query", env, log_dir, name="query-worker-oai")
-    gateway = start_gateway("gateway-oai", env, log_dir)
-    yield gateway
-    gateway.stop()
-    query.stop()
+    with side_stack(app_env, log_dir, "oai", **settings) as (gateway, _):
+        yield gateway
 
 
 async def read_stalling(

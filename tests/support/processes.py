@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,3 +100,23 @@ def start_worker(
     worker = start(name or f"{kind}-worker", ["worker", kind], env, log_dir)
     wait_for_log(worker, "Worker started", timeout=90)
     return worker
+
+
+@contextmanager
+def side_stack(
+    app_env: dict[str, str], log_dir: Path, name: str, **settings: str
+) -> Iterator[tuple[Component, Component]]:
+    """A gateway and a query worker with settings of their own, on topics of
+    their own (the prefix gets ``-name``). PostgreSQL, Redis and Chroma are
+    the default stack's, so what its ingest worker indexes is found here too.
+    Yields (gateway, query worker)."""
+    env = {**app_env, "KAFKA_TOPIC_PREFIX": f"{app_env['KAFKA_TOPIC_PREFIX']}-{name}", **settings}
+    query = start_worker("query", env, log_dir, name=f"query-worker-{name}")
+    try:
+        gateway = start_gateway(f"gateway-{name}", env, log_dir)
+        try:
+            yield gateway, query
+        finally:
+            gateway.stop()
+    finally:
+        query.stop()
