@@ -20,9 +20,13 @@ import httpx
 from ragstream.api import expect
 from ragstream.evaluation.dataset import Dataset, Question, document_relevant, passage_relevant
 from ragstream.evaluation.metrics import Outcome, summarise
+from shared.config import STREAM_TIMEOUT_MAX
 
 EVAL_PASSWORD = "eval-password-not-secret"  # noqa: S105 - a throwaway local account
 RANK_DEPTH = 10
+# The longest wait the gateway allows: a slow generator (a small model on a
+# CPU reads ten passages for several seconds) must not end the run.
+STREAM_TIMEOUT = STREAM_TIMEOUT_MAX
 _ALL = {"limit": 500}
 
 
@@ -105,7 +109,12 @@ def upload_corpus(
 
 def ask(http: httpx.Client, question: Question, config: Config) -> Outcome | str:
     """One question; the ranked sources judged, or the refusal's reason."""
-    body = {"message": question.question, "top_k": RANK_DEPTH, **config.options}
+    body = {
+        "message": question.question,
+        "top_k": RANK_DEPTH,
+        "stream_timeout": STREAM_TIMEOUT,
+        **config.options,
+    }
     started = time.perf_counter()
     response = http.post("/api/chat", json=body)
     latency = time.perf_counter() - started
@@ -146,7 +155,7 @@ def run(
     index_timeout: float = 1800.0,
     say: Callable[[str], None] = print,
 ) -> list[ConfigResult]:
-    with httpx.Client(base_url=base_url, timeout=120.0) as http:
+    with httpx.Client(base_url=base_url, timeout=STREAM_TIMEOUT + 30) as http:
         sign_in(http, dataset)
         upload_corpus(http, dataset, index_timeout, say)
         return [run_config(http, dataset, config, say) for config in configs]
