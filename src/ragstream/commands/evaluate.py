@@ -30,7 +30,14 @@ def evaluate(
     """Score retrieval configurations on a labelled set, through the HTTP API."""
     from ragstream.api import ApiError
     from ragstream.evaluation.dataset import load_dataset, verify
-    from ragstream.evaluation.runner import CONFIGS, EvalError, default_dataset_dir, run, table
+    from ragstream.evaluation.runner import (
+        CONFIGS,
+        ConfigResult,
+        EvalError,
+        default_dataset_dir,
+        run,
+        table,
+    )
 
     labelled = load_dataset(dataset or default_dataset_dir())
     problems = verify(labelled)
@@ -47,15 +54,18 @@ def evaluate(
     def say(text: str) -> None:
         print(text, end="", file=sys.stderr, flush=True)
 
+    def write(results: list[ConfigResult]) -> None:
+        if json_path:
+            figures = [{"config": r.config, "skipped": r.skipped, **r.summary} for r in results]
+            json_path.write_text(json.dumps(figures, indent=2))
+        say(table(results[-1:]).splitlines()[-1] + "\n")
+
     try:
-        results = run(base_url, labelled, [known[n] for n in wanted], say=say)
+        results = run(base_url, labelled, [known[n] for n in wanted], say=say, scored=write)
     except (EvalError, ApiError) as exc:
         raise CliError(str(exc)) from exc
     print(f"{len(labelled.questions)} questions, {len(labelled.documents)} documents\n")
     print(table(results))
-    if json_path:
-        figures = [{"config": r.config, "skipped": r.skipped, **r.summary} for r in results]
-        json_path.write_text(json.dumps(figures, indent=2))
     return 0
 
 

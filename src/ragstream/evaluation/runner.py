@@ -107,7 +107,22 @@ def upload_corpus(
     say(f"\rindexed {total}/{total} documents in {time.monotonic() - started:.0f} s\n")
 
 
-def ask(http: httpx.Client, question: Question, config: Config) -> Outcome | str:
+def _chat(
+    http: httpx.Client, dataset: Dataset, body: dict[str, Any]
+) -> tuple[httpx.Response, float]:
+    """The response and its round trip. A run can outlast the access token
+    (a slow model, many configurations): on 401 sign in again, once."""
+    for attempt in range(2):
+        started = time.perf_counter()
+        response = http.post("/api/chat", json=body)
+        latency = time.perf_counter() - started
+        if response.status_code != 401 or attempt:
+            break
+        sign_in(http, dataset)
+    return response, latency
+
+
+def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config) -> Outcome | str:
     """One question; the ranked sources judged, or the refusal's reason."""
     body = {
         "message": question.question,
@@ -115,9 +130,7 @@ def ask(http: httpx.Client, question: Question, config: Config) -> Outcome | str
         "stream_timeout": STREAM_TIMEOUT,
         **config.options,
     }
-    started = time.perf_counter()
-    response = http.post("/api/chat", json=body)
-    latency = time.perf_counter() - started
+    response, latency = _chat(http, dataset, body)
     if response.status_code == 400:
         return str(response.json().get("detail", response.text))
     answer = expect(response, 200)
@@ -136,7 +149,7 @@ def run_config(
 ) -> ConfigResult:
     result = ConfigResult(config.name)
     for n, question in enumerate(dataset.questions, start=1):
-        outcome = ask(http, question, config)
+        outcome = ask(http, dataset, question, config)
         if isinstance(outcome, str):
             result.skipped = outcome
             return result
@@ -154,11 +167,19 @@ def run(
     *,
     index_timeout: float = 1800.0,
     say: Callable[[str], None] = print,
+    scored: Callable[[list[ConfigResult]], None] | None = None,
 ) -> list[ConfigResult]:
+    """Every configuration in turn; ``scored`` sees the results so far after
+    each, so a long run keeps what it measured if a later one fails."""
+    results: list[ConfigResult] = []
     with httpx.Client(base_url=base_url, timeout=STREAM_TIMEOUT + 30) as http:
         sign_in(http, dataset)
         upload_corpus(http, dataset, index_timeout, say)
-        return [run_config(http, dataset, config, say) for config in configs]
+        for config in configs:
+            results.append(run_config(http, dataset, config, say))
+            if scored is not None:
+                scored(results)
+    return results
 
 
 COLUMNS = ("hit@1", "hit@5", "mrr", "ndcg@10", "doc_hit@1", "doc_hit@5", "doc_mrr",
