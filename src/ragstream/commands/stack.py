@@ -156,7 +156,12 @@ def llm_server(
     port: Port = 8081,
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="a GGUF file to serve instead of the bundled SmolLM2-135M"),
+        typer.Option(
+            "--model",
+            exists=True,
+            dir_okay=False,
+            help="a GGUF file to serve instead of the bundled SmolLM2-135M",
+        ),
     ] = None,
     threads: Annotated[int, typer.Option("--threads", min=1)] = max(1, os.cpu_count() or 1),
     context: Annotated[
@@ -167,7 +172,7 @@ def llm_server(
     """An offline instruct model behind an OpenAI-compatible API (llama.cpp)."""
     from ragstream.local_llm import SMOLLM2_135M, ServerOptions, bundled_path, serve
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _configure_logging("llm-server")
     path = model if model is not None else bundled_path()
     alias = path.stem if model is not None else SMOLLM2_135M.name
     return serve(path, ServerOptions(host, port, threads, context, parallel), alias)
