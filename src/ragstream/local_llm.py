@@ -104,7 +104,7 @@ def start_server(path: Path, options: ServerOptions, alias: str) -> Any:
 
 def serve(path: Path, options: ServerOptions, alias: str) -> int:
     """Serve until SIGINT or SIGTERM."""
-    server = start_server(path, options, alias)
+    _server = start_server(path, options, alias)  # held: it serves while referenced
     logger.info(
         "LLM server listening on http://%s:%d/v1 (model %s, %s)",
         options.host, options.port, alias, path.name,
@@ -113,5 +113,4 @@ def serve(path: Path, options: ServerOptions, alias: str) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
     received = signal.sigwait(wanted)
     logger.info("%s received: stopping the LLM server", signal.Signals(received).name)
-    del server
     return 0
