@@ -26,6 +26,7 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
         on_delivery=indexer.claim,
         on_give_up=indexer.fail,
         retry_transient=True,
+        max_attempts=clients.settings.ingest_max_attempts,
         retry_max_seconds=clients.settings.ingest_retry_max_seconds,
         duration=INGEST_DURATION,
     )

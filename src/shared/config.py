@@ -348,8 +348,10 @@ class Settings(BaseSettings):
         le=100,
         description="Deliveries of one document that end with no outcome (the worker died or"
         " was stopped on it) before the next one marks it `failed` and dead-letters it"
-        " (`too_many_attempts`). Counted on the document row; transient errors retried within"
-        " one delivery do not count.",
+        " (`too_many_attempts`), counted on the document row; and tries of one delivery that"
+        " raise an unexpected error (a parser choking on the file, a bug) before it is failed"
+        " as `unexpected_error: <ExceptionClass>`. Transient errors (a dependency unavailable)"
+        " do not count.",
         json_schema_extra=_doc("ingestion"),
     )
     ingest_retry_max_seconds: float = Field(

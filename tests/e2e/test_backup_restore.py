@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.api import PASSWORD, User, new_user, upload, wait_for_status
+from tests.support.api import PASSWORD, User, answer_text, new_user, upload, wait_for_status
 from tests.support.deployment import Deployment, ask, cited_documents, delete_collections
 from tests.support.stores import vectors_per_document
 
@@ -200,7 +200,10 @@ async def test_reindex_while_serving_keeps_answering_and_touches_only_its_tenant
         # Alice keeps asking while her tenant is re-indexed.
         process = deployment.reindex("--tenant", alice.username)
         answers: list[list[Any]] = []
+        asked_at: list[float] = []
+        started = time.monotonic()
         while process.poll() is None:
+            asked_at.append(round(time.monotonic() - started, 3))
             answers.append(await ask(client, alice, QUESTION))
         code, output = _finish(process)
         assert code == 0, output
@@ -208,10 +211,11 @@ async def test_reindex_while_serving_keeps_answering_and_touches_only_its_tenant
         print(f"\nserving reindex: {_rates(output)} (documents/s, chunks/s), "
               f"{len(answers)} answers meanwhile\n{output}")  # fmt: skip
         assert len(answers) >= 2, output
-        for events in answers:
+        for n, (events, at) in enumerate(zip(answers, asked_at, strict=True)):
             kinds = [e.event for e in events]
             assert "error" not in kinds and kinds[-1] == "done", kinds
-            assert fire in cited_documents(events)
+            # Everything a miss needs to be explained: which answer, when, what it found.
+            assert fire in cited_documents(events), (n, len(answers), at, _answered(events))
 
     after = await _rows(deployment.env["DATABASE_URL"])
     # Bob's rows were not touched; each of Alice's went round again.
@@ -226,6 +230,15 @@ async def test_reindex_while_serving_keeps_answering_and_touches_only_its_tenant
     # One vector per chunk: re-indexing replaced, never duplicated.
     per_doc = await vectors_per_document(stack_env["CHROMA_URL"], alices + bobs)
     assert dict(per_doc) == {d: after[d][1] for d in alices + bobs}
+
+
+def _answered(events: list[Any]) -> dict[str, Any]:
+    sources = next((e.data for e in events if e.event == "sources"), None)
+    return {
+        "events": [e.event for e in events],
+        "sources": sources and [(s["filename"], s["score"]) for s in sources],
+        "answer": answer_text(events),
+    }
 
 
 def _reindexed_documents(deployment: Deployment) -> set[str]:

@@ -9,6 +9,7 @@ import uuid
 from typing import Any, cast
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
@@ -50,7 +51,8 @@ def _validation_error() -> ValidationError:
         asyncpg.InterfaceError("connection is closed"),
         RedisConnectionError("redis down"),
         KafkaConnectionError(),
-        KeyError("an unexpected bug is retried too, never dead-lettered"),
+        httpx.ConnectError("chroma refused"),
+        asyncpg.AdminShutdownError("the server is shutting down"),
     ],
 )
 def test_what_may_pass_later_is_transient(exc: Exception) -> None:
@@ -65,9 +67,16 @@ def test_what_may_pass_later_is_transient(exc: Exception) -> None:
         NotFound("gone"),
         TooManyAttempts("poison"),
         _validation_error(),
+        # Unexpected: a bug, or content a library chokes on. Judged by cause,
+        # these are not a dependency being away.
+        KeyError("k"),
+        RecursionError("maximum recursion depth exceeded"),
+        UnicodeEncodeError("utf-8", "\ud83d", 0, 1, "surrogates not allowed"),
+        asyncpg.CharacterNotInRepertoireError("invalid byte sequence: 0x00"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
     ],
 )
-def test_content_errors_are_permanent(exc: Exception) -> None:
+def test_only_a_dependency_being_unavailable_is_transient(exc: Exception) -> None:
     assert not is_transient(exc)
 
 
@@ -125,6 +134,7 @@ def _consumer(broker: _Broker, script: _Script, *, retry: bool = True) -> Consum
         on_delivery=script.claim,
         on_give_up=script.give_up,
         retry_transient=retry,
+        max_attempts=3,
         backoff_seconds=0.001,
         retry_max_seconds=0.004,
         duration=INGEST_DURATION,
@@ -165,6 +175,37 @@ async def test_transient_failures_are_retried_without_a_new_claim() -> None:
     nacks = await _deliver_until_done(_consumer(broker, script), _record(_request()))
     assert (nacks, script.calls, script.claims) == (2, 3, 1)
     assert broker.sent == [] and script.gave_up == []
+
+
+async def test_an_unexpected_error_is_tried_max_attempts_times_then_dead_lettered() -> None:
+    # A poison document: the same bug on every try. It must not hold its
+    # partition for ever (the old rule retried anything not ours).
+    poison = UnicodeEncodeError("utf-8", "\ud83d from the file", 0, 1, "surrogates not allowed")
+    broker, script = _Broker(), _Script(*[poison] * 10)
+    nacks = await _deliver_until_done(_consumer(broker, script), _record(_request()))
+    assert (nacks, script.calls, script.claims) == (2, 3, 1)
+    [(topic, letter)] = broker.sent
+    assert topic == f"{TOPIC}.dlq"
+    # Named by its class: the message may quote the file.
+    assert (letter["reason"], letter["detail"]) == (
+        "unexpected_error",
+        "unexpected_error: UnicodeEncodeError",
+    )
+    assert script.gave_up == [("unexpected_error", "unexpected_error: UnicodeEncodeError")]
+
+
+async def test_an_unexpected_error_that_passes_on_a_retry_costs_a_retry() -> None:
+    broker, script = _Broker(), _Script(KeyError("a fluke"))
+    nacks = await _deliver_until_done(_consumer(broker, script), _record(_request()))
+    assert (nacks, script.calls, broker.sent, script.gave_up) == (1, 2, [], [])
+
+
+async def test_transient_errors_do_not_use_up_the_attempts() -> None:
+    # Three unexpected failures would give up; the outage between them does not count.
+    errors = [KeyError("1"), Unavailable("down"), Unavailable("down"), KeyError("2")]
+    broker, script = _Broker(), _Script(*errors)
+    nacks = await _deliver_until_done(_consumer(broker, script), _record(_request()))
+    assert (nacks, script.calls, broker.sent) == (4, 5, [])
 
 
 async def test_a_new_offset_is_a_new_delivery() -> None:

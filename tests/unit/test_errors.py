@@ -52,7 +52,11 @@ def test_dead_letter_reasons() -> None:
     assert reason == "invalid_message"
     assert "count" in detail
     assert dead_letter_reason(UnsupportedDocument("bad pdf")) == ("unsupported_document", "bad pdf")
-    assert dead_letter_reason(KeyError("k"))[0] == "unhandled_error"
+    # An unexpected exception is named, never quoted: its text may come from the file.
+    assert dead_letter_reason(KeyError("secret text")) == (
+        "unexpected_error",
+        "unexpected_error: KeyError",
+    )
 
 
 def _app_raising(exc: Exception) -> TestClient:

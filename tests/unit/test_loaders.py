@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingest.loaders import is_supported, load
+from ingest.loaders.clean import clean
 from ingest.loaders.headings import MAX_HEADING_CHARS, HeadingPath
 from shared.errors import UnsupportedDocument
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
@@ -157,7 +158,11 @@ def _unknown_filter_pdf() -> bytes:
         ("notes.txt", b"text" * 5000 + b"\x00", "binary content"),
         ("notes.txt", b"caf\xe9", "not UTF-8"),
         ("page.html", b"<p>caf\xe9</p>", "not UTF-8"),
-        ("page.html", b'<meta charset="x-klingon"><p>text</p>', "unknown charset 'x-klingon'"),
+        (
+            "page.html",
+            b'<meta charset="x-klingon"><p>text</p>',
+            "charset 'x-klingon' is not supported",
+        ),
         ("page.html", b'<meta charset="ascii"><p>caf\xe9</p>', "not ascii text as declared"),
         ("notes.md", b"  \n\t ", "has no text"),
         ("empty.txt", b"", "has no text"),
@@ -211,3 +216,48 @@ def test_supported_suffixes_ignore_case() -> None:
     assert is_supported(".md")  # the gateway accepts it: the name ends in .md
     assert not is_supported("archive.zip")
     assert not is_supported("pdf")
+
+
+def test_clean_removes_what_no_later_step_can_hold() -> None:
+    # NUL (PostgreSQL refuses it), a lone surrogate (no UTF-8 for it), other
+    # C0/C1 controls and DEL go; tabs and line breaks stay; a form feed (a
+    # PDF's page break) and a vertical tab become line breaks.
+    raw = "a\x00b\ud83dc\x01d\x7fe\x85f\ufffeg\th\r\ni\x0cj\x0bk"
+    assert clean(raw) == "abcdefg\th\r\ni\nj\nk"
+    assert clean("Ünïcödé “quotes” 日本語 🙂") == "Ünïcödé “quotes” 日本語 🙂"
+
+
+@pytest.mark.parametrize(
+    ("data", "charset"),
+    [
+        # UTF-7 turns +AAA- into NUL and +2D0- into a lone surrogate.
+        (b'<html><head><meta charset="utf-7"></head><p>a+AAA-b+2D0-</p>', "utf-7"),
+        (b'<meta http-equiv="Content-Type" content="text/html; charset=UTF-7"><p>x</p>', "utf-7"),
+        (b'<?xml version="1.0" encoding="utf-7"?><html><p>x+AAA-</p></html>', "utf-7"),
+        (b'<meta charset="utf-16"><p>a page that says so in ASCII</p>', "utf-16"),
+        (b'<meta charset="utf-32le"><p>x</p>', "utf-32le"),
+        (b'<meta charset="iso-2022-jp"><p>x</p>', "iso-2022-jp"),
+    ],
+)
+def test_html_declaring_a_charset_that_is_not_ascii_compatible_is_refused(
+    data: bytes, charset: str
+) -> None:
+    with pytest.raises(UnsupportedDocument, match=f"charset '{charset}' is not supported"):
+        load("page.html", data)
+
+
+def test_a_utf8_byte_order_mark_wins_over_the_declared_charset() -> None:
+    page = '\ufeff<meta charset="iso-8859-1"><p>Café crème</p>'.encode()
+    [section] = load("page.html", page)
+    assert section.text == "Café crème"
+
+
+def test_control_characters_are_removed_from_every_format() -> None:
+    latin = b'<meta charset="windows-1252"><h1>T\x01itle</h1><p>Bo\x02dy \x7ftext.</p>'
+    assert [(s.heading, s.text) for s in load("page.html", latin)] == [
+        ("Title", "Title\nBody text.")
+    ]
+    [pdf_page] = load("controls.pdf", pdf_bytes(["Fire\x07 drill\x1b at noon."]))
+    assert pdf_page.text == "Fire drill at noon."
+    [text] = load("notes.md", b"# Bell\x07\n\nRing\x1b it.")
+    assert (text.heading, text.text) == ("Bell", "# Bell\n\nRing it.")

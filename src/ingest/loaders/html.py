@@ -9,6 +9,7 @@ text directly in ``<div>``s. Whitespace collapses as a browser would, except in
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from bs4.dammit import EncodingDetector
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from ingest.loaders.base import Section
+from ingest.loaders.clean import allowed_charset
 from ingest.loaders.headings import HeadingPath
 from ingest.loaders.text import decode
 from shared.errors import UnsupportedDocument
@@ -46,18 +48,27 @@ def load(filename: str, data: bytes) -> list[Section]:
 
 
 def _decode(filename: str, data: bytes) -> str:
-    """UTF-8 unless the page declares its charset (``<meta charset>``), as
-    pages saved from older sites often do (ISO-8859-1, windows-1252). An
-    undeclared non-UTF-8 page is refused rather than guessed at."""
+    """UTF-8 unless the page declares its charset (``<meta charset>``, the
+    ``http-equiv`` form, or an XML declaration), as pages saved from older
+    sites often do (ISO-8859-1, windows-1252); a UTF-8 byte order mark wins
+    over any declaration, as in a browser. Only ASCII-compatible charsets
+    are accepted (``clean.allowed_charset``). An undeclared non-UTF-8 page
+    is refused rather than guessed at."""
     declared = EncodingDetector.find_declared_encoding(data, is_html=True)
-    if declared is None or declared.lower().replace("_", "-") in ("utf-8", "utf8"):
+    if declared is None or data.startswith(codecs.BOM_UTF8):
+        return decode(filename, data)
+    codec = allowed_charset(declared)
+    if codec is None:
+        raise UnsupportedDocument(
+            f"{filename!r}: charset {declared[:40]!r} is not supported"
+            " (use UTF-8 or another ASCII-compatible charset)"
+        )
+    if codec == "utf-8":
         return decode(filename, data)
     if b"\x00" in data:
         raise UnsupportedDocument(f"{filename!r}: binary content in a text file")
     try:
-        return data.decode(declared)
-    except LookupError:
-        raise UnsupportedDocument(f"{filename!r}: unknown charset {declared!r}") from None
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         raise UnsupportedDocument(
             f"{filename!r}: not {declared} text as declared (byte {exc.start}: {exc.reason})"

@@ -12,6 +12,14 @@ FastStream's ``NackMessage``, which seeks the partition back to the message,
 so the partition waits while the consumer keeps polling (and so stays in its
 group). On shutdown a retry stops at once, uncommitted, and the message is
 redelivered to whoever owns the partition next.
+
+What is transient is decided by cause (``is_transient``): a dependency that
+refused, reset, timed out or said it cannot serve now. A content error
+(``InvalidInput``) is dead-lettered at once. Anything else (a parser or
+library choking on hostile content, or a bug) is tried again, each try
+counted, and after ``max_attempts`` failed tries dead-lettered as
+``unexpected_error: <ExceptionClass>``: a poison document costs a few tries
+and then the partition moves on.
 """
 
 from __future__ import annotations
@@ -23,14 +31,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import asyncpg
+import httpx
 import structlog
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.contracts.events import DeadLetter, Event
 from shared.contracts.topics import Topics
@@ -63,8 +76,33 @@ class MessageTooLarge(RagError):
     code = "message_too_large"
 
 
+UNEXPECTED = "unexpected_error"
+
+# A dependency being unavailable, by cause: the connection failed, timed out,
+# or the service said it cannot serve now. Only these wait for as long as it
+# takes; anything else is this message's own problem, or a bug.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    Unavailable,
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is one)
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # the connection or pool closed under us
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaError,
+    httpx.TransportError,  # Chroma's HTTP client: connect, read, write, pool
+)
+
+
 def dead_letter_reason(exc: BaseException) -> tuple[str, str]:
-    """(reason code, human-readable detail) for a failure."""
+    """(reason code, human-readable detail) for a failure. An unexpected
+    exception is named by its class alone: its message may quote the content
+    (a parser's error about the bytes it choked on)."""
     if isinstance(exc, ValidationError):
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
@@ -72,15 +110,13 @@ def dead_letter_reason(exc: BaseException) -> tuple[str, str]:
         return "invalid_message", problems
     if isinstance(exc, RagError):
         return exc.code, exc.message
-    return "unhandled_error", f"{type(exc).__name__}: {exc}"
+    return UNEXPECTED, f"{UNEXPECTED}: {type(exc).__name__}"
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Bad content fails the same way every time; anything else (a dependency
-    down, a connection reset, a timeout) may pass later."""
-    if isinstance(exc, ValidationError):
-        return False
-    return isinstance(exc, Unavailable) or not isinstance(exc, RagError)
+    """Whether ``exc`` says a dependency is unavailable (and so may pass
+    later), judged by its cause, not by whether it is one of ours."""
+    return isinstance(exc, _UNAVAILABLE)
 
 
 def backoff_delay(retries: int, base: float, cap: float) -> float:
@@ -98,6 +134,7 @@ class _Delivery:
     started: float = field(default_factory=time.monotonic)
     retries: int = 0
     claimed: bool = False
+    failures: int = 0  # tries that raised an unexpected error
     verdict: tuple[str, str] | None = None  # the permanent failure being recorded
     dead_lettered: bool = False
 
@@ -119,6 +156,10 @@ class Consumer(Generic[E]):
     # raise a permanent error to dead-letter the message.
     on_delivery: Callable[[E], Awaitable[None]] | None = None
     retry_transient: bool = False
+    # With retry_transient: tries of one delivery that may end in an
+    # unexpected error (a bug, or content a parser chokes on) before the
+    # message is dead-lettered as ``unexpected_error``.
+    max_attempts: int = 5
     backoff_seconds: float = 0.5
     retry_max_seconds: float = 30.0
     duration: Histogram | None = None
@@ -160,11 +201,22 @@ class Consumer(Generic[E]):
                 try:
                     return await self._attempt(event, delivery)
                 except Exception as exc:
-                    if self.retry_transient and is_transient(exc):
+                    if self.retry_transient and self._retry(exc, delivery):
                         raise
                     delivery.verdict = dead_letter_reason(exc)
                     return await self._give_up(body, record, delivery, exc, event)
             return await self._give_up(body, record, delivery, None, event)
+
+    def _retry(self, exc: Exception, delivery: _Delivery) -> bool:
+        """Whether the failed try is tried again: always while a dependency
+        is unavailable; never for a content error; for anything else, until
+        ``max_attempts`` tries have failed (a fluke passes, poison does not)."""
+        if is_transient(exc):
+            return True
+        if isinstance(exc, RagError | ValidationError):
+            return False
+        delivery.failures += 1
+        return delivery.failures < self.max_attempts
 
     async def _attempt(self, event: E, delivery: _Delivery) -> str:
         if not delivery.claimed and self.on_delivery is not None:
