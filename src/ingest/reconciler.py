@@ -29,6 +29,7 @@ from shared.runtime.clients import Clients
 from shared.runtime.logging import configure_logging
 from shared.storage.blobs import BlobInfo, LocalBlobStore
 from shared.storage.db import create_pool
+from shared.storage.vector_writes import VectorWriteLock
 from shared.storage.vectorstore import VectorStore, connect_chroma
 
 log = structlog.get_logger(__name__)
@@ -180,7 +181,7 @@ async def _stores(settings: Settings, pool: asyncpg.Pool) -> Stores:
     return Stores(
         pool=pool,
         blobs=LocalBlobStore(settings.blob_dir),
-        vectors=VectorStore(chroma, None),
+        vectors=VectorStore(chroma, None, VectorWriteLock(pool)),
         min_age_seconds=settings.reconcile_min_age_seconds,
     )
 

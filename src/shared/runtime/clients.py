@@ -22,6 +22,7 @@ from shared.runtime.kafka import create_broker
 from shared.storage.blobs import LocalBlobStore
 from shared.storage.db import create_pool
 from shared.storage.lexical import LexicalIndex
+from shared.storage.vector_writes import VectorWriteLock
 from shared.storage.vectorstore import VectorStore, connect_chroma
 
 
@@ -76,7 +77,7 @@ async def open_clients(
         redis=redis,
         broker=create_broker(settings, client_id=service),
         embedder=model,
-        vectors=VectorStore(connect_chroma(settings), model),
+        vectors=VectorStore(connect_chroma(settings), model, VectorWriteLock(pool)),
         lexical=LexicalIndex(pool),
         blobs=LocalBlobStore(settings.blob_dir),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from chromadb.errors import NotFoundError
 from shared.adapters.embedding import Embedder
 from shared.config import Settings
 from shared.errors import RagError, Unavailable
+from shared.storage.vector_writes import VectorWriteLock
 from shared.text import in_context
 
 
@@ -169,10 +171,16 @@ def open_collection(client: Any, name: str, model: str | None, tenant_id: UUID) 
 class VectorStore:
     """Async facade over the (blocking) Chroma client: calls run in threads."""
 
-    def __init__(self, client: Any, embedder: Embedder | None) -> None:
+    def __init__(
+        self, client: Any, embedder: Embedder | None, writes: VectorWriteLock | None = None
+    ) -> None:
         """Without an embedder (the gateway) the store can only delete and
-        change visibility, which it does in every embedding model's collections."""
+        change visibility, which it does in every embedding model's collections.
+        ``writes``: the lock every process writing into these collections
+        holds (``shared.storage.vector_writes``); only a test writing alone
+        may leave it out."""
         self._client = client
+        self._writes = writes
         # Collections per embedding space: vectors of different models are
         # never stored or compared together. A new model gets new, empty
         # collections, filled by re-indexing.
@@ -224,16 +232,15 @@ class VectorStore:
                     raise
         raise AssertionError("unreachable")
 
-    def _upsert(self, chunks: list[Chunk]) -> None:
+    def _upsert(self, tenant_id: UUID, owned: list[Chunk]) -> None:
         # Chroma refuses batches over its maximum size.
         batch = max(1, min(self._client.get_max_batch_size(), _MAX_UPSERT))
-        by_tenant: dict[UUID, list[Chunk]] = {}
-        for chunk in chunks:
-            by_tenant.setdefault(chunk.tenant_id, []).append(chunk)
-        for tenant_id, owned in by_tenant.items():
-            for start in range(0, len(owned), batch):
-                part = owned[start : start + batch]
-                self._on(tenant_id, partial(_upsert_batch, chunks=part), create=True)
+        for start in range(0, len(owned), batch):
+            part = owned[start : start + batch]
+            self._on(tenant_id, partial(_upsert_batch, chunks=part), create=True)
+
+    def _writing(self, tenant_id: UUID) -> AbstractAsyncContextManager[None]:
+        return self._writes.hold(tenant_id) if self._writes else nullcontext()
 
     def _search(
         self,
@@ -311,8 +318,12 @@ class VectorStore:
         return deleted
 
     async def upsert(self, chunks: list[Chunk]) -> None:
-        if chunks:
-            await asyncio.to_thread(self._upsert, chunks)
+        by_tenant: dict[UUID, list[Chunk]] = {}
+        for chunk in chunks:
+            by_tenant.setdefault(chunk.tenant_id, []).append(chunk)
+        for tenant_id, owned in by_tenant.items():
+            async with self._writing(tenant_id):
+                await asyncio.to_thread(self._upsert, tenant_id, owned)
 
     async def search(
         self,
@@ -335,11 +346,16 @@ class VectorStore:
         return await asyncio.to_thread(self._vectors, tenant_id, list(ids))
 
     async def delete_ids(self, tenant_id: UUID, ids: set[str]) -> None:
-        await asyncio.to_thread(self._delete, tenant_id, sorted(ids))
+        if ids:
+            async with self._writing(tenant_id):
+                await asyncio.to_thread(self._delete, tenant_id, sorted(ids))
 
     async def delete_document(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> int:
         if self.space is None:
-            return await asyncio.to_thread(self._delete_everywhere, tenant_id, user_id, document_id)
+            async with self._writing(tenant_id):
+                return await asyncio.to_thread(
+                    self._delete_everywhere, tenant_id, user_id, document_id
+                )
         ids = await self.chunk_ids(tenant_id, user_id, document_id)
         await self.delete_ids(tenant_id, ids)
         return len(ids)
@@ -349,9 +365,10 @@ class VectorStore:
     ) -> int:
         """Set the visibility of the owner's document's chunks, in every
         embedding space's collection of the tenant; how many chunks it found."""
-        return await asyncio.to_thread(
-            self._set_visibility, tenant_id, user_id, document_id, visibility
-        )
+        async with self._writing(tenant_id):
+            return await asyncio.to_thread(
+                self._set_visibility, tenant_id, user_id, document_id, visibility
+            )
 
     async def heartbeat(self) -> None:
         await asyncio.to_thread(self._client.heartbeat)
