@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from redis.exceptions import RedisError
@@ -18,7 +19,7 @@ from query.metrics import ANSWER_CACHE, CHAT_REQUESTS, FIRST_TOKEN_SECONDS, GENE
 from query.pipeline import Plan, RetrievalPipeline
 from query.retrieval import Owner
 from query.streaming import ReplyStream
-from shared.config import Settings
+from shared.config import STREAM_TIMEOUT_MAX, Settings
 from shared.contracts.events import ChatRequest, Source, utcnow
 from shared.errors import InvalidInput
 from shared.runtime.clients import Clients
@@ -71,6 +72,7 @@ class ChatHandler:
     cancellations: Cancellations
 
     async def handle(self, request: ChatRequest) -> None:
+        request = self._trusted(request)
         if request.deadline <= utcnow():
             # The client gave up already: spend nothing on it.
             CHAT_REQUESTS.labels("expired").inc()
@@ -103,6 +105,23 @@ class ChatHandler:
             if not stream.finished:
                 await stream.error(FAILED_MESSAGE)
             raise
+
+    def _trusted(self, request: ChatRequest) -> ChatRequest:
+        """The request as this deployment will serve it. Anyone who can
+        publish to the topic writes these fields: replies go only to this
+        deployment's reply topic (anything else is dead-lettered, nothing
+        sent there), and no deadline is further away than the longest
+        stream a client may ask for (it also bounds the claim kept in Redis)."""
+        replies = self.clients.topics.chat_replies
+        if request.reply_to is not None and request.reply_to.topic != replies:
+            raise InvalidInput(
+                f"reply_to.topic {request.reply_to.topic[:200]!r} is not this deployment's"
+                f" reply topic {replies!r}"
+            )
+        latest = utcnow() + timedelta(seconds=STREAM_TIMEOUT_MAX)
+        if request.deadline > latest:
+            return request.model_copy(update={"deadline": latest})
+        return request
 
     async def _answer(self, request: ChatRequest, stream: ReplyStream) -> None:
         settings = self.clients.settings

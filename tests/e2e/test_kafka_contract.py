@@ -96,6 +96,40 @@ async def test_expired_chat_requests_are_dropped_and_default_replies_work(
     )
 
 
+async def test_a_chat_request_replying_elsewhere_is_dead_lettered_unanswered(
+    app_env: dict[str, str], client: httpx.AsyncClient, workers: list[Component]
+) -> None:
+    # Anyone who can publish to the request topic names the reply topic: one
+    # outside this deployment (another prefix's, or a topic of its own) is
+    # refused, so no answer, not even an error event, is written there.
+    user = await new_user(client)
+    bootstrap = app_env["KAFKA_BOOTSTRAP_SERVERS"]
+    request = ChatRequest(
+        correlation_id=f"elsewhere-{uuid.uuid4().hex}",
+        tenant_id=uuid.UUID(user.tenant_id),
+        user_id=uuid.UUID(user.id),
+        conversation_id=uuid.uuid4(),
+        message="Where are the minutes kept?",
+        deadline=datetime.now(UTC) + timedelta(seconds=30),
+        reply_to=ReplyTo(topic="another-deployment.chat.replies", partition=0),
+    )
+    await produce(bootstrap, _topic(app_env, "chat.requests"), request.model_dump_json().encode())
+    letters = await read_until(
+        bootstrap,
+        _topic(app_env, "chat.requests.dlq"),
+        lambda msgs: any(m["correlation_id"] == request.correlation_id for m in msgs),
+    )
+    [letter] = [m for m in letters if m["correlation_id"] == request.correlation_id]
+    assert letter["reason"] == "invalid_input"
+    assert "is not this deployment's reply topic" in letter["detail"]
+    query_log = workers[1].log()
+    assert not [
+        line
+        for line in query_log.splitlines()
+        if request.correlation_id in line and "Chat answered" in line
+    ]
+
+
 async def test_replayed_ingest_request_does_not_duplicate_chunks(
     app_env: dict[str, str], client: httpx.AsyncClient
 ) -> None:

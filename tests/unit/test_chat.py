@@ -1,11 +1,23 @@
-"""What the answer cache's key is made of (query.chat)."""
+"""What the answer cache's key is made of, and what a chat request from Kafka
+is trusted with (query.chat)."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
+
 import pytest
 
-from query.chat import ANSWER_SETTINGS, answer_settings
-from shared.config import Settings
+from query.cancellation import Cancellations
+from query.chat import ANSWER_SETTINGS, ChatHandler, answer_settings
+from shared.config import STREAM_TIMEOUT_MAX, Settings
+from shared.contracts.events import ChatRequest, ReplyTo
+from shared.contracts.topics import Topics
+from shared.errors import InvalidInput
+from shared.runtime.clients import Clients
 
 CHANGED = {
     "embedding_provider": "hashing",
@@ -49,3 +61,40 @@ def test_settings_that_do_not_shape_answers_leave_the_key(name: str, value: obje
 def test_secrets_never_enter_the_key() -> None:
     settings = Settings(openai_api_key="sk-never-in-a-key")  # type: ignore[call-arg]
     assert "sk-never" not in answer_settings(settings)
+
+
+def _handler() -> ChatHandler:
+    clients = cast(Clients, SimpleNamespace(topics=Topics.from_prefix("prod")))
+    return ChatHandler(clients, cast(Any, None), cast(Any, None), Cancellations())
+
+
+def _request(deadline: datetime, reply_topic: str | None) -> ChatRequest:
+    reply_to = ReplyTo(topic=reply_topic, partition=0) if reply_topic else None
+    return ChatRequest(
+        correlation_id="c",
+        tenant_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        conversation_id=uuid.uuid4(),
+        message="hello",
+        deadline=deadline,
+        reply_to=reply_to,
+    )
+
+
+@pytest.mark.parametrize(
+    "topic", ["prod.chat.replies.evil", "staging.chat.replies", "prod.ingest.events"]
+)
+def test_replies_only_go_to_this_deployments_reply_topic(topic: str) -> None:
+    request = _request(datetime.now(UTC) + timedelta(seconds=30), topic)
+    with pytest.raises(
+        InvalidInput, match=re.escape("not this deployment's reply topic 'prod.chat.replies'")
+    ):
+        _handler()._trusted(request)
+
+
+def test_a_far_deadline_is_capped_at_the_longest_stream() -> None:
+    now = datetime.now(UTC)
+    far = _handler()._trusted(_request(now + timedelta(days=365), "prod.chat.replies"))
+    assert now < far.deadline <= datetime.now(UTC) + timedelta(seconds=STREAM_TIMEOUT_MAX)
+    near = _request(now + timedelta(seconds=20), None)
+    assert _handler()._trusted(near) is near  # within bounds: as sent
