@@ -11,6 +11,7 @@ import structlog
 
 from gateway.lease import PartitionLease
 from gateway.limits import Limits
+from gateway.readiness import ReadinessCache
 from gateway.replies import ReplyRouter
 from gateway.security import Tokens
 from shared.runtime.clients import Clients
@@ -32,6 +33,8 @@ class Gateway:
     limits: Limits | None = None
     # Set on SIGTERM (gateway.drain): open streams may finish, new ones get 503.
     draining: bool = False
+    # The last dependency checks (gateway.routes.health), shared for a second.
+    readiness: ReadinessCache[Any] = field(default_factory=ReadinessCache)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:

@@ -3,7 +3,10 @@ request through every hop without ever carrying a credential."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import time
 import uuid
 
 import httpx
@@ -35,6 +38,30 @@ async def test_health_docs_and_metrics(client: httpx.AsyncClient) -> None:
         assert f'rag_dependency_up{{dependency="{dependency}"}} 1.0' in metrics
     assert 'rag_db_pool_max{service="gateway"}' in metrics
     assert 'rag_gateway_reply_lease_state{state="held"} 1.0' in metrics
+
+
+async def _checks_run(client: httpx.AsyncClient) -> float:
+    metrics = (await client.get("/metrics")).text
+    [line] = [ln for ln in metrics.splitlines() if ln.startswith("rag_dependency_checks_total ")]
+    return float(line.split()[1])
+
+
+async def test_readiness_checks_dependencies_at_most_once_a_second(
+    client: httpx.AsyncClient,
+) -> None:
+    # A public endpoint: polled in a loop, it must not turn into a load on
+    # PostgreSQL, Kafka, Redis and Chroma.
+    await asyncio.sleep(1.1)  # any earlier check (another test's) is a second old
+    before = await _checks_run(client)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(client.get("/health/ready") for _ in range(200)))
+    elapsed = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200] * 200
+    checks = await _checks_run(client) - before
+    assert 1 <= checks <= math.ceil(elapsed) + 1, (checks, elapsed)
+    await asyncio.sleep(1.1)  # past the second: the next call checks again
+    assert (await client.get("/health/ready")).status_code == 200
+    assert await _checks_run(client) - before == checks + 1
 
 
 def _lines(component: Component, correlation_id: str) -> list[dict[str, object]]:

@@ -22,6 +22,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Counter,
     Gauge,
     generate_latest,
     multiprocess,
@@ -44,6 +45,10 @@ DEPENDENCY_SECONDS = Gauge(
     "How long the last readiness check of the dependency took",
     ["dependency"],
     multiprocess_mode="livemax",
+)
+DEPENDENCY_CHECKS = Counter(
+    "rag_dependency_checks_total",
+    "Readiness checks of the dependencies run (at most one a second per process)",
 )
 # Without these the gateway cannot serve anything; Redis (caches, leases) and
 # Chroma (only deletes go there from the gateway) degrade it instead.
@@ -89,6 +94,7 @@ async def check_dependencies(gateway: Gateway) -> dict[str, Check]:
         "redis": clients.redis.ping,
         "chroma": clients.vectors.heartbeat,
     }
+    DEPENDENCY_CHECKS.inc()
     results = await asyncio.gather(*(_check(p, timeout) for p in probes.values()))
     checks = dict(zip(probes, results, strict=True))
     for name, check in checks.items():
@@ -111,9 +117,11 @@ def _log_failures(checks: dict[str, Check]) -> None:
 async def ready(gateway: GatewayDep) -> JSONResponse:
     """Readiness: the database and the broker answer within
     DEPENDENCY_TIMEOUT, replies are being read, and the replica is not
-    draining for a shutdown."""
-    checks = await check_dependencies(gateway)
-    _log_failures(checks)
+    draining for a shutdown. The dependencies are checked at most once a
+    second per process (gateway.readiness)."""
+    checks, fresh = await gateway.readiness.get(lambda: check_dependencies(gateway))
+    if fresh:
+        _log_failures(checks)
     failed = [name for name in REQUIRED if not checks[name].ok]
     if not gateway.replies.running:
         failed.append("replies")
