@@ -22,10 +22,12 @@ from bench.client import Account, StreamResult
 from query.cancellation import Cancellations
 from query.chat import ChatHandler
 from query.claims import claim
+from query.evidence import EvidenceReader
 from query.generation import LLMGenerator
 from query.llm import build_chat_model
 from query.streaming import ReplyStream
 from query.worker import build_pipeline
+from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
 from shared.config import Settings
 from shared.contracts.events import ChatOptions, ChatRequest, Reply, TokenReply, utcnow
 from shared.runtime.clients import Clients, open_clients
@@ -127,11 +129,14 @@ async def in_process(env: dict[str, str], log_dir: Path) -> AsyncIterator[InProc
         model = build_chat_model(settings)
         if model is None:
             raise RuntimeError("the in-process baseline needs the stub LLM (LLM_PROVIDER)")
+        scorer = OnnxTextModel.load(MS_MARCO_MINILM_L12)
         handler = ChatHandler(
             clients=clients,
-            pipeline=build_pipeline(clients, model),
+            pipeline=build_pipeline(clients, model, scorer),
             generator=LLMGenerator(model, max_tokens=settings.llm_max_tokens),
             cancellations=Cancellations(),
+            reader=EvidenceReader(scorer, max_pairs=settings.answer_scored_sentences),
+            answer_ungrounded=settings.llm_answer_ungrounded,
         )
         try:
             yield InProcess(clients, handler)

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import cache, ingestion, pipeline, relay, retrieval, streams
+from bench import answers, cache, ingestion, pipeline, relay, retrieval, streams
 from bench.common import Context
 from bench.results import Figure, markdown, table, write_json
 from bench.stack import infrastructure
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "relay": relay.run,  # 2.
     "streams": streams.run,  # 3.
     "cache": cache.run,  # 7.
+    "answers": answers.run,  # 8.
     "ingestion": ingestion.run,  # 5.
     "retrieval": retrieval.run,  # 6.
 }

@@ -9,6 +9,9 @@ split by LangChain's Markdown-aware recursive splitter.
     pip install bm25s PyStemmer langchain-text-splitters
     python eval/tools/baseline_bm25.py [--dataset eval/pydocs] [--size 800] [--overlap 120]
     python eval/tools/baseline_bm25.py --misses     # also list the questions BM25 misses
+
+Only the answerable questions are scored: an unanswerable one has no gold
+passage to rank (deciding to decline it is the answerer's job, not retrieval's).
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ def main() -> int:
     parser.add_argument("--misses", action="store_true", help="list questions missed at rank 1")
     args = parser.parse_args()
 
-    dataset = load_dataset(args.dataset)
-    problems = verify(dataset)
+    labelled = load_dataset(args.dataset)
+    problems = verify(labelled)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
+    dataset = labelled.answerable()
     corpus = chunks(dataset, args.size, args.overlap)
     # A gold passage no chunk holds could never be found: the set would be wrong.
     for question in dataset.questions:
@@ -121,7 +125,9 @@ def main() -> int:
 
     size = sum(p.stat().st_size for p in dataset.documents)
     print(
-        f"{len(dataset.questions)} questions, {len(dataset.documents)} documents "
+        f"{len(dataset.questions)} answerable questions "
+        f"({len(labelled.questions) - len(dataset.questions)} unanswerable left out), "
+        f"{len(dataset.documents)} documents "
         f"({size / 1e6:.2f} MB), {len(corpus)} chunks of <= {args.size} characters"
     )
     print(f"{'level':<10}{'hit@1':>8}{'hit@5':>8}{'MRR':>8}{'nDCG@10':>9}")

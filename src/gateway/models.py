@@ -164,6 +164,10 @@ class ChatAnswer(BaseModel):
     answer: str
     sources: list[Source] = Field(description="The passages the answer was given, numbered [n]")
     cited: list[int] = Field(description="The source numbers the answer cites")
+    grounded: bool = Field(
+        description="false when the documents do not answer the question: the answer says"
+        " so, `cited` is empty, and `sources` are only the closest passages"
+    )
     conversation_id: UUID
 
 

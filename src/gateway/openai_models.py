@@ -109,6 +109,10 @@ class ChatCompletion(BaseModel):
         " /api/chat gives them"
     )
     cited: list[int] = Field(description="ragstream extension: the source numbers cited")
+    grounded: bool = Field(
+        description="ragstream extension: false when the documents do not answer the"
+        " question (nothing is cited; the sources are only the closest passages)"
+    )
     conversation_id: UUID = Field(description="ragstream extension")
 
 

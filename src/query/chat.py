@@ -10,12 +10,20 @@ from datetime import timedelta
 import structlog
 from redis.exceptions import RedisError
 
-from query.answerer import Generator, replay
+from query.answerer import NOT_FOUND, Generator, not_found, replay
 from query.cancellation import Cancellations
+from query.citations import cited_numbers
 from query.claims import claim
-from query.generation import cited_numbers
+from query.evidence import EvidenceReader
 from query.llm import Message
-from query.metrics import ANSWER_CACHE, CHAT_REQUESTS, FIRST_TOKEN_SECONDS, GENERATIONS_STOPPED
+from query.metrics import (
+    ANSWER_CACHE,
+    ANSWERS,
+    CHAT_REQUESTS,
+    FIRST_TOKEN_SECONDS,
+    GENERATIONS_STOPPED,
+    RELEVANCE,
+)
 from query.pipeline import Plan, RetrievalPipeline
 from query.retrieval import Owner
 from query.streaming import ReplyStream
@@ -39,7 +47,8 @@ ANSWER_SETTINGS = (
     "embedding_provider", "embedding_model", "embedding_dim", "llm_provider", "llm_model",
     "llm_temperature", "llm_max_tokens", "openai_base_url", "retrieval_candidates", "rrf_k",
     "rerank_candidates", "rerank_fusion", "rerank_max_chars", "mmr_lambda",
-    "compression_threshold",
+    "compression_threshold", "answer_min_relevance", "answer_max_quotes",
+    "answer_scored_sentences", "llm_answer_ungrounded",
 )  # fmt: skip
 
 
@@ -64,12 +73,24 @@ def to_sources(hits: list[Hit]) -> list[Source]:
     ]
 
 
+def grounding(answer: str, n_sources: int) -> tuple[list[int], bool]:
+    """(the sources cited, whether the answer is grounded in them): an answer
+    that cites nothing, or says the documents do not answer, is not."""
+    if answer.startswith(NOT_FOUND):
+        return [], False
+    cited = cited_numbers(answer, n_sources)
+    return cited, bool(cited)
+
+
 @dataclass
 class ChatHandler:
     clients: Clients
     pipeline: RetrievalPipeline
     generator: Generator
     cancellations: Cancellations
+    reader: EvidenceReader
+    answer_ungrounded: bool = False
+    """Generate even when the gate finds nothing relevant (``LLM_ANSWER_UNGROUNDED``)."""
 
     async def handle(self, request: ChatRequest) -> None:
         request = self._trusted(request)
@@ -138,19 +159,37 @@ class ChatHandler:
             owner = Owner(request.tenant_id, request.user_id)
             question, hits = await self.pipeline.find(owner, request.message, history, plan)
             sources = to_sources(hits)
-            pieces = self.generator.stream(question, hits, history)
+            pieces = await self._generate(question, hits, history)
         await stream.sources(sources)
         words = await self._relay_pieces(request, pieces, stream)
         if words is None:
             return
         answer = "".join(words)
-        cited = cited_numbers(answer, len(sources))
+        cited, grounded = grounding(answer, len(sources))
         await self._remember(request, answer, sources)
         if cache_key and not cached:
             await self._store(cache_key, answer, sources)
-        await stream.done(cited)
+        await stream.done(cited, grounded=grounded)
         CHAT_REQUESTS.labels("cached" if cached else "answered").inc()
-        log.info("Chat answered", sources=len(sources), cited=cited, cached=bool(cached))
+        ANSWERS.labels("grounded" if grounded else "not_found").inc()
+        log.info(
+            "Chat answered", sources=len(sources), cited=cited, grounded=grounded,
+            cached=bool(cached),
+        )  # fmt: skip
+
+    async def _generate(
+        self, question: str, hits: list[Hit], history: list[Message]
+    ) -> AsyncIterator[str]:
+        """The answer's pieces, behind the relevance gate: when no passage
+        says enough about the question the answer is "not found", and no
+        model is asked (it could only guess)."""
+        evidence = await self.reader.read(question, hits)
+        RELEVANCE.observe(max(evidence.best, -100.0))
+        threshold = self.clients.settings.answer_min_relevance
+        if not evidence.relevant(threshold) and not self.answer_ungrounded:
+            log.info("No passage relevant enough", best=round(evidence.best, 2))
+            return replay(not_found(hits))
+        return self.generator.stream(question, hits, history, evidence)
 
     async def _relay_pieces(
         self, request: ChatRequest, pieces: AsyncIterator[str], stream: ReplyStream

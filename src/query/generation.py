@@ -1,35 +1,18 @@
 """The generative answerer: the numbered sources and the question go to a chat
-model, and its reply streams back as it is written. Also: reading which
-sources an answer cites."""
+model, and its reply streams back as it is written, each citation checked
+against the sources."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 
-from query.answerer import NOTHING_FOUND, replay
+from query.answerer import not_found, replay
+from query.citations import checked_citations, close_stream
+from query.evidence import Evidence
 from query.llm.base import ChatModel, Message
 from query.prompts import answer_messages
 from shared.storage.vectorstore import Hit
-
-# [1], [2, 3], [2-4], [1; 3]; "[1][3]" is two matches. A bracket glued to a word
-# (items[1]) is code or a footnote, not a citation.
-_CITATION = re.compile(r"(?<!\w)\[\s*(\d+(?:\s*(?:[-\u2013,;]|and)\s*\d+)*)\s*\]")
-_CITED_PART = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
-
-
-def cited_numbers(answer: str, n_sources: int) -> list[int]:
-    """The source numbers (1 to ``n_sources``) the answer cites, each once, in
-    the order the answer first cites them. Ranges such as [2-4] count every
-    number in them; numbers outside the sources are ignored."""
-    cited: dict[int, None] = {}
-    for match in _CITATION.finditer(answer):
-        for part in _CITED_PART.finditer(match.group(1)):
-            first = int(part.group(1))
-            last = int(part.group(2)) if part.group(2) else first
-            for n in range(max(first, 1), min(last, n_sources) + 1):
-                cited.setdefault(n, None)
-    return list(cited)
 
 
 class LLMGenerator:
@@ -40,16 +23,33 @@ class LLMGenerator:
         self.max_tokens = max_tokens
 
     async def stream(
-        self, question: str, hits: list[Hit], history: Sequence[Message] = ()
+        self,
+        question: str,
+        hits: list[Hit],
+        history: Sequence[Message] = (),
+        evidence: Evidence | None = None,
     ) -> AsyncIterator[str]:
         """The model's text deltas. ``history`` (earlier user and assistant
-        turns, oldest first) lets the answer follow the conversation."""
+        turns, oldest first) lets the answer follow the conversation. The
+        relevance gate ran before (``ChatHandler``): ``evidence`` is not read."""
         if not hits:
             # Nothing to ground an answer in: a model would only guess.
-            async for piece in replay(NOTHING_FOUND):
+            async for piece in replay(not_found(hits)):
                 yield piece
             return
         messages = answer_messages(question, hits, list(history))
-        async for delta in self.model.stream(messages, max_tokens=self.max_tokens):
+        # Closed as soon as this stream is (a cancel), down to the model's
+        # stream: its connection is what keeps it generating, and billing.
+        deltas = _non_empty(self.model.stream(messages, max_tokens=self.max_tokens))
+        async with aclosing(checked_citations(deltas, len(hits))) as pieces:
+            async for piece in pieces:
+                yield piece
+
+
+async def _non_empty(deltas: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    try:
+        async for delta in deltas:
             if delta:
                 yield delta
+    finally:
+        await close_stream(deltas)

@@ -22,3 +22,15 @@ CLAIMS_UNAVAILABLE = Counter(
     "rag_chat_claims_unavailable_total",
     "Requests answered without claiming their stream first, because Redis failed",
 )
+ANSWERS = Counter(
+    "rag_chat_answers_total",
+    "Answers sent, by whether they cite the documents (grounded) or say the documents"
+    " do not answer (not_found)",
+    ["result"],
+)
+RELEVANCE = Histogram(
+    "rag_chat_best_relevance",
+    "The cross-encoder score of the best sentence found for each question (the"
+    " relevance gate compares it with ANSWER_MIN_RELEVANCE)",
+    buckets=(-10, -8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8, 10),
+)

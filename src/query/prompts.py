@@ -32,9 +32,9 @@ Rules:
 - Cite the sources you use as [1], [2] (or [1][3]) right after the claim they \
 support. Cite only the sources of the latest message: citation numbers in \
 earlier answers referred to other sources.
-- If the sources do not contain the answer, say plainly that the documents do \
-not say, and do not guess. If they answer only part of the question, answer \
-that part and say what is missing.
+- If the sources do not contain the answer, reply only: "I could not find an \
+answer to that in your documents." Do not guess, and cite nothing. If they \
+answer only part of the question, answer that part and say what is missing.
 - Be concise. Answer in the language of the question.
 
 Security:

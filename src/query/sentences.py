@@ -1,15 +1,17 @@
-"""Splitting a passage into the pieces compression keeps or drops: the
-sentences of paragraphs, and whole list items, headings, table rows and code
-blocks.
+"""Splitting a passage into the pieces an answer quotes and compression keeps
+or drops: the sentences of paragraphs, and whole list items, headings, table
+rows and code blocks.
 
-Pieces keep their own text (markup included) so that what compression keeps
-is always a quotation; only the line breaks of hard-wrapped prose become
-spaces.
+Pieces keep their own text (markup included) so that what is kept is always
+a quotation; only the line breaks of hard-wrapped prose become spaces (a line
+break inside a paragraph is not a sentence end).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
@@ -27,10 +29,38 @@ _SENTENCE_END = re.compile(
     re.VERBOSE,
 )
 _WORDY = re.compile(r"\w")
+_HEADING = re.compile(r"^\s*#{1,6}\s+")
+# Words that end with a full stop without ending the sentence ("e.g. Python",
+# "see Fig. 3"): a split after one of them is undone.
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(])(?:e\.g|i\.e|etc|vs|cf|approx|resp|incl|esp|Mr|Mrs|Ms|Dr|Prof|St|No|"
+    r"Nos|Fig|Figs|Sec|Ch|Vol|p|pp|al|Inc|Ltd|Co|Jr|Sr|[A-Z])\.$",
+)
+
+Kind = Literal["sentence", "item", "heading", "row", "code"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a passage: a sentence of a paragraph, or a whole list
+    item, heading, table row or code block."""
+
+    text: str
+    kind: Kind
+    heading: str | None
+    """The nearest heading above it inside the passage, without its ``#``."""
 
 
 def _prose(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    pieces: list[str] = []
+    for piece in (s.strip() for s in _SENTENCE_END.split(text)):
+        if not piece:
+            continue
+        if pieces and _ABBREVIATION.search(pieces[-1]):
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 def _units(text: str) -> list[tuple[str, bool]]:
@@ -87,3 +117,30 @@ def split_sentences(text: str) -> list[str]:
     for unit, is_prose in _units(text):
         pieces.extend(_prose(unit) if is_prose else [unit])
     return [p for p in pieces if _WORDY.search(p)]
+
+
+def _kind(unit: str, is_prose: bool) -> Kind:
+    if is_prose:
+        return "sentence"
+    if _FENCE.match(unit) or _INDENTED.match(unit):
+        return "code"
+    if _HEADING.match(unit):
+        return "heading"
+    if unit.lstrip().startswith("|"):
+        return "row"
+    return "item"
+
+
+def passage_units(text: str) -> list[Unit]:
+    """The passage's units in order, each knowing the heading it sits under."""
+    found: list[Unit] = []
+    heading: str | None = None
+    for unit, is_prose in _units(text):
+        kind = _kind(unit, is_prose)
+        pieces = _prose(unit) if is_prose else [unit]
+        for piece in pieces:
+            if _WORDY.search(piece):
+                found.append(Unit(piece, kind, heading))
+        if kind == "heading":
+            heading = _HEADING.sub("", unit).strip() or heading
+    return found

@@ -121,9 +121,11 @@ class ReplyStream:
             self._text_sent = True
             await self._send_nowait(TokenReply(**self._envelope(), text=text))
 
-    async def done(self, cited: list[int] | None = None) -> None:
+    async def done(self, cited: list[int] | None = None, *, grounded: bool = True) -> None:
         await self.flush()
-        await self._send_terminal(DoneReply(**self._envelope(), cited=cited or []))
+        await self._send_terminal(
+            DoneReply(**self._envelope(), cited=cited or [], grounded=grounded)
+        )
 
     async def error(self, message: str) -> None:
         self._buffer = []

@@ -7,10 +7,11 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from query.answerer import ExtractiveGenerator, Generator
+from query.answerer import AnswerPolicy, ExtractiveGenerator, Generator
 from query.cancellation import Cancellations
 from query.chat import ChatHandler
 from query.compression import Compressor, EmbeddingCompressor, LLMCompressor
+from query.evidence import EvidenceReader
 from query.generation import LLMGenerator
 from query.llm import ChatModel, build_chat_model
 from query.pipeline import RetrievalPipeline
@@ -20,6 +21,7 @@ from query.rerank.fused import RetrievalFused
 from query.rerank.llm import LLMReranker
 from query.rerank.mmr import MMRReranker
 from query.retrieval import QueryEmbeddings, Retriever
+from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
 from shared.config import Settings
 from shared.contracts.events import ChatCancel, ChatRequest
 from shared.runtime.clients import Clients
@@ -50,9 +52,9 @@ def subscribe_cancels(clients: Clients, cancellations: Cancellations) -> None:
 
 
 def build_rerankers(
-    settings: Settings, clients: Clients, model: ChatModel | None
+    settings: Settings, clients: Clients, model: ChatModel | None, scorer: OnnxTextModel
 ) -> dict[str, Reranker]:
-    cross_encoder: Reranker = CrossEncoderReranker.bundled(max_chars=settings.rerank_max_chars)
+    cross_encoder: Reranker = CrossEncoderReranker(scorer, max_chars=settings.rerank_max_chars)
     if settings.rerank_fusion:
         cross_encoder = RetrievalFused(cross_encoder, settings.rrf_k)
     rerankers: dict[str, Reranker] = {
@@ -64,7 +66,9 @@ def build_rerankers(
     return rerankers
 
 
-def build_pipeline(clients: Clients, model: ChatModel | None) -> RetrievalPipeline:
+def build_pipeline(
+    clients: Clients, model: ChatModel | None, scorer: OnnxTextModel
+) -> RetrievalPipeline:
     settings = clients.settings
     compressor: Compressor = (
         LLMCompressor(model)
@@ -80,7 +84,7 @@ def build_pipeline(clients: Clients, model: ChatModel | None) -> RetrievalPipeli
     )
     return RetrievalPipeline(
         retriever=Retriever(embeddings, clients.vectors, clients.lexical, rrf_k=settings.rrf_k),
-        rerankers=build_rerankers(settings, clients, model),
+        rerankers=build_rerankers(settings, clients, model, scorer),
         compressor=compressor,
         model=model,
         candidates=settings.retrieval_candidates,
@@ -89,19 +93,31 @@ def build_pipeline(clients: Clients, model: ChatModel | None) -> RetrievalPipeli
     )
 
 
-async def subscribe(clients: Clients) -> list[BackgroundJob]:
-    cancellations = Cancellations()
-    model = build_chat_model(clients.settings)
-    generator: Generator = (
-        ExtractiveGenerator()
-        if model is None
-        else LLMGenerator(model, max_tokens=clients.settings.llm_max_tokens)
+def build_generator(settings: Settings, model: ChatModel | None) -> Generator:
+    if model is not None:
+        return LLMGenerator(model, max_tokens=settings.llm_max_tokens)
+    return ExtractiveGenerator(
+        AnswerPolicy(
+            min_relevance=settings.answer_min_relevance, max_quotes=settings.answer_max_quotes
+        )
     )
+
+
+async def subscribe(clients: Clients) -> list[BackgroundJob]:
+    settings = clients.settings
+    cancellations = Cancellations()
+    model = build_chat_model(settings)
+    # One copy of the cross-encoder (loaded and hash-checked now, so a
+    # misinstalled worker fails at start-up): the reranker and the relevance
+    # gate both read with it.
+    scorer = OnnxTextModel.load(MS_MARCO_MINILM_L12)
     handler = ChatHandler(
         clients=clients,
-        pipeline=build_pipeline(clients, model),
-        generator=generator,
+        pipeline=build_pipeline(clients, model, scorer),
+        generator=build_generator(settings, model),
         cancellations=cancellations,
+        reader=EvidenceReader(scorer, max_pairs=settings.answer_scored_sentences),
+        answer_ungrounded=model is not None and settings.llm_answer_ungrounded,
     )
     consumer = Consumer(
         broker=clients.broker,

@@ -582,6 +582,40 @@ class Settings(BaseSettings):
         " standalone question (0 turns it off).",
         json_schema_extra=_doc("retrieval"),
     )
+    answer_min_relevance: float = Field(
+        default=-8.5,
+        ge=-20,
+        le=20,
+        description="The relevance gate: the bundled cross-encoder's score (a logit) the"
+        " best sentence of the retrieved passages must reach for the question to be"
+        ' answered; below it the answer is "not found", `grounded: false`, nothing'
+        " cited, and no LLM is called. Chosen on the eval set's tuning half"
+        " (docs/quality.md).",
+        json_schema_extra=_doc("retrieval"),
+    )
+    answer_max_quotes: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="The offline answer quotes at most this many sentences (list items,"
+        " table rows), the neighbours a quote needs included.",
+        json_schema_extra=_doc("retrieval"),
+    )
+    answer_scored_sentences: int = Field(
+        default=16,
+        ge=1,
+        le=200,
+        description="Sentence and question pairs the cross-encoder scores per answer"
+        " (about 10 ms each on two cores); word overlap picks which.",
+        json_schema_extra=_doc("retrieval"),
+    )
+    llm_answer_ungrounded: bool = Field(
+        default=False,
+        description="Call the LLM even when no passage passes `ANSWER_MIN_RELEVANCE` (it is"
+        " told to say when the sources do not answer); by default such a question is"
+        ' answered "not found" without spending tokens.',
+        json_schema_extra=_doc("llm-providers"),
+    )
     rag_use_cache: bool = Field(
         default=False,
         description="Cache answers in Redis per tenant; any index or delete in the tenant"

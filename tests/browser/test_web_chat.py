@@ -1,7 +1,8 @@
 """The web chat page at /, driven in a real headless Chromium against the
 session's real gateway and workers: sign in, upload, live status, a streamed
-answer with clickable citations, the error states, and markup in documents
-shown as text."""
+answer with clickable citations, a question the documents do not answer
+(shown as not found, its closest passages readable but not cited), the error
+states, and markup in documents shown as text."""
 
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ async def test_sign_in_upload_watch_ask_and_open_a_citation(
     assert tokens >= 2, tokens
     assert len([n for n in grown if n > 0]) >= 2, lengths
     assert lengths == sorted(lengths) and lengths[-1] == len(text)
+    # Answered from the documents: not the not-found state.
+    await expect(answer).to_have_attribute("data-grounded", "true")
+    await expect(answer).not_to_have_class(re.compile(r"\bnot-found\b"))
+    await expect(answer.locator(".not-found-label")).to_have_count(0)
+    await expect(answer.locator(".sources-heading")).to_have_count(0)
 
     citation = answer.locator(".answer-text button.citation").first
     await expect(citation).to_have_text("[1]")
@@ -110,6 +116,56 @@ async def test_sign_in_upload_watch_ask_and_open_a_citation(
     print(f"\nscreenshot: {shot}")
     print(f"indexed after {indexed_after:.1f} s; answered after {answered_after:.1f} s")
     print(f"{tokens} token events; answer lengths drawn: {grown}")
+    await page.click("#source-close")
+    await expect(dialog).to_be_hidden()
+    assert web.errors == [] and web.dialogs == []
+
+
+NOT_FOUND = (
+    "I could not find an answer to that in your documents. The closest passages are"
+    " listed as sources, but none of them answers it."
+)
+
+
+async def test_a_question_the_documents_do_not_answer_is_shown_as_not_found(
+    web: Watched, client: httpx.AsyncClient
+) -> None:
+    page = web.page
+    await sign_in(page, client)
+    row = await upload(page, "expense-policy.md", POLICY)
+    await expect(row.locator(".status")).to_have_text("indexed", timeout=INDEXING_MS)
+
+    answer = await ask(page, "What is the capital of France?")
+    await expect(answer).to_have_attribute("data-state", "done", timeout=ANSWER_MS)
+    await expect(answer).to_have_attribute("data-grounded", "false")
+    await expect(answer).to_have_class(re.compile(r"\bnot-found\b"))
+    label = answer.locator(".not-found-label")
+    await expect(label).to_be_visible()
+    await expect(label).to_have_text("Not found in your documents")
+    await expect(answer.locator(".answer-text")).to_have_text(NOT_FOUND)
+    # Nothing cited: no citation buttons, in the text or the list.
+    await expect(answer.locator("button.citation")).to_have_count(0)
+
+    # The closest passages, under their own heading, can still be read.
+    await expect(answer.locator(".sources-heading")).to_have_text("Closest passages (not cited)")
+    passages = answer.locator(".sources.closest button.passage")
+    assert await passages.count() >= 1
+    await expect(passages.first).to_have_text("expense-policy.md")
+    await passages.first.click()
+    dialog = page.locator("#source-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#source-title")).to_have_text(
+        "Closest passage (not cited): expense-policy.md"
+    )
+    # A passage of the policy, whichever was closest.
+    await expect(page.locator("#source-text")).to_contain_text(
+        re.compile(r"expense claims|reimbursed|travel desk|laptop|IT portal")
+    )
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "web-chat-not-found.png"
+    await page.screenshot(path=shot, full_page=True)
+    print(f"\nscreenshot: {shot}")
     await page.click("#source-close")
     await expect(dialog).to_be_hidden()
     assert web.errors == [] and web.dialogs == []

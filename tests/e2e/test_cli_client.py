@@ -1,7 +1,8 @@
 """The ``rag`` client commands as a person runs them: the installed ``rag``
 script in a subprocess, a home folder of its own, a real gateway and
-workers behind it. Sign in, upload a folder, ask, list, delete; an expired
-or refused access token is renewed without the user noticing."""
+workers behind it. Sign in, upload a folder, ask (and be told when the
+documents do not answer), list, delete; an expired or refused access token
+is renewed without the user noticing."""
 
 from __future__ import annotations
 
@@ -165,7 +166,19 @@ async def test_ingest_chat_list_and_delete(
     assert "within 30 days" in body["answer"] and body["error"] is None
     assert [s["filename"] for s in body["sources"]] == ["travel-policy.md"]  # top-k 1
     uuid.UUID(body["conversation_id"])
-    assert 1 in body["cited"]
+    assert 1 in body["cited"] and body["grounded"] is True
+
+    # Not in the documents: said so, nothing cited, the closest passages listed.
+    off_topic = "What is the capital of France?"
+    declined = rag(tmp_path, "chat", off_topic)
+    assert declined.returncode == 0, declined.stderr
+    answer, _, passages = declined.stdout.partition("\nClosest passages (not cited)\n")
+    assert answer.startswith("I could not find an answer to that in your documents.")
+    assert "\nSources\n" not in declined.stdout and passages.strip(), declined.stdout
+    assert all(line.startswith("  [") for line in passages.splitlines()), passages
+    declined_json = json.loads(rag(tmp_path, "chat", off_topic, "--json").stdout)
+    assert declined_json["grounded"] is False and declined_json["cited"] == []
+    assert declined_json["sources"] and declined_json["error"] is None
 
     gone = docs["travel-policy.md"]["id"]
     deleted = rag(tmp_path, "docs", "delete", gone)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from query.answerer import NOT_FOUND
 from query.prompts import (
     ANSWER_SYSTEM,
     EXTRACT_SYSTEM,
@@ -56,6 +57,11 @@ def script(messages: list[dict[str, Any]]) -> str:
         passage = user.split("<<<PASSAGE>>>\n", 1)[1].split("\n<<<END PASSAGE", 1)[0]
         return next((line for line in passage.splitlines() if "sixteen" in line), "NONE")
     assert system == ANSWER_SYSTEM
+    if "salary" in user:
+        return NOT_FOUND
+    if "blocks" in user.rsplit("Question:", 1)[-1]:
+        # A citation of a source that does not exist, beside one that does.
+        return "At most three blocks [7], before the child turns two [1]."
     return "Parents get sixteen weeks of paid leave [1]."
 
 
@@ -179,3 +185,41 @@ async def test_a_follow_up_is_rewritten_by_the_model_with_its_conversation(
     assert "How long is parental leave?" in rewrite["messages"][-1]["content"]
     # "split" alone is in neither document; the rewritten question finds the leave.
     assert response.json()["sources"][0]["document_id"] == leave
+
+
+async def test_the_gate_runs_before_the_model_and_citations_are_checked(
+    client: httpx.AsyncClient, llm_client: httpx.AsyncClient, llm: FakeOpenAI
+) -> None:
+    user = await new_user(client)
+    await _indexed(client, user, "leave.md", LEAVE)
+
+    # Nothing in the documents is about it: "not found", no token spent.
+    since = len(llm.chats())
+    response = await llm_client.post(
+        "/api/chat", headers=user.headers, json={"message": "What is the capital of France?"}
+    )
+    body = response.json()
+    assert body["grounded"] is False and body["cited"] == []
+    assert body["answer"].startswith(NOT_FOUND)
+    assert _requests(llm, ANSWER_SYSTEM, since) == []
+
+    # The model cites [7] of one source: gone from the text and from cited.
+    since = len(llm.chats())
+    _, events = await stream_chat(
+        llm_client, user, {"message": "Into how many blocks can parental leave be divided?"}
+    )
+    assert len(_requests(llm, ANSWER_SYSTEM, since)) == 1
+    assert answer_text(events) == "At most three blocks, before the child turns two [1]."
+    assert events[-1].data["cited"] == [1] and events[-1].data["grounded"] is True
+
+    # The model says the sources do not answer: reported as not grounded.
+    since = len(llm.chats())
+    response = await llm_client.post(
+        "/api/chat",
+        headers=user.headers,
+        json={"message": "Is the paid parental leave paid at full salary?"},
+    )
+    body = response.json()
+    assert len(_requests(llm, ANSWER_SYSTEM, since)) == 1
+    assert body["answer"] == NOT_FOUND
+    assert body["grounded"] is False and body["cited"] == []

@@ -121,3 +121,35 @@ async def test_answers_hyde_and_llm_reranking_through_the_stack(
         assert [s["filename"] for s in body["sources"]] == ["expenses.md"], options
         # The step's own call (a hypothetical passage, the grades), then the answer.
         assert _completions(server) == before + 2, options
+
+
+async def test_the_gate_answers_an_unrelated_question_without_the_model(
+    client: httpx.AsyncClient, local_client: httpx.AsyncClient, server: Component
+) -> None:
+    user = await new_user(client)
+    doc = await upload(client, user, "expenses.md", POLICY)
+    assert (await wait_for_status(client, user, doc))["status"] == "indexed"
+    before = _completions(server)
+    response = await local_client.post(
+        "/api/chat", headers=user.headers, json={"message": "What is the capital of France?"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["grounded"] is False
+    assert body["cited"] == []
+    assert body["answer"].startswith("I could not find an answer to that in your documents.")
+    # The closest passages are still there to look at; no token was spent.
+    assert [s["filename"] for s in body["sources"]] == ["expenses.md"]
+    assert _completions(server) == before
+    # An answerable question reaches the model; whatever it writes, what is
+    # reported grounded cites a source that exists.
+    answered = await local_client.post(
+        "/api/chat",
+        headers=user.headers,
+        json={"message": "How long do I have to file an expense claim?"},
+    )
+    assert answered.status_code == 200, answered.text
+    body = answered.json()
+    assert _completions(server) == before + 1
+    assert body["grounded"] == bool(body["cited"])
+    assert all(1 <= n <= len(body["sources"]) for n in body["cited"])

@@ -88,6 +88,9 @@ def start_stack(
         "LLM_PROVIDER": "openai",
         "LLM_MODEL": "fake-model",
         "OPENAI_BASE_URL": llm.base_url,
+        # These tests are about streams: every question reaches the model,
+        # whatever the relevance gate makes of its synthetic passages.
+        "LLM_ANSWER_UNGROUNDED": "true",
     }
     ports = {f"{name}-query-{i}": free_port() for i in range(1, queries + 1)}
     with ThreadPoolExecutor(max_workers=queries + 2) as pool:

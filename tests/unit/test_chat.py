@@ -35,6 +35,10 @@ CHANGED = {
     "rerank_max_chars": 300,
     "mmr_lambda": 0.2,
     "compression_threshold": 0.99,
+    "answer_min_relevance": 1.5,
+    "answer_max_quotes": 2,
+    "answer_scored_sentences": 40,
+    "llm_answer_ungrounded": True,
 }
 
 
@@ -65,7 +69,7 @@ def test_secrets_never_enter_the_key() -> None:
 
 def _handler() -> ChatHandler:
     clients = cast(Clients, SimpleNamespace(topics=Topics.from_prefix("prod")))
-    return ChatHandler(clients, cast(Any, None), cast(Any, None), Cancellations())
+    return ChatHandler(clients, cast(Any, None), cast(Any, None), Cancellations(), cast(Any, None))
 
 
 def _request(deadline: datetime, reply_topic: str | None) -> ChatRequest:

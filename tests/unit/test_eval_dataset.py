@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from ragstream.evaluation.dataset import (
+    SPLITS,
     Dataset,
     DatasetError,
     Gold,
     Question,
+    contains_fact,
     document_relevant,
     load_dataset,
     normalise,
@@ -56,13 +58,50 @@ def test_committed_set_verifies(dataset: Dataset) -> None:
     assert verify(dataset) == []
 
 
+def test_committed_set_has_facts_for_every_answerable_question(dataset: Dataset) -> None:
+    answerable = dataset.answerable().questions
+    assert len(answerable) >= 70
+    for question in answerable:
+        assert 1 <= len(question.facts) <= 3, question.id
+
+
+def test_committed_facts_are_not_given_away_by_the_question(dataset: Dataset) -> None:
+    """An answer that only repeats the question must not pass for a correct one."""
+    for question in dataset.answerable().questions:
+        assert not contains_fact(question.question, question.facts), question.id
+
+
+def test_committed_set_has_unanswerable_questions_of_both_kinds(dataset: Dataset) -> None:
+    unanswerable = dataset.unanswerable().questions
+    assert len(unanswerable) >= 40
+    assert all(q.id.startswith("u") and q.facts == () for q in unanswerable)
+    kinds = [q.notes.split(":")[0].split(" (")[0] for q in unanswerable]
+    assert set(kinds) == {"off-topic", "near miss"}
+    assert kinds.count("off-topic") >= 8
+    assert kinds.count("near miss") >= 30
+
+
+def test_committed_splits_halve_both_kinds(dataset: Dataset) -> None:
+    assert all(q.split in SPLITS for q in dataset.questions)
+    for kind in (dataset.answerable(), dataset.unanswerable()):
+        tune, test = (len(kind.only(split).questions) for split in SPLITS)
+        assert tune + test == len(kind.questions)
+        assert abs(tune - test) <= 2, (tune, test)
+    for split in SPLITS:
+        half = dataset.only(split)
+        off_topic = [q for q in half.unanswerable().questions if q.notes.startswith("off-topic")]
+        assert half.answerable().questions
+        assert off_topic
+        assert len(off_topic) < len(half.unanswerable().questions)
+
+
 def test_question_ids_are_unique(dataset: Dataset) -> None:
     ids = [q.id for q in dataset.questions]
     assert len(ids) == len(set(ids))
 
 
 def test_quotes_are_short_single_paragraph_excerpts(dataset: Dataset) -> None:
-    for question in dataset.questions:
+    for question in dataset.answerable().questions:
         assert 1 <= len(question.gold) <= 2, question.id
         for gold in question.gold:
             assert 40 <= len(gold.quote) <= 200, question.id
@@ -221,7 +260,8 @@ def test_verify_reports_every_problem(tmp_path: Path) -> None:
     [
         "not json",
         "[1, 2]",
-        json.dumps({"id": "x", "question": "q", "gold": []}),
+        json.dumps({"id": "x", "question": "q"}),
+        json.dumps({"id": "x", "question": "q", "gold": "a.md"}),
         json.dumps({"id": "x", "question": "", "gold": [{"doc": "a.md", "quote": "q"}]}),
         json.dumps({"id": "x", "question": "q", "gold": [{"doc": "a.md"}]}),
         json.dumps({"question": "q", "gold": [{"doc": "a.md", "quote": "q"}]}),
@@ -240,3 +280,124 @@ def test_a_missing_folder_or_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     with pytest.raises(DatasetError):
         load_dataset(tmp_path)
+
+
+# --- facts, splits and unanswerable questions
+
+FOX = {"doc": "a.md", "quote": "quick brown fox"}
+
+
+def _line(qid: str, gold: list[dict[str, str]], **fields: object) -> str:
+    return json.dumps({"id": qid, "question": "q", "gold": gold, **fields})
+
+
+def test_facts_split_and_an_unanswerable_question_load(tmp_path: Path) -> None:
+    _write_set(
+        tmp_path,
+        [
+            _line("x1", [FOX], facts=["brown fox", "fox"], split="tune"),
+            _line("x2", [], facts=[], split="test", notes="off-topic"),
+            _line("x3", []),
+        ],
+    )
+    x1, x2, x3 = load_dataset(tmp_path).questions
+    assert (x1.facts, x1.split, x1.answerable) == (("brown fox", "fox"), "tune", True)
+    assert (x2.facts, x2.split, x2.answerable) == ((), "test", False)
+    assert (x3.facts, x3.split) == ((), "")
+    assert x2.gold_documents == ()
+    assert not passage_relevant(x2, "a.md", "quick brown fox")
+    assert not document_relevant(x2, "a.md")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (_line("x", [], facts=["fox"]), "'facts' must be empty"),
+        (_line("x", [FOX], facts=["fox", 3]), "'facts'"),
+        (_line("x", [FOX], facts="fox"), "'facts'"),
+        (_line("x", [FOX], facts=["  "]), "'facts'"),
+        # Empty once markup is removed: it would be contained in any answer.
+        (_line("x", [FOX], facts=["**``**"]), "'facts'"),
+        (_line("x", [FOX], split="dev"), "'split'"),
+        (_line("x", [FOX], split=""), "'split'"),
+        (_line("x", [FOX], split=None), "'split'"),
+    ],
+)
+def test_bad_facts_or_split_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    _write_set(tmp_path, [_line("x0", [FOX]), line])
+    with pytest.raises(DatasetError, match=f"line 2: .*{message}"):
+        load_dataset(tmp_path)
+
+
+def test_verify_reports_a_fact_missing_from_the_gold_documents(tmp_path: Path) -> None:
+    _write_set(
+        tmp_path,
+        [
+            # Found despite case and markup: the page says "The quick brown fox".
+            _line("x1", [FOX], facts=["THE *quick* `brown`"]),
+            _line("x2", [FOX], facts=["red fox", "lazy dog"]),
+            _line("x3", [FOX]),
+            _line("x4", []),
+        ],
+    )
+    problems = verify(load_dataset(tmp_path))
+    assert problems == [
+        "x2: fact not found in its gold documents: 'red fox'",
+        "x2: fact not found in its gold documents: 'lazy dog'",
+        "x3: answerable but has no facts",
+    ]
+
+
+def test_verify_reports_a_question_left_out_of_the_splits(tmp_path: Path) -> None:
+    _write_set(tmp_path, [_line("x1", [FOX], split="tune"), _line("x2", [FOX])])
+    assert verify(load_dataset(tmp_path)) == ["x2: no split"]
+
+
+def test_verify_keeps_a_set_without_facts_or_splits_clean(tmp_path: Path) -> None:
+    _write_set(tmp_path, [_line("x1", [FOX]), _line("x2", [])])
+    assert verify(load_dataset(tmp_path)) == []
+
+
+def test_only_keeps_one_split_and_the_corpus(tmp_path: Path) -> None:
+    _write_set(
+        tmp_path,
+        [
+            _line("x1", [FOX], split="tune"),
+            _line("x2", [FOX], split="test"),
+            _line("x3", [], split="tune"),
+            _line("x4", [FOX]),
+        ],
+    )
+    loaded = load_dataset(tmp_path)
+    tune = loaded.only("tune")
+    assert [q.id for q in tune.questions] == ["x1", "x3"]
+    assert [q.id for q in loaded.only("test").questions] == ["x2"]
+    assert tune.documents == loaded.documents
+    assert tune.name == loaded.name
+    # A question without a split is in neither half.
+    assert "x4" not in {q.id for s in SPLITS for q in loaded.only(s).questions}
+    assert [q.id for q in tune.answerable().questions] == ["x1"]
+    assert [q.id for q in tune.unanswerable().questions] == ["x3"]
+    with pytest.raises(ValueError, match="split"):
+        loaded.only("")
+
+
+def test_contains_fact_ignores_case_markup_and_whitespace() -> None:
+    assert contains_fact("Pass **`sort_keys=True`** to dumps.", ["sort_keys"])
+    assert contains_fact("Use `datetime.now(timezone.utc)`", ["datetime.now(timezone.utc)"])
+    assert contains_fact("the  Global\n Interpreter   lock", ["global interpreter lock"])
+    assert contains_fact("It isn\u2019t thread-safe", ["isn't thread-safe"])
+    assert contains_fact("due to the GIL", ["Global Interpreter Lock", "GIL"])
+
+
+def test_contains_fact_keeps_underscores() -> None:
+    assert not contains_fact("set sort keys to true", ["sort_keys"])
+    assert not contains_fact("set sortkeys to true", ["sort_keys"])
+    assert contains_fact("if __name__ == '__main__':", ["__main__"])
+    assert not contains_fact("the main module", ["__main__"])
+
+
+def test_contains_fact_needs_a_fact() -> None:
+    assert not contains_fact("anything at all", [])
+    assert not contains_fact("anything at all", ["**", " "])
+    assert not contains_fact("", ["fox"])

@@ -7,13 +7,17 @@ import math
 import pytest
 
 from ragstream.evaluation.metrics import (
+    ANSWER_KEYS,
     Outcome,
+    Reply,
     document_ranking,
     hit_at,
     ndcg_at,
     percentile,
+    rate,
     reciprocal_rank,
     summarise,
+    summarise_answers,
 )
 
 T, F = True, False
@@ -142,3 +146,73 @@ def test_summarise_of_nothing_is_all_zeros() -> None:
     assert set(summary) >= {"hit@1", "hit@5", "mrr", "ndcg@10", "doc_hit@1", "doc_hit@5",
                             "doc_mrr", "doc_ndcg@10", "p50_ms", "p95_ms", "n"}  # fmt: skip
     assert all(value == 0.0 for value in summary.values())
+
+
+# --- answers -----------------------------------------------------------------
+
+
+def _reply(
+    answerable: bool = True,
+    grounded: bool = True,
+    fact: bool = False,
+    cited_gold: bool = False,
+    latency: float = 0.0,
+) -> Reply:
+    return Reply(answerable, grounded, fact, cited_gold, latency)
+
+
+def test_rate_is_the_fraction_true_and_nan_for_nothing() -> None:
+    assert rate([T, F, F, T]) == 0.5
+    assert rate([F]) == 0.0
+    assert math.isnan(rate([]))
+
+
+def test_summarise_answers_counts_each_rate_over_its_own_questions() -> None:
+    replies = [
+        _reply(fact=T, cited_gold=T, latency=0.1),  # answered, right
+        _reply(fact=T, cited_gold=F, latency=0.2),  # answered, cites another page
+        _reply(fact=F, cited_gold=F, latency=0.3),  # answered, wrong
+        _reply(grounded=F, latency=0.4),  # declined though answerable
+        _reply(answerable=F, grounded=F, latency=0.5),  # declined, rightly
+        _reply(answerable=F, grounded=T, latency=0.6),  # answered anyway
+        _reply(answerable=F, grounded=F, latency=0.7),
+    ]
+    summary = summarise_answers(replies)
+    assert set(summary) == set(ANSWER_KEYS)
+    assert summary["fact"] == pytest.approx(2 / 4)
+    assert summary["cited_gold"] == pytest.approx(1 / 3)  # the declined one is not counted
+    assert summary["false_decline"] == pytest.approx(1 / 4)
+    assert summary["declined"] == pytest.approx(2 / 3)
+    # Latency over every question asked, unanswerable ones too.
+    assert summary["p50_ms"] == pytest.approx(400.0)
+    assert summary["p95_ms"] == pytest.approx(670.0)
+    assert (summary["n"], summary["n_answerable"], summary["n_answered"],
+            summary["n_unanswerable"]) == (7.0, 4.0, 3.0, 3.0)  # fmt: skip
+
+
+def test_a_declined_answer_holding_a_fact_is_a_fact_miss() -> None:
+    # "The documents do not say whether 8pm ...": the fact is there, the answer is not.
+    summary = summarise_answers([_reply(grounded=F, fact=T), _reply(fact=T)])
+    assert summary["fact"] == 0.5
+    assert summary["false_decline"] == 0.5
+
+
+def test_cited_gold_is_only_over_answered_questions() -> None:
+    summary = summarise_answers([_reply(cited_gold=T), _reply(grounded=F), _reply(grounded=F)])
+    assert summary["cited_gold"] == 1.0
+    # Nothing answered: no figure, not 0.
+    assert math.isnan(summarise_answers([_reply(grounded=F)])["cited_gold"])
+
+
+def test_missing_denominators_are_nan() -> None:
+    only_answerable = summarise_answers([_reply(fact=T, cited_gold=T)])
+    assert math.isnan(only_answerable["declined"])
+    assert only_answerable["fact"] == 1.0
+    only_unanswerable = summarise_answers([_reply(answerable=F, grounded=F)])
+    for key in ("fact", "cited_gold", "false_decline"):
+        assert math.isnan(only_unanswerable[key]), key
+    assert only_unanswerable["declined"] == 1.0
+    nothing = summarise_answers([])
+    for key in ("fact", "cited_gold", "declined", "false_decline", "p50_ms", "p95_ms"):
+        assert math.isnan(nothing[key]), key
+    assert nothing["n"] == 0.0

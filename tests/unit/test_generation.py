@@ -1,10 +1,9 @@
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-import pytest
-
-from query.answerer import NOTHING_FOUND
-from query.generation import LLMGenerator, cited_numbers
+from query.answerer import NOT_FOUND
+from query.chat import grounding
+from query.generation import LLMGenerator
 from query.llm.base import Message
 from query.prompts import answer_messages
 from shared.storage.vectorstore import Hit
@@ -34,33 +33,13 @@ def _hit(text: str) -> Hit:
     return Hit(uuid.uuid4().hex, uuid.uuid4(), "policy.md", 0, text, 0.5)
 
 
-@pytest.mark.parametrize(
-    ("answer", "n_sources", "expected"),
-    [
-        ("Staff get 25 days [1].", 3, [1]),
-        ("Leave is 25 days [2, 3] and carries over [1].", 3, [2, 3, 1]),
-        ("Both say so [1][3].", 3, [1, 3]),
-        ("Repeated [2] and again [2].", 3, [2]),
-        ("Out of range [0] [4] [7, 2].", 3, [2]),
-        ("A range [2-4] and [1\u20132].", 5, [2, 3, 4, 1]),
-        ("Semicolons [1; 3] and words [2 and 3].", 3, [1, 3, 2]),
-        ("Spaces [ 2 ] count.", 2, [2]),
-        ("No citations here.", 3, []),
-        ("Code like items[1] or a [link](http://x) or [a] is not a citation.", 3, []),
-        ("Anything cited with no sources [1].", 0, []),
-        ("A huge range [1-1000000000] stays bounded.", 2, [1, 2]),
-    ],
-)
-def test_cited_numbers(answer: str, n_sources: int, expected: list[int]) -> None:
-    assert cited_numbers(answer, n_sources) == expected
-
-
 async def test_streams_the_models_deltas_from_the_built_messages() -> None:
     model = ScriptedChat(["Staff get ", "", "25 days", " [1]."])
     hits = [_hit("Staff get 25 days of paid leave.")]
     generator = LLMGenerator(model, max_tokens=321)
     pieces = [piece async for piece in generator.stream("How much leave?", hits)]
-    assert pieces == ["Staff get ", "25 days", " [1]."]
+    assert "".join(pieces) == "Staff get 25 days [1]."
+    assert pieces == ["Staff get", " 25 days", " [1]."]  # a trailing space waits for what follows
     [(messages, max_tokens)] = model.calls
     assert messages == answer_messages("How much leave?", hits, [])
     assert max_tokens == 321
@@ -81,5 +60,25 @@ async def test_without_hits_it_says_so_without_asking_the_model() -> None:
     model = ScriptedChat(["invented"])
     generator = LLMGenerator(model, max_tokens=100)
     answer = "".join([p async for p in generator.stream("Anything?", [])])
-    assert answer == NOTHING_FOUND
+    assert answer == NOT_FOUND
     assert model.calls == []
+
+
+async def test_a_citation_of_a_source_that_does_not_exist_is_removed() -> None:
+    model = ScriptedChat(["Staff get 25 days ", "[7]", " and carry over 5 ", "[2, 7]", "."])
+    hits = [_hit("Staff get 25 days."), _hit("Five days carry over."), _hit("Unrelated.")]
+    generator = LLMGenerator(model, max_tokens=100)
+    answer = "".join([p async for p in generator.stream("Leave?", hits)])
+    assert answer == "Staff get 25 days and carry over 5 [2]."
+    assert grounding(answer, len(hits)) == ([2], True)
+
+
+async def test_a_reply_that_cannot_find_the_answer_is_not_grounded() -> None:
+    model = ScriptedChat([NOT_FOUND])
+    hits = [_hit("Staff get 25 days.")]
+    generator = LLMGenerator(model, max_tokens=100)
+    answer = "".join([p async for p in generator.stream("Pension age?", hits)])
+    assert grounding(answer, len(hits)) == ([], False)
+    # An answer citing nothing is not grounded either, whatever it says.
+    assert grounding("Probably 67.", 1) == ([], False)
+    assert grounding(f"{NOT_FOUND} But see [1].", 1) == ([], False)

@@ -75,6 +75,7 @@ def to_sse(event: RelayEvent) -> dict[str, str]:
                 "conversation_id": str(event.conversation_id),
                 "seq": event.seq,
                 "cited": event.cited,
+                "grounded": event.grounded,
             }
     return {"event": event.type, "data": json.dumps(data)}
 
@@ -210,6 +211,7 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
     words: list[str] = []
     sources: list[Source] = []
     cited: list[int] = []
+    grounded = True
     async for event in events:
         if isinstance(event, StreamTimeout):
             raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
@@ -220,13 +222,14 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
         elif event.type == "sources":
             sources = event.sources
         elif event.type == "done":
-            cited = event.cited
+            cited, grounded = event.cited, event.grounded
         elif event.type == "error":
             raise Unavailable(event.message)
     return ChatAnswer(
         answer="".join(words),
         sources=sources,
         cited=cited,
+        grounded=grounded,
         conversation_id=relay.conversation_id,
     )
 

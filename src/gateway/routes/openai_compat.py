@@ -294,6 +294,7 @@ class Completion:
             usage=self.usage(answer.answer),
             sources=answer.sources,
             cited=answer.cited,
+            grounded=answer.grounded,
             conversation_id=answer.conversation_id,
         )
 
@@ -343,6 +344,7 @@ def _last_chunks(
         "stop",
         sources=[s.model_dump(mode="json") for s in sources],
         cited=done.cited,
+        grounded=done.grounded,
         conversation_id=str(done.conversation_id),
         **({} if usage_chunk else {"usage": usage}),
     )

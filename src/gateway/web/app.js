@@ -339,16 +339,19 @@ function addMessage(kind) {
   return item;
 }
 
-// The answer so far, with each [n] that names a source as a button.
+// The answer so far, with each [n] that names a source as a button. An
+// answer not found in the documents cites nothing: its text stays plain.
 function renderAnswer(turn) {
   const parts = [];
   let last = 0;
-  for (const match of turn.text.matchAll(/\[(\d+)\]/g)) {
-    const source = turn.sources.get(Number(match[1]));
-    if (!source) continue;
-    parts.push(document.createTextNode(turn.text.slice(last, match.index)));
-    parts.push(citationButton(source));
-    last = match.index + match[0].length;
+  if (turn.grounded) {
+    for (const match of turn.text.matchAll(/\[(\d+)\]/g)) {
+      const source = turn.sources.get(Number(match[1]));
+      if (!source) continue;
+      parts.push(document.createTextNode(turn.text.slice(last, match.index)));
+      parts.push(citationButton(source));
+      last = match.index + match[0].length;
+    }
   }
   parts.push(document.createTextNode(turn.text.slice(last)));
   turn.body.replaceChildren(...parts);
@@ -360,22 +363,51 @@ function citationButton(source) {
   button.className = "citation";
   button.textContent = `[${source.n}]`;
   button.title = source.filename;
-  button.addEventListener("click", () => openSource(source));
+  button.addEventListener("click", () => openSource(source, true));
+  return button;
+}
+
+// A passage that is only close to the question, not a citation: the button
+// names the file rather than a number the answer could point to.
+function passageButton(source) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "passage";
+  button.textContent = source.filename;
+  button.title = "Read this passage (not cited)";
+  button.addEventListener("click", () => openSource(source, false));
   return button;
 }
 
 function renderSources(turn) {
+  turn.element.querySelector(".sources-block")?.remove();
+  if (!turn.sources.size) return;
+  const block = document.createElement("div");
+  block.className = "sources-block";
+  if (!turn.grounded) {
+    const heading = document.createElement("p");
+    heading.className = "sources-heading";
+    heading.textContent = "Closest passages (not cited)";
+    block.append(heading);
+  }
   const list = document.createElement("ul");
-  list.className = "sources";
+  list.className = turn.grounded ? "sources" : "sources closest";
   for (const source of turn.sources.values()) {
     const item = document.createElement("li");
-    const name = document.createElement("span");
-    name.textContent = ` ${source.filename}${where(source) ? ` (${where(source)})` : ""}`;
-    item.append(citationButton(source), name);
+    const place = where(source) ? ` (${where(source)})` : "";
+    if (turn.grounded) {
+      const name = document.createElement("span");
+      name.textContent = ` ${source.filename}${place}`;
+      item.append(citationButton(source), name);
+    } else {
+      const detail = document.createElement("span");
+      detail.textContent = place;
+      item.append(passageButton(source), detail);
+    }
     list.append(item);
   }
-  turn.element.querySelector(".sources")?.remove();
-  turn.element.append(list);
+  block.append(list);
+  turn.element.append(block);
 }
 
 function where(source) {
@@ -385,11 +417,27 @@ function where(source) {
   return parts.join(" · ");
 }
 
-function openSource(source) {
-  $("source-title").textContent = `[${source.n}] ${source.filename}`;
+function openSource(source, cited) {
+  $("source-title").textContent = cited
+    ? `[${source.n}] ${source.filename}`
+    : `Closest passage (not cited): ${source.filename}`;
   $("source-where").textContent = where(source);
   $("source-text").textContent = source.text || source.snippet;
   $("source-dialog").showModal();
+}
+
+// The documents do not answer the question: the turn says so, and its
+// sources are shown as the closest passages, none of them cited.
+function markNotFound(turn) {
+  turn.grounded = false;
+  turn.element.classList.add("not-found");
+  turn.element.dataset.grounded = "false";
+  const label = document.createElement("p");
+  label.className = "not-found-label";
+  label.textContent = "Not found in your documents";
+  turn.element.prepend(label);
+  renderAnswer(turn);
+  renderSources(turn);
 }
 
 function finish(turn, state, message) {
@@ -417,6 +465,9 @@ function onStreamEvent(turn, event) {
       break;
     case "done":
       conversationId = event.data.conversation_id;
+      // An older server sends no "grounded": its answers are grounded.
+      if (event.data.grounded === false) markNotFound(turn);
+      else turn.element.dataset.grounded = "true";
       finish(turn, "done");
       return true;
     case "error":
@@ -439,7 +490,7 @@ async function onAsk(event) {
   body.className = "answer-text";
   element.append(body);
   element.dataset.state = "streaming";
-  const turn = { element, body, text: "", tokens: 0, sources: new Map() };
+  const turn = { element, body, text: "", tokens: 0, sources: new Map(), grounded: true };
   const request = { message };
   if (conversationId) request.conversation_id = conversationId;
   const timeout = parseFloat($("stream-timeout").value);

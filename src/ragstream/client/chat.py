@@ -17,6 +17,9 @@ class Answer:
     sources: list[dict[str, Any]] = field(default_factory=list)
     conversation_id: str | None = None
     cited: list[int] = field(default_factory=list)
+    # False when the documents do not answer the question: the answer says so,
+    # nothing is cited, and the sources are only the closest passages.
+    grounded: bool = True
     error: str | None = None  # an error or timeout event: no complete answer
 
     def as_json(self) -> dict[str, Any]:
@@ -25,6 +28,7 @@ class Answer:
             "sources": self.sources,
             "conversation_id": self.conversation_id,
             "cited": self.cited,
+            "grounded": self.grounded,
             "error": self.error,
         }
 
@@ -56,6 +60,8 @@ def _apply(answer: Answer, event: str, data: Any, on_token: Callable[[str], None
     elif event == "done":
         answer.conversation_id = data.get("conversation_id")
         answer.cited = list(data.get("cited") or [])
+        # An older server sends no "grounded": its answers are grounded.
+        answer.grounded = data.get("grounded") is not False
         return False
     elif event in ("error", "timeout"):
         answer.error = str(data.get("message") or event)

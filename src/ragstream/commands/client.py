@@ -125,7 +125,8 @@ def chat(
         typer.Option("--timeout", help="seconds without a reply before the gateway gives up"),
     ] = None,
 ) -> int:
-    """Ask a question; the answer streams, then its numbered sources."""
+    """Ask a question; the answer streams, then its numbered sources (or, when
+    the documents do not answer it, the closest passages, not cited)."""
 
     def show(text: str) -> None:
         if not as_json:
@@ -140,16 +141,18 @@ def chat(
     print()
     if answer.error:
         raise ClientError(f"the answer did not complete: {answer.error}")
-    _print_sources(answer.sources)
+    _print_sources(answer.sources, answer.grounded)
     if answer.conversation_id:
         err.print(f"[dim]conversation {answer.conversation_id}[/]")
     return 0
 
 
-def _print_sources(sources: list[dict[str, Any]]) -> None:
+def _print_sources(sources: list[dict[str, Any]], grounded: bool = True) -> None:
+    """The numbered sources; for an answer not found in the documents, the
+    closest passages instead, which the answer does not cite."""
     if not sources:
         return
-    out.print("\n[bold]Sources[/]")
+    out.print("\n[bold]Sources[/]" if grounded else "\n[bold]Closest passages (not cited)[/]")
     for source in sources:
         where = f", page {source['page']}" if source.get("page") else ""
         section = f" — {source['section']}" if source.get("section") else ""

@@ -1,15 +1,28 @@
-"""``rag eval``: score retrieval configurations on a labelled set."""
+"""``rag eval``: score retrieval configurations, and their answers, on a labelled set."""
 
 from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ragstream.supervisor import CliError
+
+if TYPE_CHECKING:
+    from ragstream.evaluation.dataset import Dataset
+
+
+class Split(StrEnum):
+    """Which questions to ask: settings are tuned on one half, figures reported
+    on the other; ``all`` asks both (and any question without a split)."""
+
+    tune = "tune"
+    test = "test"
+    all = "all"
 
 
 def evaluate(
@@ -22,12 +35,22 @@ def evaluate(
     configs: Annotated[
         str | None, typer.Option("--configs", help="comma-separated names (default: all)")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="only the first N questions")] = None,
+    split: Annotated[
+        Split, typer.Option("--split", help="the questions of one half of the set, or all")
+    ] = Split.all,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            help="only N questions: the first answerable and unanswerable ones, in proportion",
+        ),
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="also write the figures to this file")
     ] = None,
 ) -> int:
-    """Score retrieval configurations on a labelled set, through the HTTP API."""
+    """Score retrieval configurations and their answers on a labelled set, through
+    the HTTP API."""
     from ragstream.api import ApiError
     from ragstream.evaluation.dataset import load_dataset, verify
     from ragstream.evaluation.runner import (
@@ -35,7 +58,10 @@ def evaluate(
         ConfigResult,
         EvalError,
         default_dataset_dir,
+        headline,
+        json_rows,
         run,
+        sample,
         table,
     )
 
@@ -43,8 +69,12 @@ def evaluate(
     problems = verify(labelled)
     if problems:
         raise CliError("the labelled set is inconsistent:\n  " + "\n  ".join(problems[:10]))
+    if split is not Split.all:
+        labelled = labelled.only(split.value)
     if limit:
-        labelled = labelled.head(limit)
+        labelled = sample(labelled, limit)
+    if not labelled.questions:
+        raise CliError(f"no questions to ask (split: {split.value})")
     known = {c.name: c for c in CONFIGS}
     wanted = configs.split(",") if configs else list(known)
     unknown = [name for name in wanted if name not in known]
@@ -56,17 +86,29 @@ def evaluate(
 
     def write(results: list[ConfigResult]) -> None:
         if json_path:
-            figures = [{"config": r.config, "skipped": r.skipped, **r.summary} for r in results]
-            json_path.write_text(json.dumps(figures, indent=2))
-        say(table(results[-1:]).splitlines()[-1] + "\n")
+            rows = json_rows(results, split.value)
+            json_path.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+        say(headline(results[-1]) + "\n")
 
     try:
         results = run(base_url, labelled, [known[n] for n in wanted], say=say, scored=write)
     except (EvalError, ApiError) as exc:
         raise CliError(str(exc)) from exc
-    print(f"{len(labelled.questions)} questions, {len(labelled.documents)} documents\n")
+    print(header(labelled, split) + "\n")
     print(table(results))
     return 0
+
+
+def header(labelled: Dataset, split: Split) -> str:
+    """What was asked: ``N questions (A answerable, U unanswerable), D documents;
+    split: S``."""
+    answerable = len(labelled.answerable().questions)
+    unanswerable = len(labelled.questions) - answerable
+    return (
+        f"{len(labelled.questions)} questions ({answerable} answerable, "
+        f"{unanswerable} unanswerable), {len(labelled.documents)} documents; "
+        f"split: {split.value}"
+    )
 
 
 def register(app: typer.Typer) -> None:

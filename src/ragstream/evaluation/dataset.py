@@ -5,13 +5,20 @@ A set is a folder::
     docs/              the corpus: every file in it is uploaded
     questions.jsonl    one question a line:
                        {"id": "q001", "question": "...",
-                        "gold": [{"doc": "json.md", "quote": "..."}], "notes": "..."}
+                        "gold": [{"doc": "json.md", "quote": "..."}],
+                        "facts": ["sort_keys"], "split": "tune", "notes": "..."}
 
 Each gold entry names a document and quotes, exactly, the passage of it that
 answers the question. A retrieved passage is relevant when it comes from a
 gold document and holds enough of a gold quote (``passage_relevant``); a
 retrieved document is relevant when it is a gold document
 (``document_relevant``).
+
+A question with an empty ``gold`` is one the corpus cannot answer: the system
+should decline it. ``facts`` (optional) are short phrases, any one of which a
+correct answer contains (``contains_fact``); an unanswerable question has
+none. ``split`` (optional) is ``"tune"`` or ``"test"``: settings are tuned on
+one half and figures reported on the other (``Dataset.only``).
 
 Pure standard library, so the set can be loaded and checked without the
 running system.
@@ -20,6 +27,7 @@ running system.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
@@ -30,6 +38,15 @@ DOCS_DIR = "docs"
 # characters (whitespace-normalised), so a quote that straddles a chunk
 # boundary still counts for the chunk holding most of it.
 ANCHOR_CHARS = 40
+SPLITS = ("tune", "test")
+"""The values ``split`` may take; a question without one is in neither."""
+# Markup a fact is compared without: the corpus marks emphasis with ``*`` and
+# code with backticks, and an answer quoting it may keep or drop either.
+# Underscores stay: they are part of identifiers (``sort_keys``, ``__main__``)
+# and the corpus never uses them for emphasis.
+_MARKUP = str.maketrans(
+    {"*": None, "`": None, "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
+)
 
 
 class DatasetError(ValueError):
@@ -51,7 +68,17 @@ class Question:
     id: str
     question: str
     gold: tuple[Gold, ...]
+    """Empty for a question the corpus cannot answer."""
     notes: str = ""
+    facts: tuple[str, ...] = ()
+    """Phrases any one of which a correct answer contains (``contains_fact``)."""
+    split: str = ""
+    """``"tune"``, ``"test"``, or ``""`` when the set does not say."""
+
+    @property
+    def answerable(self) -> bool:
+        """Whether the corpus answers the question (it has gold passages)."""
+        return bool(self.gold)
 
     @property
     def gold_documents(self) -> tuple[str, ...]:
@@ -70,7 +97,27 @@ class Dataset:
 
     def head(self, n: int) -> Dataset:
         """The same corpus with only the first ``n`` questions."""
-        return replace(self, questions=self.questions[:n], _texts=self._texts)
+        return self._with(self.questions[:n])
+
+    def only(self, split: str) -> Dataset:
+        """The same corpus with only the questions of ``split`` (``"tune"`` or
+        ``"test"``). A question without a split is in neither: figures are
+        reported on a half chosen in advance, never on whatever is unlabelled."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        return self._with(tuple(q for q in self.questions if q.split == split))
+
+    def answerable(self) -> Dataset:
+        """The same corpus with only the questions it answers."""
+        return self._with(tuple(q for q in self.questions if q.answerable))
+
+    def unanswerable(self) -> Dataset:
+        """The same corpus with only the questions it cannot answer."""
+        return self._with(tuple(q for q in self.questions if not q.answerable))
+
+    def _with(self, questions: tuple[Question, ...]) -> Dataset:
+        # The text cache is shared: the corpus is the same.
+        return replace(self, questions=questions, _texts=self._texts)
 
     def document(self, filename: str) -> Path | None:
         return next((p for p in self.documents if p.name == filename), None)
@@ -116,9 +163,25 @@ def _question(raw: Any) -> Question:
     for key in ("id", "question"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise DatasetError(f"{key!r} must be a non-empty string")
-    gold = raw.get("gold")
-    if not isinstance(gold, list) or not gold:
-        raise DatasetError("'gold' must be a non-empty list")
+    gold = _gold(raw.get("gold"))
+    facts = _facts(raw.get("facts", []))
+    if facts and not gold:
+        raise DatasetError("'facts' must be empty when 'gold' is: nothing answers the question")
+    split = raw.get("split", "")
+    # An explicit "" is refused too: a split is either stated or left out.
+    if "split" in raw and split not in SPLITS:
+        raise DatasetError(f"'split' must be one of {', '.join(SPLITS)}")
+    notes = raw.get("notes", "")
+    if not isinstance(notes, str):
+        raise DatasetError("'notes' must be a string")
+    return Question(raw["id"], raw["question"], gold, notes, facts, split)
+
+
+def _gold(gold: Any) -> tuple[Gold, ...]:
+    # Required even when empty: an unanswerable question is labelled so on
+    # purpose, not by forgetting the field.
+    if not isinstance(gold, list):
+        raise DatasetError("'gold' must be a list (empty if the corpus cannot answer)")
     passages: list[Gold] = []
     for entry in gold:
         if not isinstance(entry, dict) or not all(
@@ -126,29 +189,83 @@ def _question(raw: Any) -> Question:
         ):
             raise DatasetError("each gold entry needs a non-empty 'doc' and 'quote'")
         passages.append(Gold(entry["doc"], entry["quote"]))
-    notes = raw.get("notes", "")
-    if not isinstance(notes, str):
-        raise DatasetError("'notes' must be a string")
-    return Question(raw["id"], raw["question"], tuple(passages), notes)
+    return tuple(passages)
+
+
+def _facts(facts: Any) -> tuple[str, ...]:
+    # A fact that is empty once normalised would be contained in any answer.
+    if not isinstance(facts, list) or not all(isinstance(f, str) and fact_text(f) for f in facts):
+        raise DatasetError("'facts' must be a list of non-empty strings")
+    return tuple(facts)
 
 
 def verify(dataset: Dataset) -> list[str]:
     """Every inconsistency of the set, as sentences; empty when it is sound:
     duplicate ids, gold documents not in the corpus, quotes that are not an
-    exact substring of their document."""
+    exact substring of their document, facts found in none of the question's
+    gold documents. Once any question has facts, an answerable question
+    without them is reported; once any has a split, one without it is (a set
+    that uses neither, an older one, stays clean)."""
     problems: list[str] = []
     seen: set[str] = set()
+    uses_facts = any(q.facts for q in dataset.questions)
+    uses_splits = any(q.split for q in dataset.questions)
+    flat_texts: dict[str, str] = {}
     for question in dataset.questions:
         if question.id in seen:
             problems.append(f"{question.id}: duplicate id")
         seen.add(question.id)
-        for gold in question.gold:
-            if dataset.document(gold.doc) is None:
-                problems.append(f"{question.id}: gold document {gold.doc} does not exist")
-            elif gold.quote not in dataset.text(gold.doc):
-                excerpt = gold.quote[:60]
-                problems.append(f"{question.id}: quote not found in {gold.doc}: {excerpt!r}")
+        problems.extend(_gold_problems(dataset, question))
+        problems.extend(_fact_problems(dataset, question, flat_texts))
+        if uses_facts and question.answerable and not question.facts:
+            problems.append(f"{question.id}: answerable but has no facts")
+        if uses_splits and not question.split:
+            problems.append(f"{question.id}: no split")
     return problems
+
+
+def _gold_problems(dataset: Dataset, question: Question) -> list[str]:
+    problems: list[str] = []
+    for gold in question.gold:
+        if dataset.document(gold.doc) is None:
+            problems.append(f"{question.id}: gold document {gold.doc} does not exist")
+        elif gold.quote not in dataset.text(gold.doc):
+            excerpt = gold.quote[:60]
+            problems.append(f"{question.id}: quote not found in {gold.doc}: {excerpt!r}")
+    return problems
+
+
+def _fact_problems(dataset: Dataset, question: Question, flat_texts: dict[str, str]) -> list[str]:
+    """Facts that an answer quoting the question's gold documents could not
+    contain. ``flat_texts`` caches each document's ``fact_text`` across calls."""
+    texts: list[str] = []
+    for doc in question.gold_documents:
+        if dataset.document(doc) is None:
+            continue  # already reported by _gold_problems
+        if doc not in flat_texts:
+            flat_texts[doc] = fact_text(dataset.text(doc))
+        texts.append(flat_texts[doc])
+    return [
+        f"{question.id}: fact not found in its gold documents: {fact!r}"
+        for fact in question.facts
+        if not any(fact_text(fact) in text for text in texts)
+    ]
+
+
+def fact_text(text: str) -> str:
+    """``text`` as facts are compared: lower case, without ``*`` and backticks,
+    typographic quotes as ASCII ones, runs of whitespace as one space."""
+    return normalise(text.translate(_MARKUP)).lower()
+
+
+def contains_fact(answer: str, facts: Sequence[str]) -> bool:
+    """Whether ``answer`` contains any one of ``facts``, both compared as
+    ``fact_text``: so ``**sort_keys**`` and `` `sort_keys` `` both contain
+    ``sort_keys``. No facts, no match (an unanswerable question has none)."""
+    flat = fact_text(answer)
+    needles = (fact_text(fact) for fact in facts)
+    # An empty needle is in every text: it must not count as a match.
+    return any(needle and needle in flat for needle in needles)
 
 
 def normalise(text: str) -> str:

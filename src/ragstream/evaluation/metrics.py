@@ -1,7 +1,12 @@
-"""Ranking metrics over judged result lists, and their mean over a question set.
+"""Ranking metrics over judged result lists, and their mean over a question set;
+answer-level rates over judged answers.
 
 A ranking is a sequence of booleans, best first: ``ranked[i]`` says whether
 the passage (or document) at rank ``i + 1`` is relevant. Gains are binary.
+
+An answer is judged by ``Reply``: whether the system answered or declined,
+whether the answer holds a fact, whether it cites a gold page. A rate with no
+question to count over is NaN, never a made-up 0 or 1.
 
 Pure standard library: no numpy, so the figures can be checked by hand.
 """
@@ -15,10 +20,14 @@ from typing import NamedTuple, TypeAlias
 HIT_DEPTHS = (1, 5)
 NDCG_DEPTH = 10
 
-SUMMARY_KEYS: tuple[str, ...] = (
+RANKING_KEYS: tuple[str, ...] = (
     "hit@1", "hit@5", "mrr", "ndcg@10",
     "doc_hit@1", "doc_hit@5", "doc_mrr", "doc_ndcg@10",
-    "p50_ms", "p95_ms", "n",
+)  # fmt: skip
+SUMMARY_KEYS: tuple[str, ...] = (*RANKING_KEYS, "p50_ms", "p95_ms", "n")
+ANSWER_KEYS: tuple[str, ...] = (
+    "fact", "cited_gold", "declined", "false_decline",
+    "p50_ms", "p95_ms", "n", "n_answerable", "n_answered", "n_unanswerable",
 )  # fmt: skip
 
 
@@ -125,7 +134,7 @@ def summarise(results: Iterable[Result]) -> dict[str, float]:
     retrieved or all gold passages share one document.
     """
     outcomes = [_outcome(result) for result in results]
-    columns: dict[str, list[float]] = {key: [] for key in SUMMARY_KEYS[:8]}
+    columns: dict[str, list[float]] = {key: [] for key in RANKING_KEYS}
     for outcome in outcomes:
         documents = document_ranking(outcome.documents)
         for prefix, ranking, n_relevant in (
@@ -142,3 +151,60 @@ def summarise(results: Iterable[Result]) -> dict[str, float]:
     summary["p95_ms"] = percentile(latencies_ms, 0.95)
     summary["n"] = float(len(outcomes))
     return summary
+
+
+class Reply(NamedTuple):
+    """One question's answer, judged."""
+
+    answerable: bool
+    """Whether the corpus answers the question (it has gold passages)."""
+    grounded: bool
+    """Whether the system answered; ``False``: it declined ("not in your documents")."""
+    fact: bool
+    """Whether the answer's text holds one of the question's facts (``contains_fact``)."""
+    cited_gold: bool
+    """Whether the answer cites a source from a gold document."""
+    latency: float
+    """Seconds the question took."""
+
+
+def rate(flags: Sequence[bool]) -> float:
+    """The fraction of ``flags`` that are true; NaN when there are none."""
+    return sum(flags) / len(flags) if flags else math.nan
+
+
+def summarise_answers(replies: Iterable[Reply]) -> dict[str, float]:
+    """Answer-level rates over questions:
+
+    - ``fact``: answerable questions whose answer holds a fact (a declined
+      answer holds none, whatever its text);
+    - ``cited_gold``: answerable questions answered (grounded) whose answer
+      cites a gold page; a declined one cites nothing and is not counted;
+    - ``declined``: unanswerable questions the system declined;
+    - ``false_decline``: answerable questions the system declined;
+    - ``p50_ms``, ``p95_ms``: latency percentiles over every question;
+    - ``n``, ``n_answerable``, ``n_answered``, ``n_unanswerable``: the counts
+      behind them.
+
+    A rate with no question to count over (no unanswerable question in the
+    run, say) is NaN.
+    """
+    replies = list(replies)
+    answerable = [r for r in replies if r.answerable]
+    answered = [r for r in answerable if r.grounded]
+    unanswerable = [r for r in replies if not r.answerable]
+    latencies_ms = [r.latency * 1000.0 for r in replies]
+    return {
+        # A declined answer may still quote a fact ("the documents do not say
+        # whether sort_keys ..."): it did not answer, so it does not count.
+        "fact": rate([r.fact and r.grounded for r in answerable]),
+        "cited_gold": rate([r.cited_gold for r in answered]),
+        "declined": rate([not r.grounded for r in unanswerable]),
+        "false_decline": rate([not r.grounded for r in answerable]),
+        "p50_ms": percentile(latencies_ms, 0.50) if replies else math.nan,
+        "p95_ms": percentile(latencies_ms, 0.95) if replies else math.nan,
+        "n": float(len(replies)),
+        "n_answerable": float(len(answerable)),
+        "n_answered": float(len(answered)),
+        "n_unanswerable": float(len(unanswerable)),
+    }

@@ -1,25 +1,42 @@
 """``rag eval``: a labelled set through the running system's HTTP API, once per
-retrieval configuration, scored by hit@1, hit@5, MRR and nDCG@10.
+retrieval configuration, scored by hit@1, hit@5, MRR and nDCG@10, and by what
+the answers say.
 
 Everything goes through ``POST /api/chat`` as a user's question would: the
-ranking scored is the ``sources`` list the answer came with.
+ranking scored is the ``sources`` list the answer came with; the answer is
+judged by its text (a fact in it), its citations (a gold page among them) and
+whether the system declined (``grounded`` false). Every question is asked,
+unanswerable ones too, but only answerable ones have a ranking to score.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import mimetypes
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ragstream.api import expect
-from ragstream.evaluation.dataset import Dataset, Question, document_relevant, passage_relevant
-from ragstream.evaluation.metrics import Outcome, summarise
+from ragstream.evaluation.dataset import (
+    Dataset,
+    Question,
+    contains_fact,
+    document_relevant,
+    passage_relevant,
+)
+from ragstream.evaluation.metrics import (
+    RANKING_KEYS,
+    Outcome,
+    Reply,
+    summarise,
+    summarise_answers,
+)
 from shared.config import STREAM_TIMEOUT_MAX
 
 EVAL_PASSWORD = "eval-password-not-secret"  # noqa: S105 - a throwaway local account
@@ -58,12 +75,62 @@ class EvalError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Asked:
+    """One question put to the system: its answer, and how both the answer and
+    the sources it came with are judged."""
+
+    question: Question
+    outcome: Outcome
+    """The ranked sources judged (none relevant for an unanswerable question)."""
+    answer: str
+    cited: tuple[int, ...]
+    """The 1-based source numbers the answer cites."""
+    grounded: bool
+    """``False``: the system declined ("not in your documents")."""
+    fact: bool
+    """Whether the answer's text holds a fact; ``summarise_answers`` counts it
+    only for an answer that was not declined."""
+    cited_gold: bool
+    """Whether a cited source comes from a gold document."""
+
+    @property
+    def reply(self) -> Reply:
+        return Reply(
+            self.question.answerable,
+            self.grounded,
+            self.fact,
+            self.cited_gold,
+            self.outcome.latency,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The question's line in ``--json``: enough to see why a figure moved."""
+        return {
+            "id": self.question.id,
+            "split": self.question.split or None,
+            "answerable": self.question.answerable,
+            "grounded": self.grounded,
+            "fact": self.fact,
+            "cited_gold": self.cited_gold,
+            "cited": list(self.cited),
+            "latency_ms": round(self.outcome.latency * 1000.0, 1),
+            "answer": self.answer,
+            "sources": [
+                {"filename": name, "relevant": relevant, "gold_document": gold}
+                for relevant, (name, gold) in zip(
+                    self.outcome.passages, self.outcome.documents, strict=True
+                )
+            ],
+        }
+
+
 @dataclass
 class ConfigResult:
     config: str
     summary: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None
-    questions: list[Outcome] = field(default_factory=list)
+    questions: list[Asked] = field(default_factory=list)
 
 
 def sign_in(http: httpx.Client, dataset: Dataset) -> None:
@@ -122,8 +189,8 @@ def _chat(
     return response, latency
 
 
-def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config) -> Outcome | str:
-    """One question; the ranked sources judged, or the refusal's reason."""
+def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config) -> Asked | str:
+    """One question; its answer and ranked sources judged, or the refusal's reason."""
     body = {
         "message": question.question,
         "top_k": RANK_DEPTH,
@@ -133,15 +200,47 @@ def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config
     response, latency = _chat(http, dataset, body)
     if response.status_code == 400:
         return str(response.json().get("detail", response.text))
-    answer = expect(response, 200)
-    sources = answer["sources"]
-    return Outcome(
+    reply = expect(response, 200)
+    sources: list[dict[str, Any]] = reply["sources"]
+    text: str = reply["answer"]
+    cited = tuple(int(n) for n in reply.get("cited", ()))
+    # A gateway older than the field answered exactly when it cited a source.
+    grounded = bool(reply.get("grounded", bool(cited)))
+    outcome = Outcome(
         passages=[passage_relevant(question, s["filename"], s["text"]) for s in sources],
         documents=[(s["filename"], document_relevant(question, s["filename"])) for s in sources],
         latency=latency,
         n_gold=len(question.gold),
         n_gold_documents=len(question.gold_documents),
     )
+    return Asked(
+        question=question,
+        outcome=outcome,
+        answer=text,
+        cited=cited,
+        grounded=grounded,
+        fact=contains_fact(text, question.facts),
+        cited_gold=cites_gold(question, sources, cited),
+    )
+
+
+def cites_gold(question: Question, sources: Sequence[dict[str, Any]], cited: Sequence[int]) -> bool:
+    """Whether one of the cited source numbers (1-based) is a passage of a gold
+    document. A number with no source behind it cites nothing."""
+    return any(
+        1 <= n <= len(sources) and document_relevant(question, sources[n - 1]["filename"])
+        for n in cited
+    )
+
+
+def summarise_config(asked: Sequence[Asked]) -> dict[str, float]:
+    """Ranking figures over the answerable questions (an unanswerable one has no
+    right source to rank), answer figures, latency and counts over all of them.
+    With no answerable question the ranking figures are NaN, not 0."""
+    ranked = [a.outcome for a in asked if a.question.answerable]
+    ranking = summarise(ranked)
+    figures = {key: ranking[key] if ranked else math.nan for key in RANKING_KEYS}
+    return figures | summarise_answers(a.reply for a in asked)
 
 
 def run_config(
@@ -149,15 +248,34 @@ def run_config(
 ) -> ConfigResult:
     result = ConfigResult(config.name)
     for n, question in enumerate(dataset.questions, start=1):
-        outcome = ask(http, dataset, question, config)
-        if isinstance(outcome, str):
-            result.skipped = outcome
+        asked = ask(http, dataset, question, config)
+        if isinstance(asked, str):
+            result.skipped = asked
             return result
-        result.questions.append(outcome)
+        result.questions.append(asked)
         say(f"\r{config.name}: {n}/{len(dataset.questions)}")
     say("\n")
-    result.summary = summarise(result.questions)
+    result.summary = summarise_config(result.questions)
     return result
+
+
+def sample(dataset: Dataset, n: int) -> Dataset:
+    """``n`` questions: the first answerable and the first unanswerable ones, in
+    the proportion the set holds them, and at least one of each kind when
+    ``n`` and the set allow, so a short run still measures declining. (The
+    committed set lists its unanswerable questions last: the first ``n`` alone
+    would never ask one.) The chosen questions keep the set's order."""
+    if n >= len(dataset.questions):
+        return dataset
+    answerable = dataset.answerable().questions
+    unanswerable = dataset.unanswerable().questions
+    k = round(n * len(unanswerable) / len(dataset.questions))
+    if answerable and unanswerable and n >= 2:
+        k = min(max(k, 1), n - 1)
+    # Too few answerable questions to fill the rest: more unanswerable ones.
+    k = max(k, n - len(answerable))
+    chosen = {*answerable[: n - k], *unanswerable[:k]}
+    return replace(dataset, questions=tuple(q for q in dataset.questions if q in chosen))
 
 
 def run(
@@ -182,21 +300,76 @@ def run(
     return results
 
 
-COLUMNS = ("hit@1", "hit@5", "mrr", "ndcg@10", "doc_hit@1", "doc_hit@5", "doc_mrr",
-           "doc_ndcg@10", "p50_ms", "p95_ms")  # fmt: skip
+RETRIEVAL_COLUMNS = RANKING_KEYS
+ANSWER_COLUMNS = ("fact", "cited_gold", "declined", "false_decline", "p50_ms", "p95_ms")
+MISSING = "\u2014"  # a figure with nothing to count over
+_NAME_WIDTH = 28
+
+
+def _cell(value: float | None, column: str) -> str:
+    width = max(10, len(column) + 2)
+    if value is None or math.isnan(value):
+        return f"{MISSING:>{width}}"
+    if column.endswith("_ms"):
+        return f"{value:>{width}.0f}"
+    return f"{value:>{width}.3f}"
+
+
+def _table(title: str, columns: Sequence[str], results: Sequence[ConfigResult]) -> list[str]:
+    head = f"{'configuration':<{_NAME_WIDTH}}" + "".join(
+        f"{c:>{max(10, len(c) + 2)}}" for c in columns
+    )
+    lines = [title, head, "-" * len(head)]
+    for result in results:
+        if result.skipped:
+            lines.append(f"{result.config:<{_NAME_WIDTH}}  skipped: {result.skipped}")
+            continue
+        cells = "".join(_cell(result.summary.get(c), c) for c in columns)
+        lines.append(f"{result.config:<{_NAME_WIDTH}}{cells}")
+    return lines
 
 
 def table(results: Sequence[ConfigResult]) -> str:
-    head = f"{'configuration':<28}" + "".join(f"{c:>10}" for c in COLUMNS)
-    lines = [head, "-" * len(head)]
-    for result in results:
-        if result.skipped:
-            lines.append(f"{result.config:<28}  skipped: {result.skipped}")
-            continue
-        cells = "".join(f"{result.summary[c]:>10.3f}" for c in COLUMNS[:-2])
-        cells += "".join(f"{result.summary[c]:>10.0f}" for c in COLUMNS[-2:])
-        lines.append(f"{result.config:<28}{cells}")
-    return "\n".join(lines)
+    """Two tables, one row per configuration: retrieval, scored over the
+    answerable questions; answers and latency (ms), over every question."""
+    retrieval = _table("retrieval (answerable questions)", RETRIEVAL_COLUMNS, results)
+    answers = _table(
+        "answers (fact, cited_gold, false_decline: answerable; declined: unanswerable)",
+        ANSWER_COLUMNS,
+        results,
+    )
+    return "\n".join([*retrieval, "", *answers])
+
+
+def headline(result: ConfigResult) -> str:
+    """One line for a configuration just scored, while the run goes on."""
+    if result.skipped:
+        return f"{result.config}: skipped: {result.skipped}"
+    figures = "  ".join(
+        f"{c} {_cell(result.summary.get(c), c).strip()}"
+        for c in ("hit@1", "doc_hit@1", "fact", "cited_gold", "declined", "false_decline", "p50_ms")
+    )
+    return f"{result.config}: {figures}"
+
+
+def _json_number(value: float) -> float | None:
+    # JSON has no NaN: a figure with nothing to count over is null.
+    return None if math.isnan(value) else value
+
+
+def json_rows(results: Sequence[ConfigResult], split: str) -> list[dict[str, Any]]:
+    """What ``--json`` writes: a row per configuration, its figures (NaN as
+    null) and a record per question asked."""
+    return [
+        {
+            "config": result.config,
+            "split": split,
+            "skipped": result.skipped,
+            **{key: _json_number(value) for key, value in result.summary.items()},
+            "questions": [asked.record() for asked in result.questions],
+        }
+        for result in results
+    ]
 
 
 def default_dataset_dir() -> Path:

@@ -202,6 +202,12 @@ class DoneReply(Reply):
     cited: list[int] = Field(
         default_factory=list, description="The source numbers the answer cites, in order"
     )
+    grounded: bool = Field(
+        default=True,
+        description="false when the documents do not answer the question: the answer says"
+        " so, `cited` is empty, and the sources sent are only the closest passages."
+        " A reply from an older worker has no such field and is grounded.",
+    )
 
 
 class ErrorReply(Reply):
