@@ -53,6 +53,10 @@ def app_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         "ALLOW_REGISTRATION": "true",
         # Every test signs in from 127.0.0.1: the per-IP limit is tests/e2e/test_limits.py's.
         "LOGIN_ATTEMPTS_PER_MINUTE": "10000",
+        # Likewise every forged token of the adversarial tests.
+        "AUTH_FAILURES_PER_MINUTE": "10000",
+        # Quota races upload six at once; the cap is test_upload_admission.py's.
+        "MAX_CONCURRENT_UPLOADS": "10",
     }
 
 

@@ -36,6 +36,7 @@ from shared.runtime.clients import open_clients
 from shared.runtime.kafka import kafka_security
 from shared.runtime.logging import configure_logging
 from shared.runtime.metrics import Sampler, forget_process_metrics
+from shared.storage import blob_root
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_clients(settings, "gateway", embedder=False) as clients:
+            await blob_root.claim_at_start(clients.pool, clients.blobs)  # its marker, if new
             await clients.broker.start()
             lease = PartitionLease(
                 clients.redis, clients.topics.chat_replies, settings.kafka_reply_partitions

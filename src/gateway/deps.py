@@ -18,6 +18,7 @@ from gateway.users import User
 from shared.errors import AuthError
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 _bearer = HTTPBearer(
     auto_error=False, description="An access token from /api/auth/login, or an API key (rsk_…)"
@@ -56,13 +57,34 @@ class Principal:
     family_id: UUID | None
 
 
-async def current_principal(gateway: GatewayDep, credentials: BearerCredentials) -> Principal:
+async def current_principal(
+    request: Request, gateway: GatewayDep, credentials: BearerCredentials
+) -> Principal:
     if credentials is None:
         raise AuthError("Not authenticated")
+    credential = credentials.credentials
+    return await counted_check(
+        gateway, client_ip(request), lambda: authenticate(gateway, credential)
+    )
+
+
+async def counted_check(gateway: Gateway, ip: str | None, check: Callable[[], Awaitable[T]]) -> T:
+    """``check()``, the check of a credential a request presents, under the
+    per-address limit on failed ones (AUTH_FAILURES_PER_MINUTE,
+    ``Limits.authenticating``): 429 before it runs once the address is over."""
+    if gateway.limits is None:
+        return await check()
+    return await gateway.limits.authenticating(ip or "unknown", check)
+
+
+async def authenticate(gateway: Gateway, credential: str) -> Principal:
+    """Who a bearer credential (access token or API key) names, or AuthError:
+    the check of every request, also re-run by a long-lived stream
+    (``gateway.routes.document_events``) to end it once it fails."""
     pool = gateway.clients.pool
-    if api_keys.is_api_key(credentials.credentials):
-        return Principal(await api_keys.authenticate(pool, credentials.credentials), None)
-    claims = gateway.tokens.verify(credentials.credentials, "access")
+    if api_keys.is_api_key(credential):
+        return Principal(await api_keys.authenticate(pool, credential), None)
+    claims = gateway.tokens.verify(credential, "access")
     user = await users.get(pool, claims.user_id)
     # Read on every request, so disabling a user takes effect at once.
     if user is None or user.tenant_id != claims.tenant_id or user.disabled_at is not None:
@@ -71,6 +93,10 @@ async def current_principal(gateway: GatewayDep, credentials: BearerCredentials)
     await sessions.check_active(pool, claims.family_id, user.id)
     return Principal(user, claims.family_id)
 
+
+# Set in the request's state when its request was counted before its body
+# was read (an upload, gateway.middleware.BodyLimits), so it is counted once.
+REQUEST_COUNTED = "request_counted"
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 

@@ -57,6 +57,10 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Seconds a client is told to wait after a 503.
+UNAVAILABLE_RETRY_AFTER = "5"
+
+
 def status_for(exc: RagError) -> int:
     return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
 
@@ -67,6 +71,10 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif status == 503:
+        # Unavailable for now (a store refused, the server is draining): as
+        # for a dependency that is down, the client may retry.
+        headers = {"Retry-After": UNAVAILABLE_RETRY_AFTER}
     if status == 401:
         log.warning(exc.message, path=request.url.path)
     return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
@@ -77,7 +85,7 @@ async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "a service this request needs is unavailable; try again shortly"},
         status_code=503,
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
     )
 
 

@@ -7,6 +7,11 @@ boundary, which is enough against guessing and flooding. Open streams are a
 sorted set per user: each stream id scored with the time it is given up at
 the latest, so a slot whose gateway died mid-stream frees itself.
 
+Failed credential checks are counted per client address too
+(``authenticating``): past AUTH_FAILURES_PER_MINUTE the address gets 429
+before its credentials are checked, so guessing tokens or API keys (each made
+up key costs a database lookup) is bounded like guessing passwords.
+
 Redis down means no limits, not no service: every check fails open with a
 warning (at most one every few seconds), and chats keep working.
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID
 
@@ -27,7 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.config import STREAM_TIMEOUT_MAX, Settings
-from shared.errors import TooManyRequests
+from shared.errors import AuthError, TooManyRequests
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -53,6 +58,13 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+def _window() -> tuple[int, int]:
+    """The current window's number, and the seconds until the next one."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    return window, int((window + 1) * WINDOW_SECONDS - now) + 1
+
+
 class Limits:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
@@ -70,6 +82,25 @@ class Limits:
             await self._hit(
                 f"login-user:{_digest(username)}", limit, "too many sign-in attempts for this user"
             )
+
+    async def authenticating(self, ip: str, check: Callable[[], Awaitable[T]]) -> T:
+        """``check()``, a credential's check, for a request from ``ip``:
+        refused with TooManyRequests before it runs once ``ip`` has failed
+        AUTH_FAILURES_PER_MINUTE checks this minute, and counted against
+        ``ip`` when it fails (AuthError). Successes cost one read."""
+        limit = self._settings.auth_failures_per_minute
+        window, retry_after = _window()
+        key = f"{self._ns}:auth-failures:{ip}:{window}"
+        failures = await self._guarded(self._redis.get(key), default=None)
+        if failures is not None and int(failures) >= limit:
+            raise TooManyRequests(
+                "too many failed authentications from this address", retry_after=retry_after
+            )
+        try:
+            return await check()
+        except AuthError:
+            await self._guarded(self._count(key), default=0)
+            raise
 
     async def request(self, user_id: UUID) -> None:
         """One authenticated request of ``user_id``."""
@@ -100,13 +131,11 @@ class Limits:
         return f"{self._ns}:streams:{user_id}"
 
     async def _hit(self, what: str, limit: int, message: str) -> None:
-        now = time.time()
-        window = int(now // WINDOW_SECONDS)
+        window, retry_after = _window()
         key = f"{self._ns}:{what}:{window}"
         count = await self._guarded(self._count(key), default=0)
         if count > limit:
-            retry_after = (window + 1) * WINDOW_SECONDS - now
-            raise TooManyRequests(message, retry_after=int(retry_after) + 1)
+            raise TooManyRequests(message, retry_after=retry_after)
 
     async def _count(self, key: str) -> int:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -12,16 +12,17 @@ import json
 import re
 import time
 import uuid
+from uuid import UUID
 
 import structlog
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import api_keys
-from gateway.api_keys import is_api_key
+from gateway.deps import REQUEST_COUNTED, authenticate, counted_check
 from gateway.security import Tokens
+from gateway.upload_gate import SpoolFull, UploadGate
 from shared.config import Settings
-from shared.errors import AuthError
+from shared.errors import AuthError, TooManyRequests
 from shared.runtime.logging import bind_correlation
 
 log = structlog.get_logger("gateway.access")
@@ -110,6 +111,11 @@ class _BodyTooLarge(Exception):
     discarded and a 413 is sent instead."""
 
 
+class _SpoolFull(Exception):
+    """As ``_BodyTooLarge``, for an upload past the process's spool budget
+    (one without a Content-Length, found out as it streams): a 503."""
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
@@ -128,48 +134,109 @@ class BodyLimits:
     """Bounds on request bodies, enforced while they stream in, before any
     route (and FastAPI's multipart spooling) sees them: uploads at
     MAX_UPLOAD_MB plus multipart overhead, everything else at
-    MAX_JSON_BODY_KB. An upload without a credible bearer credential (an
-    access token whose signature verifies, or something shaped like an API
-    key) gets 401 before a byte of its body is read; the full check of the
-    credential stays in gateway.deps."""
+    MAX_JSON_BODY_KB.
+
+    Before a byte of an upload's body is read: its credential gets the full
+    check every request gets (``gateway.deps.authenticate``: a revoked
+    session, a disabled user or a made-up key is a 401, counted against the
+    address, 429 past AUTH_FAILURES_PER_MINUTE), the user's request rate
+    (REQUESTS_PER_MINUTE) is counted, the user takes one of
+    MAX_CONCURRENT_UPLOADS slots (429), and the body's size is reserved in
+    the process's UPLOAD_SPOOL_MB (503 with Retry-After when full)."""
 
     def __init__(self, app: ASGIApp, *, tokens: Tokens, settings: Settings) -> None:
         self.app = app
         self._tokens = tokens
         self._upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
         self._json_limit = settings.max_json_body_kb * 1024
+        self._gate = UploadGate(
+            max_per_user=settings.max_concurrent_uploads,
+            spool_bytes=settings.upload_spool_mb * 1024 * 1024,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
-        if upload and not await self._credible(scope):
-            await _refuse(send, 401, "Not authenticated", {"www-authenticate": "Bearer"})
-            return
         limit = self._upload_limit if upload else self._json_limit
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        declared = int(length) if length is not None and length.isdigit() else None
+        if not upload:
+            if declared is not None and declared > limit:
+                await _refuse(send, 413, _too_large(limit), {})
+                return
+            await self._bounded(scope, receive, send, limit)
+            return
+        try:
+            user_id = await self._admitted(scope)
+        except TooManyRequests as exc:
+            await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
+            return
+        if user_id is None:
+            await _refuse(send, 401, "Not authenticated", {"www-authenticate": "Bearer"})
+            return
+        if declared is not None and declared > limit:
             await _refuse(send, 413, _too_large(limit), {})
             return
-        await self._bounded(scope, receive, send, limit)
+        await self._upload(scope, receive, send, user_id, declared or 0, limit)
 
-    async def _bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        received, exceeded, started = 0, False, False
+    async def _upload(
+        self, scope: Scope, receive: Receive, send: Send, user_id: UUID, declared: int, limit: int
+    ) -> None:
+        """The upload within the user's slots and the process's spool."""
+        try:
+            self._gate.enter(user_id)
+        except TooManyRequests as exc:
+            await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
+            return
+        try:
+            try:
+                self._gate.reserve(declared)
+            except SpoolFull as exc:
+                await _refuse(send, 503, exc.message, {"retry-after": str(exc.retry_after)})
+                return
+            reserved = [declared]
+            try:
+                await self._bounded(scope, receive, send, limit, reserved)
+            finally:
+                self._gate.release(reserved[0])
+        finally:
+            self._gate.leave(user_id)
+
+    async def _bounded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        reserved: list[int] | None = None,
+    ) -> None:
+        """The app with a body bounded at ``limit``; for an upload, each byte
+        past its ``reserved`` size is reserved in the spool as it arrives."""
+        received, started = 0, False
+        refusal: tuple[int, str, dict[str, str]] | None = None
 
         async def bounded_receive() -> Message:
-            nonlocal received, exceeded
+            nonlocal received, refusal
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    exceeded = True
+                    refusal = (413, _too_large(limit), {})
                     raise _BodyTooLarge
+                if reserved is not None and received > reserved[0]:
+                    try:
+                        self._gate.reserve(received - reserved[0])
+                    except SpoolFull as exc:
+                        refusal = (503, exc.message, {"retry-after": str(exc.retry_after)})
+                        raise _SpoolFull from None
+                    reserved[0] = received
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if exceeded:
+            if refusal:
                 return  # the app's answer to a body it could not read
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -177,26 +244,33 @@ class BodyLimits:
         try:
             await self.app(scope, bounded_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if not refusal:
                 raise
-        if exceeded and not started:
-            await _refuse(send, 413, _too_large(limit), {})
+        if refusal and not started:
+            await _refuse(send, *refusal)
 
-    async def _credible(self, scope: Scope) -> bool:
+    async def _admitted(self, scope: Scope) -> UUID | None:
+        """The uploading user, after the full check of the credential and
+        the count of the user's requests; None without a valid credential."""
         value = (_header(scope, b"authorization") or b"").decode("latin-1")
         scheme, _, credential = value.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
-            return False
+            return None
+        gateway = scope["app"].state.gateway
+        client = scope.get("client")
         try:
-            if is_api_key(credential):
-                # One indexed lookup: a made-up key must not buy a read of the body.
-                await api_keys.authenticate(scope["app"].state.gateway.clients.pool, credential)
-            else:
-                self._tokens.verify(credential, "access")
+            # Counted like gateway.deps' check, against the same address.
+            principal = await counted_check(
+                gateway, client[0] if client else None, lambda: authenticate(gateway, credential)
+            )
         except AuthError:
-            return False
-        return True
+            return None
+        if gateway.limits is not None:
+            await gateway.limits.request(principal.user.id)
+            # Counted here, before the body: the route's own count skips it.
+            scope.setdefault("state", {})[REQUEST_COUNTED] = True
+        return principal.user.id
 
 
 def _too_large(limit: int) -> str:

@@ -8,21 +8,34 @@ import json
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import TypeAdapter, ValidationError
 
-from gateway.deps import CurrentUser, GatewayDep, client_ip
+from gateway.deps import REQUEST_COUNTED, CurrentUser, GatewayDep, client_ip
+from gateway.models import Username
 
-MAX_USERNAME_KEY = 256
+# The very type the route validates the username with (and so the user
+# lookup sees): " alice", "alice " and "alice" are one budget. Usernames are
+# case-sensitive (the users table compares them exactly), so "ALICE" is
+# another account, with a budget of its own.
+_USERNAME: TypeAdapter[str] = TypeAdapter(Username)
 
 
 async def _username(request: Request) -> str | None:
-    """The username the body names, if it names one; the body itself is
+    """The username the body names, normalised as the route will normalise
+    it; None when it names none, or none the route would accept (the route
+    then answers 422 without looking anyone up). The body itself is
     validated by the route (and already bounded by gateway.middleware)."""
     try:
         body = json.loads(await request.body())
     except ValueError:
         return None
     name = body.get("username") if isinstance(body, dict) else None
-    return name[:MAX_USERNAME_KEY] if isinstance(name, str) and name else None
+    if not isinstance(name, str):
+        return None
+    try:
+        return _USERNAME.validate_python(name)
+    except ValidationError:
+        return None
 
 
 async def limit_sign_in(request: Request, gateway: GatewayDep) -> None:
@@ -36,6 +49,6 @@ async def limit_sign_in(request: Request, gateway: GatewayDep) -> None:
 SignInLimit = Annotated[None, Depends(limit_sign_in)]
 
 
-async def limit_requests(gateway: GatewayDep, user: CurrentUser) -> None:
-    if gateway.limits is not None:
+async def limit_requests(request: Request, gateway: GatewayDep, user: CurrentUser) -> None:
+    if gateway.limits is not None and not getattr(request.state, REQUEST_COUNTED, False):
         await gateway.limits.request(user.id)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
 Role = Literal["admin", "member"]
+SELF_REGISTERED_PREFIX = "self-"
 _COLUMNS = "id, tenant_id, username, created_at, role, disabled_at"
 # Only constants are interpolated into these statements.
 _INSERT = (
@@ -42,6 +43,11 @@ class User:
         return self.role == "admin"
 
 
+def self_registered_name(tenant_id: UUID) -> str:
+    """The name of a self-registered tenant: made of its random id."""
+    return f"{SELF_REGISTERED_PREFIX}{tenant_id}"
+
+
 async def create(
     pool: asyncpg.Pool,
     username: str,
@@ -50,16 +56,20 @@ async def create(
     tenant_id: UUID | None = None,
     role: Role = "member",
 ) -> User:
-    """A user of ``tenant_id``; without one, a new tenant named after the
-    user, which the user administers (self-registration)."""
+    """A user of ``tenant_id``; without one, a new tenant which the user
+    administers (self-registration), named ``self-<its id>``: never after
+    anything the caller chose, so no tenant an operator creates by name later
+    (``rag user create --tenant acme``) can turn out to be the
+    self-registered user's, with them as its admin."""
     user_id = uuid4()
     try:
         async with pool.acquire() as conn, conn.transaction():
             if tenant_id is None:
                 tenant_id, role = uuid4(), "admin"
                 await conn.execute(
-                    "INSERT INTO tenants (id, name) VALUES ($1, $2)", tenant_id, username
-                )
+                    "INSERT INTO tenants (id, name) VALUES ($1, $2)",
+                    tenant_id, self_registered_name(tenant_id),
+                )  # fmt: skip
             record = await conn.fetchrow(
                 _INSERT,
                 user_id, tenant_id, username, password_hash, role,

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from ingest.chunking import Piece, chunk_id, split
-from ingest.loaders import load
+from ingest.chunking import Piece, chunk_id
+from ingest.loaders import ParseLimits
+from ingest.parse import parse
+from ingest.parser_pool import ParserPool
+from shared.config import Settings
 from shared.contracts.events import DocumentStatus, IngestRequest, IngestStatus
 from shared.errors import NotFound, RagError, UnsupportedDocument
 from shared.runtime.clients import Clients
 from shared.runtime.kafka import publish
 from shared.storage import documents
-from shared.storage.cache import bump_corpus_generation
 from shared.storage.documents import Visibility
 from shared.storage.lexical import IndexedChunk
 from shared.storage.vectorstore import Chunk
@@ -38,9 +40,21 @@ class TooManyAttempts(RagError):
     code = "too_many_attempts"
 
 
+def parse_limits(settings: Settings) -> ParseLimits:
+    return ParseLimits(
+        zip_max_uncompressed_mb=settings.docx_max_uncompressed_mb,
+        zip_max_ratio=settings.docx_max_compression_ratio,
+        pdf_max_pages=settings.pdf_max_pages,
+        pdf_max_page_chars=settings.pdf_max_page_chars,
+        html_max_depth=settings.html_max_depth,
+        html_max_mb=settings.html_max_mb,
+    )
+
+
 @dataclass
 class Indexer:
     clients: Clients
+    parser: ParserPool
 
     async def claim(self, message: IngestRequest) -> None:
         """Once per delivery: ``processing`` and one more attempt on the row.
@@ -82,11 +96,10 @@ class Indexer:
             log.info("Document deleted while indexing", document_id=str(request.document_id))
             await self._drop_chunks(request)
             return "dropped"
-        # The chunks are searchable now: answers cached before them must go
-        # before the row says indexed, or a client that saw `indexed` could be
-        # answered from the cache without the document.
-        await self._invalidate_answers(request)
-        # The commit point; announcing it is best-effort (below).
+        # The commit point; announcing it is best-effort (below). The same
+        # transaction outdates the tenant's cached answers (a trigger,
+        # shared.storage.cache), so a client that saw `indexed` is never
+        # answered from a cache without the document.
         if not await self._set_status(request, "indexed", chunks=count, announce=False):
             # Deleted while we worked: leave nothing searchable behind.
             await self._drop_chunks(request)
@@ -104,19 +117,6 @@ class Indexer:
         except Exception as exc:
             log.warning(
                 "Document indexed, but a follow-up step failed",
-                document_id=str(request.document_id),
-                error=type(exc).__name__,
-            )
-
-    async def _invalidate_answers(self, request: IngestRequest) -> None:
-        # Whatever this worker's RAG_USE_CACHE: the query workers' setting is
-        # the one that caches, and one INCR is cheap.
-        try:
-            await bump_corpus_generation(self.clients.redis, request.tenant_id)
-        except Exception as exc:
-            # Only the cache is behind; the document must still be indexed.
-            log.warning(
-                "Cached answers not invalidated",
                 document_id=str(request.document_id),
                 error=type(exc).__name__,
             )
@@ -200,10 +200,11 @@ class Indexer:
                 f"{request.filename!r}: the stored file does not match the checksum taken at upload"
             )
         settings = self.clients.settings
-        sections = await asyncio.to_thread(load, request.filename, data)
-        pieces = await asyncio.to_thread(
-            split, request.filename, sections,
-            size=settings.chunk_size, overlap=settings.chunk_overlap,
+        # In a child process with memory and time limits: a hostile file
+        # costs that child, never this worker.
+        pieces = await self.parser.run(
+            repr(request.filename), parse, request.filename, data, parse_limits(settings),
+            settings.chunk_size, settings.chunk_overlap,
         )  # fmt: skip
         if not pieces:
             raise UnsupportedDocument(f"{request.filename!r}: the document has no text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from faststream import AckPolicy
 
 from ingest.metrics import INGEST_DURATION
+from ingest.parser_pool import ParserPool
 from ingest.pipeline import Indexer
 from ingest.reconciler import reconcile_forever
 from ingest.sweeper import sweep_forever
@@ -16,7 +17,9 @@ from shared.runtime.worker import BackgroundJob, run_worker
 
 
 async def subscribe(clients: Clients) -> list[BackgroundJob]:
-    indexer = Indexer(clients)
+    settings = clients.settings
+    parser = ParserPool(settings.ingest_parse_memory_mb, settings.ingest_parse_seconds)
+    indexer = Indexer(clients, parser)
     consumer = Consumer(
         broker=clients.broker,
         topic=clients.topics.ingest_requests,

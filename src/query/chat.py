@@ -31,8 +31,9 @@ from shared.config import STREAM_TIMEOUT_MAX, Settings
 from shared.contracts.events import ChatRequest, Source, utcnow
 from shared.errors import InvalidInput
 from shared.runtime.clients import Clients
+from shared.runtime.tracing import traced
 from shared.storage import chat_history
-from shared.storage.cache import answer_key, corpus_generation
+from shared.storage.cache import answer_generation, answer_key
 from shared.storage.vectorstore import Hit
 
 log = structlog.get_logger(__name__)
@@ -144,6 +145,9 @@ class ChatHandler:
             return request.model_copy(update={"deadline": latest})
         return request
 
+    # Traced (LangSmith, when on): the pipeline's retrieve and the generate
+    # below are its child runs.
+    @traced("chat")
     async def _answer(self, request: ChatRequest, stream: ReplyStream) -> None:
         settings = self.clients.settings
         plan = Plan.for_request(request, settings)
@@ -191,6 +195,7 @@ class ChatHandler:
             return replay(not_found(hits))
         return self.generator.stream(question, hits, history, evidence)
 
+    @traced("generate", run_type="llm")
     async def _relay_pieces(
         self, request: ChatRequest, pieces: AsyncIterator[str], stream: ReplyStream
     ) -> list[str] | None:
@@ -253,7 +258,7 @@ class ChatHandler:
             log.warning("Answer cache unavailable", error=type(exc).__name__)
 
     async def _cache_key(self, request: ChatRequest, plan: Plan) -> str:
-        generation = await corpus_generation(self.clients.redis, request.tenant_id)
+        generation = await answer_generation(self.clients.pool, request.tenant_id)
         question = " ".join(request.message.lower().split())
         return answer_key(
             request.tenant_id,

@@ -81,37 +81,58 @@ class RetrievalPipeline:
                 + (": it needs LLM_PROVIDER" if plan.reranking == "llm" else "")
             )
 
+    # Traced (LangSmith, when on): this run, with a child run for each step
+    # taken (condense, hyde, search, rerank, compress).
     @traced("retrieve", run_type="retriever")
     async def find(
         self, owner: Owner, question: str, history: Sequence[Message], plan: Plan
     ) -> tuple[str, list[Hit]]:
         """The standalone question and the passages to answer it from."""
         self.check(plan)
-        standalone = await standalone_question(
-            question, list(history), self.model, max_turns=self.memory_turns
-        )
+        standalone = await self._condense(question, history)
         dense_text = await self._hyde(standalone) if plan.hyde else None
         wanted = plan.top_k
         if plan.reranking != "none":
             wanted = max(plan.top_k, self.rerank_candidates)
-        hits = await self.retriever.retrieve(
-            owner,
-            standalone,
-            mode=plan.retrieval,
-            k=max(wanted, self.candidates) if plan.retrieval == "hybrid" else wanted,
-            dense_text=dense_text,
-            document_ids=plan.document_ids,
-        )
+        k = max(wanted, self.candidates) if plan.retrieval == "hybrid" else wanted
+        hits = await self._search(owner, standalone, plan, k, dense_text)
         if plan.reranking == "none":
             hits = hits[: plan.top_k]
         else:
-            hits = await self.rerankers[plan.reranking].rerank(
-                standalone, hits[:wanted], plan.top_k, owner
-            )
+            hits = await self._rerank(owner, standalone, hits[:wanted], plan)
         if plan.compression and hits:
-            hits = await self.compressor.compress(standalone, hits)
+            hits = await self._compress(standalone, hits)
         return standalone, hits
 
+    @traced("condense")
+    async def _condense(self, question: str, history: Sequence[Message]) -> str:
+        """A follow-up as a question that stands alone (memory)."""
+        return await standalone_question(
+            question, list(history), self.model, max_turns=self.memory_turns
+        )
+
+    @traced("search", run_type="retriever")
+    async def _search(
+        self, owner: Owner, question: str, plan: Plan, k: int, dense_text: str | None
+    ) -> list[Hit]:
+        return await self.retriever.retrieve(
+            owner,
+            question,
+            mode=plan.retrieval,
+            k=k,
+            dense_text=dense_text,
+            document_ids=plan.document_ids,
+        )
+
+    @traced("rerank")
+    async def _rerank(self, owner: Owner, question: str, hits: list[Hit], plan: Plan) -> list[Hit]:
+        return await self.rerankers[plan.reranking].rerank(question, hits, plan.top_k, owner)
+
+    @traced("compress")
+    async def _compress(self, question: str, hits: list[Hit]) -> list[Hit]:
+        return await self.compressor.compress(question, hits)
+
+    @traced("hyde")
     async def _hyde(self, question: str) -> str | None:
         assert self.model is not None
         try:

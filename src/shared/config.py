@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         " memory.",
         json_schema_extra=_doc("identity"),
     )
+    events_session_check_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=30,
+        description="Seconds (1–30) between re-checks of the credential an open"
+        " `GET /api/documents/events` stream was opened with, by the check every request gets:"
+        " once it fails (logout, revoked session or API key, disabled user, expired access"
+        " token) the stream ends with `event: ended` (`reason: session_ended`).",
+        json_schema_extra=_doc("identity"),
+    )
 
     # --- abuse limits -----------------------------------------------------------
     login_attempts_per_minute: int = Field(
@@ -115,9 +125,21 @@ class Settings(BaseSettings):
         ge=1,
         le=10_000,
         description="Sign-in attempts (login and register together) per client address and,"
-        " separately, per username, per clock minute (1–10000). Past either: 429 with"
+        " separately, per username (as login reads it: ` alice` is `alice`), per clock"
+        " minute (1–10000). Past either: 429 with"
         " `Retry-After` (seconds to the next minute), even with the right password. Counted"
         " before any password is hashed.",
+        json_schema_extra=_doc("abuse-limits"),
+    )
+    auth_failures_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=1_000_000,
+        description="Failed credential checks (a bearer token that does not verify, is expired"
+        " or revoked; an API key that does not exist; a bad refresh token) per client address"
+        " per clock minute (1–1000000). Past it, every request from that address that"
+        " presents a credential gets 429 with `Retry-After` before the credential is"
+        " checked, until the minute ends; other addresses are not affected.",
         json_schema_extra=_doc("abuse-limits"),
     )
     requests_per_minute: int = Field(
@@ -126,6 +148,23 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Requests per user per clock minute on the routes that need a user"
         " (documents, chat, keys, admin, /v1); past it, 429 with `Retry-After`.",
+        json_schema_extra=_doc("abuse-limits"),
+    )
+    max_concurrent_uploads: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Uploads one user may have running at once on one gateway process; one"
+        " more gets 429 before its body is read.",
+        json_schema_extra=_doc("abuse-limits"),
+    )
+    upload_spool_mb: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Bytes of upload bodies one gateway process may be receiving at once (each"
+        " counted by its Content-Length, or as it arrives); past it an upload gets 503 with"
+        " `Retry-After`. Size it below the pod's `/tmp`, where bodies are spooled.",
         json_schema_extra=_doc("abuse-limits"),
     )
     max_concurrent_streams: int = Field(
@@ -373,6 +412,71 @@ class Settings(BaseSettings):
         " file takes minutes.",
         json_schema_extra=_doc("ingestion"),
     )
+    ingest_parse_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=24 * 3600,
+        description="Longest one document's parsing and chunking may take; it runs in a child"
+        " process, which is killed past this, and the document fails (`timeout`). Keep it"
+        " below `INGEST_MAX_DOCUMENT_SECONDS`.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    ingest_parse_memory_mb: int = Field(
+        default=1024,
+        ge=256,
+        le=64 * 1024,
+        description="Address space the parsing child process may use (`RLIMIT_AS`); a file"
+        " that needs more fails with the reason. The worker's own memory is not touched by"
+        " a parse.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    docx_max_uncompressed_mb: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="A DOCX (a zip) whose parts declare or inflate to more than this is refused"
+        " before it is parsed (a decompression bomb).",
+        json_schema_extra=_doc("ingestion"),
+    )
+    docx_max_compression_ratio: int = Field(
+        default=100,
+        ge=2,
+        le=10_000,
+        description="A DOCX part that inflates more than this many times its compressed size"
+        " (past its first MB) is refused.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    pdf_max_pages: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="A PDF with more pages is refused.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    pdf_max_page_chars: int = Field(
+        default=200_000,
+        ge=1000,
+        le=100_000_000,
+        description="A PDF page holding more text than this is refused (a page of a real"
+        " document holds a few thousand characters).",
+        json_schema_extra=_doc("ingestion"),
+    )
+    html_max_mb: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="An HTML page larger than this is refused before it is parsed (its tree"
+        " takes many times its size in memory); other formats are bounded by `MAX_UPLOAD_MB`.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    html_max_depth: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="An HTML page whose elements nest deeper than this is refused before it is"
+        " parsed.",
+        json_schema_extra=_doc("ingestion"),
+    )
     ingest_stuck_seconds: int = Field(
         default=900,
         ge=10,
@@ -400,6 +504,22 @@ class Settings(BaseSettings):
         ge=60,
         description="Blobs (by mtime) and documents younger than this are never reconciled: an"
         " upload in flight has its blob before its row. At least 60.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    reconcile_max_delete_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Largest share of the documents (or of the blobs) one reconciliation may"
+        " remove (0–1); a run that would remove more removes nothing and is refused (runbook,"
+        ' "Orphaned blobs and rows"). `1` for one run lifts the cap.',
+        json_schema_extra=_doc("ingestion"),
+    )
+    reconcile_max_delete_floor: int = Field(
+        default=10,
+        ge=0,
+        description="Documents (and blobs) a reconciliation may always remove, whatever"
+        " `RECONCILE_MAX_DELETE_FRACTION` says, so that a small store can still be cleaned.",
         json_schema_extra=_doc("ingestion"),
     )
 

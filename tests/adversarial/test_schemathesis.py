@@ -2,7 +2,8 @@
 called with generated input as a signed-in user, answers without a 5xx (but
 the documented 504 of a chat past its own deadline), with a body that
 matches the schema it declares, and refuses calls without credentials where
-it declares it needs them.
+it declares it needs them; input the schema forbids is refused with a 4xx
+(schemathesis's ``negative_data_rejection``: never a 2xx or 3xx).
 
 Bounded (EXAMPLES per operation and kind of input, no shrinking) so the run
 stays within about a minute and a half; a failure names the operation and
@@ -20,7 +21,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+)
 
 from tests.support.api import PASSWORD
 from tests.support.processes import Component
@@ -41,11 +46,11 @@ def no_server_error(ctx: CheckContext, response: Response, case: schemathesis.Ca
 
 
 # Examples per operation: valid input (every check), then input the schema
-# forbids (which must be refused with a 4xx, never a 5xx).
+# forbids (which must be refused with a 4xx: neither accepted nor a 5xx).
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
 CHECKS = {
     GenerationMode.POSITIVE: [no_server_error, response_schema_conformance, ignored_auth],
-    GenerationMode.NEGATIVE: [no_server_error],
+    GenerationMode.NEGATIVE: [no_server_error, negative_data_rejection],
 }
 
 

@@ -109,3 +109,10 @@ async def test_repeated_questions_come_from_the_cache_until_the_corpus_changes(
     assert {s["filename"] for s in after["sources"]} == {"security.md", "parking.md"}
     _, cached = await _ask(cache_client, query, user, question)
     assert cached
+
+    # So does a deletion: the answer citing the deleted page is never served.
+    deleted = await client.delete(f"/api/documents/{doc}", headers=user.headers)
+    assert deleted.status_code == 204
+    after_delete, cached = await _ask(cache_client, query, user, question)
+    assert not cached
+    assert {s["filename"] for s in after_delete["sources"]} == {"security.md"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import secrets
@@ -27,7 +28,7 @@ import httpx
 import pytest
 
 from tests.support.api import PASSWORD, User, answer_text, new_user, upload, wait_for_status
-from tests.support.deployment import Deployment, ask, cited_documents, delete_collections
+from tests.support.deployment import RAG, Deployment, ask, cited_documents, delete_collections
 from tests.support.stores import vectors_per_document
 
 FIRE = (
@@ -125,6 +126,14 @@ async def test_a_restored_backup_is_reindexed_and_answers_cite_the_same_document
     await asyncio.to_thread(deployment.migrate)
     rows = await _rows(deployment.env["DATABASE_URL"])
     assert {doc_id: rows[doc_id][0] for doc_id in ids} == dict.fromkeys(ids, "indexed")
+    # The blob root's marker came back with the blobs: the reconciler takes
+    # the restored folder for this deployment's, and finds nothing to remove.
+    reconcile = await asyncio.to_thread(
+        subprocess.run, [str(RAG), "reconcile"], env={**os.environ, **deployment.env},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert reconcile.returncode == 0, reconcile.stderr[-3000:]
+    assert "0 orphan blobs, 0 documents without blob" in reconcile.stdout
     gateway = deployment.start(overrides=model)
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
         user = await _log_in(client, user.username, user.id)
@@ -198,7 +207,7 @@ async def test_reindex_while_serving_keeps_answering_and_touches_only_its_tenant
         before = await _rows(deployment.env["DATABASE_URL"])
 
         # Alice keeps asking while her tenant is re-indexed.
-        process = deployment.reindex("--tenant", alice.username)
+        process = deployment.reindex("--tenant", f"self-{alice.tenant_id}")
         answers: list[list[Any]] = []
         asked_at: list[float] = []
         started = time.monotonic()
@@ -277,7 +286,7 @@ async def test_reindex_reports_failures_and_unknown_tenants(deployment: Deployme
         (blob,) = [p for p in deployment.blob_dir.rglob("*") if p.is_file() and _holds(p, b"badge")]
         blob.unlink()
         started = time.monotonic()
-        code, output = _finish(deployment.reindex("--tenant", user.username))
+        code, output = _finish(deployment.reindex("--tenant", f"self-{user.tenant_id}"))
         assert code == 1, output
         assert "2/2 documents done (1 failed)" in output
         assert f"failed {lost}: " in output and "missing from the blob store" in output
@@ -287,7 +296,9 @@ async def test_reindex_reports_failures_and_unknown_tenants(deployment: Deployme
 
         # --no-wait queues what is indexed (not the failed one) and returns.
         before = await _rows(deployment.env["DATABASE_URL"])
-        code, output = _finish(deployment.reindex("--tenant", user.username, "--no-wait"))
+        code, output = _finish(
+            deployment.reindex("--tenant", f"self-{user.tenant_id}", "--no-wait")
+        )
         queued = "reindex: queued 1 documents; the ingest workers index them"
         assert (code, output.splitlines()[-1]) == (0, queued), output
         after = await _reindexed(deployment, kept, before[kept][2])

@@ -36,6 +36,8 @@ class DocStream:
     events: list[Status] = field(default_factory=list)
     pings: int = 0
     ended: bool = False
+    # The reason of a final ``event: ended``, when the stream had one.
+    end_reason: str | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def read(self) -> None:
@@ -47,6 +49,9 @@ class DocStream:
                 event = line[6:].strip()
             elif line.startswith("data:"):
                 data = line[5:].strip()
+            elif line == "" and data and event == "ended":
+                self.end_reason = json.loads(data)["reason"]
+                event, data = "message", ""
             elif line == "" and data:
                 assert event == "status", event
                 self.events.append(json.loads(data))
@@ -237,7 +242,7 @@ async def test_a_reindex_shows_queued_processing_indexed_again(
     async with doc_stream(client, user) as stream:
         await stream.until(lambda s: len(s.events) >= 1)  # the snapshot
         reindex = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("rag")), "reindex", "--tenant", user.username,
+            str(Path(sys.executable).with_name("rag")), "reindex", "--tenant", f"self-{user.tenant_id}",
             env={**os.environ, **app_env},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -14,12 +14,14 @@ import asyncio
 import io
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.api import User, new_user, upload, wait_for_status
 from tests.support.documents import docx_bytes, pdf_bytes
+from tests.support.processes import Component
 
 DEEP = 200_000
 
@@ -34,6 +36,23 @@ def _docx_with(text: str, replacement: bytes) -> bytes:
             if item.filename == "word/document.xml":
                 data = data.replace(text.encode(), replacement)
             dst.writestr(item, data)
+    return out.getvalue()
+
+
+def _docx_bomb(zeros: int) -> bytes:
+    """A real DOCX with one more part: ``zeros`` bytes of zeros, deflated
+    (300 MB is 0.3 MB on the wire)."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_bytes([("p", "Bomb.")]))) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for item in src.infolist():
+            dst.writestr(item, src.read(item.filename))
+        with dst.open("word/media/zeros.bin", "w") as part:
+            block = bytes(1 << 20)
+            for _ in range(zeros >> 20):
+                part.write(block)
     return out.getvalue()
 
 
@@ -64,7 +83,9 @@ def _corpus() -> dict[str, tuple[bytes, str]]:
         "controls.txt": (b"Bell\x07 escape\x1b delete\x7f vertical\x0btab.", "indexed"),
         "surrogate.docx": (_docx_with("Hello", b"Hel&#xD800;lo"), "not a readable DOCX"),
         "nul-ref.docx": (_docx_with("Hello", b"Hel&#x0;lo"), "not a readable DOCX"),
-        "deep.html": (b"<i>" * DEEP + b"Deep text." + b"</i>" * 100, "indexed"),
+        "deep.html": (b"<i>" * DEEP + b"Deep text." + b"</i>" * 100, "nests more than 1000"),
+        "bomb.docx": (_docx_bomb(300 << 20), "expands to more than 200 MB"),
+        "ratio.docx": (_docx_bomb(20 << 20), "compressed more than 100:1"),
         "one-line.txt": (b"word " * 24_000, "indexed"),
         "truncated.pdf": (pdf[: len(pdf) // 2], "the PDF is corrupt"),
         "truncated.docx": (docx[: len(docx) // 2], "not a readable DOCX"),
@@ -80,7 +101,7 @@ async def user(client: httpx.AsyncClient) -> User:
 
 @pytest.mark.timeout(420)
 async def test_hostile_files_settle_with_a_reason_and_never_hold_up_the_next_upload(
-    client: httpx.AsyncClient, user: User
+    client: httpx.AsyncClient, user: User, workers: list[Component]
 ) -> None:
     corpus = _corpus()
     ids = {name: await upload(client, user, name, data) for name, (data, _) in corpus.items()}
@@ -99,3 +120,14 @@ async def test_hostile_files_settle_with_a_reason_and_never_hold_up_the_next_upl
         else:
             assert doc["status"] == "failed", (name, doc)
             assert expected in doc["error"], (name, doc["error"])
+    # Parsing ran in a child process: the worker itself never held a bomb.
+    ingest = workers[0]
+    peak = _peak_rss_mb(ingest.process.pid)
+    print(f"ingest worker peak RSS after the hostile corpus: {peak} MB")
+    assert ingest.process.poll() is None, "the ingest worker died"
+
+
+def _peak_rss_mb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return kb // 1024

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 
 from tests.support.api import new_user, stream_chat, upload
@@ -53,6 +54,7 @@ def limited(
         "TMPDIR": str(spool),
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
         "LOGIN_ATTEMPTS_PER_MINUTE": "10",
+        "AUTH_FAILURES_PER_MINUTE": "5",
         "REQUESTS_PER_MINUTE": "20",
         "MAX_CONCURRENT_STREAMS": "1",
         "MAX_UPLOAD_MB": "1",
@@ -290,6 +292,80 @@ async def test_sign_in_attempts_from_one_address_are_limited(http: httpx.AsyncCl
     assert other.status_code == 201, other.text
 
 
+async def test_padded_usernames_share_one_sign_in_budget(http: httpx.AsyncClient) -> None:
+    """Login strips the username before looking it up: so does the limit,
+    or each padding of one name would be a fresh budget of guesses."""
+    await _fresh_window()
+    name = f"padded-{uuid.uuid4().hex[:8]}"
+    real = {"username": name, "password": "a-long-password"}
+    assert (await http.post("/api/auth/register", json=real)).status_code == 201
+    variants = [f" {name}", f"{name} ", f"\t{name}\n", f"  {name}  ", f"\u3000{name}"]
+    codes = []
+    for i in range(9):  # with the registration, the whole budget of 10
+        body = {"username": variants[i % len(variants)], "password": "wrong-password"}
+        codes.append((await _login_elsewhere(http, body)).status_code)
+    assert codes == [401] * 9
+    for variant in [name, *variants]:
+        after = await _login_elsewhere(http, {**real, "username": variant})
+        assert _retry_after(after) >= 1, variant
+        assert "for this user" in after.json()["detail"]
+    # Usernames are case-sensitive: another case is another (here unknown)
+    # account, with a budget of its own.
+    upper = await _login_elsewhere(http, {**real, "username": name.upper()})
+    assert upper.status_code == 401, upper.text
+
+
+def _token(secret: str, **changes: object) -> str:
+    """An access token as the gateway would sign it, with ``changes``."""
+    now = int(time.time())
+    claims = {
+        "sub": str(uuid.uuid4()), "tid": str(uuid.uuid4()), "typ": "access",
+        "fam": str(uuid.uuid4()), "jti": uuid.uuid4().hex, "iss": "ragstream",
+        "aud": "ragstream", "iat": now, "exp": now + 600, **changes,
+    }  # fmt: skip
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_failed_authentications_are_limited_per_address(
+    limited: Limited, http: httpx.AsyncClient, app_env: dict[str, str]
+) -> None:
+    user = await new_user(http, "victim")
+    await _fresh_window()
+    attacker = {"X-Forwarded-For": _ip()}
+    secret = app_env["SECRET_KEY"]
+    bad = [
+        _token("x" * 32),  # forged: another key
+        _token(secret, exp=int(time.time()) - 60),  # expired
+        _token(secret),  # well signed, but no such user or session
+        "rsk_" + "B" * 43,  # a made-up API key
+    ]
+    codes = [
+        (
+            await http.get("/api/documents", headers={**attacker, "Authorization": f"Bearer {t}"})
+        ).status_code
+        for t in bad
+    ]
+    # An upload's credential is checked before its body is read: counted too.
+    made_up = {**attacker, "Authorization": "Bearer rsk_" + "C" * 43}
+    files = {"file": ("a.txt", b"a", "text/plain")}
+    codes.append((await http.post("/api/documents", headers=made_up, files=files)).status_code)
+    assert codes == [401] * 5
+    # The address is over AUTH_FAILURES_PER_MINUTE (5): refused before any
+    # check, a valid token and a refresh included.
+    for headers in (user.headers, {"Authorization": f"Bearer {bad[3]}"}):
+        _retry_after(await http.get("/api/documents", headers={**attacker, **headers}))
+    _retry_after(await http.post("/api/documents", headers=made_up, files=files))
+    _retry_after(
+        await http.post("/api/auth/refresh", headers=attacker, json={"refresh_token": bad[0]})
+    )
+    # Another address: its bad token is a 401, the valid token is served.
+    bystander = {"X-Forwarded-For": _ip()}
+    forged = {**bystander, "Authorization": f"Bearer {bad[0]}"}
+    assert (await http.get("/api/documents", headers=forged)).status_code == 401
+    served = await http.get("/api/documents", headers={**bystander, **user.headers})
+    assert served.status_code == 200, served.text
+
+
 async def test_requests_per_user_are_limited(http: httpx.AsyncClient) -> None:
     user, other = await new_user(http, "busy"), await new_user(http, "calm")
     await _fresh_window()
@@ -426,6 +502,7 @@ async def test_without_redis_limits_fail_open_and_chats_work(
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         "GATEWAY_REPLY_PARTITION": "0",  # no lease: that needs Redis
         "LOGIN_ATTEMPTS_PER_MINUTE": "1",
+        "AUTH_FAILURES_PER_MINUTE": "1",
         "REQUESTS_PER_MINUTE": "1",
         "MAX_CONCURRENT_STREAMS": "1",
     }
@@ -433,6 +510,9 @@ async def test_without_redis_limits_fail_open_and_chats_work(
     try:
         async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as http:
             user = await new_user(http, "noredis")  # two sign-ins over a limit of 1
+            made_up = {"Authorization": "Bearer rsk_" + "D" * 43}
+            for _ in range(3):  # failed authentications over a limit of 1
+                assert (await http.get("/api/documents", headers=made_up)).status_code == 401
             for _ in range(3):
                 assert (await http.get("/api/documents", headers=user.headers)).status_code == 200
             response, events = await stream_chat(http, user, {"message": "still there?"})

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import uuid
+from uuid import UUID
 
+import asyncpg
 import httpx
 
 PASSWORD = "a-long-password"
@@ -88,3 +90,57 @@ def test_the_cli_refuses_taken_names_and_bad_passwords(app_env: dict[str, str]) 
     )  # fmt: skip
     assert argument.returncode == 2
     assert "unrecognized arguments" in argument.stderr
+
+
+async def test_a_self_registered_user_never_gets_a_tenant_an_operator_names_later(
+    app_env: dict[str, str], client: httpx.AsyncClient
+) -> None:
+    """Registration open: someone registers first, under the very name an
+    organisation will get, and tries to pick their tenant too; the operator
+    then creates tenant acme and its admin. Before, the self-registered
+    tenant was named after the username, and `rag user create --tenant`
+    joined it: its owner became admin over acme's admin and documents."""
+    acme = f"acme-{uuid.uuid4().hex[:8]}"
+    squatter = {"username": acme, "password": PASSWORD}
+    # Fields that would choose the tenant or role are refused, not ignored.
+    for extra in ({"tenant": acme}, {"tenant_id": str(uuid.uuid4())}, {"role": "admin"}):
+        refused = await client.post("/api/auth/register", json={**squatter, **extra})
+        assert refused.status_code == 422, refused.text
+    registered = await client.post("/api/auth/register", json=squatter)
+    assert registered.status_code == 201, registered.text
+    squatter_headers = await sign_in(client, acme)
+    own = (await client.get("/api/auth/verify", headers=squatter_headers)).json()
+    assert own["role"] == "admin"  # of a tenant of their own
+    boss = f"boss-{uuid.uuid4().hex[:8]}"
+    made = rag_user_create(app_env, "--username", boss, "--tenant", acme, "--admin")
+    assert made.returncode == 0, made.stderr
+    assert f"new tenant {acme}" in made.stdout, made.stdout
+    boss_headers = await sign_in(client, boss)
+    theirs = (await client.get("/api/auth/verify", headers=boss_headers)).json()
+    assert theirs["tenant_id"] != own["tenant_id"]
+    # acme's admins are the operator's; the squatter's tenant is theirs alone.
+    acme_users = (await client.get("/api/admin/users", headers=boss_headers)).json()
+    assert [u["username"] for u in acme_users] == [boss]
+    own_users = (await client.get("/api/admin/users", headers=squatter_headers)).json()
+    assert [u["username"] for u in own_users] == [acme]
+
+    # A document acme shares with its tenant is not the squatter's to see.
+    files = {"file": ("plans.txt", b"acme's plans for next year", "text/plain")}
+    uploaded = await client.post("/api/documents", headers=boss_headers, files=files)
+    assert uploaded.status_code == 202, uploaded.text
+    doc_id = uploaded.json()["id"]
+    shared = await client.patch(
+        f"/api/documents/{doc_id}", headers=boss_headers, json={"visibility": "tenant"}
+    )
+    assert shared.status_code == 200, shared.text
+    listed = (await client.get("/api/documents", headers=squatter_headers)).json()
+    assert doc_id not in {d["id"] for d in listed}
+    seen = await client.get(f"/api/documents/{doc_id}", headers=squatter_headers)
+    assert seen.status_code == 404
+    # The self-registered tenant's name is made of its random id alone.
+    conn = await asyncpg.connect(app_env["DATABASE_URL"])
+    try:
+        name = await conn.fetchval("SELECT name FROM tenants WHERE id = $1", UUID(own["tenant_id"]))
+    finally:
+        await conn.close()
+    assert name == f"self-{own['tenant_id']}"

@@ -418,7 +418,7 @@ async def test_a_client_that_stops_reading_is_cut_alone(
         llm,
         "slow",
         # A queue too large to overflow first: the overflow cut would end
-        # the stream before its send stalls (tests/unit/test_inbox.py covers it).
+        # the stream before its send stalls (the test below covers it).
         gateway_env={"SSE_SEND_TIMEOUT": str(send_timeout), "STREAM_QUEUE_SIZE": "100000"},
     )
     http.base_url = httpx.URL(stack.base_url)
@@ -450,6 +450,71 @@ async def test_a_client_that_stops_reading_is_cut_alone(
         f" {took:.1f} s (send timeout {send_timeout:g} s, slow_clients={slow:g}); another"
         " stream meanwhile answered in full; lost: 0"
     )
+
+
+async def test_a_client_that_falls_behind_is_cut_when_its_queue_overflows(
+    fault_stack: FaultStack, llm: FakeOpenAI, http: httpx.AsyncClient
+) -> None:
+    queue_size = 8
+    stack = start_stack(
+        fault_stack,
+        llm,
+        "overflow",
+        # A send timeout far longer than the test: only the overflow can cut.
+        gateway_env={"SSE_SEND_TIMEOUT": "120", "STREAM_QUEUE_SIZE": str(queue_size)},
+    )
+    http.base_url = httpx.URL(stack.base_url)
+    user = await user_with_document(http)
+    llm.token_delay = 0
+    behind = await _stalled_client(stack.base_url, user, "flood topic-o")
+    began = time.monotonic()
+    while time.monotonic() < began + 20:
+        await asyncio.sleep(0.1)
+        text = await scrape(f"{stack.base_url}/metrics")
+        if metric(text, "rag_gateway_reply_drops_total", reason="overflow"):
+            break
+    took = time.monotonic() - began
+    llm.token_delay = 0.02
+    other = await chat(http, user, "meanwhile topic-n")
+    # The client reads again: what the sockets held, then the cut, at once.
+    tail = await asyncio.to_thread(_read_until, behind, b"event: error", 15)
+    behind.close()
+    await asyncio.sleep(0.5)
+    text = await scrape(f"{stack.base_url}/metrics")
+
+    other.check_clean("meanwhile topic-n")
+    overflow = metric(text, "rag_gateway_reply_drops_total", reason="overflow")
+    assert overflow >= 1, "the queue of the client that fell behind never overflowed"
+    assert took <= 10
+    error = tail[tail.index(b"event: error") :]
+    assert b"overflow" in error and b"event: done" not in tail, error[:300]
+    assert metric(text, "rag_gateway_stream_cancels_total", reason="overflow") == 1
+    # The overflow cut it, not the send timeout.
+    assert metric(text, "rag_gateway_slow_clients_total") == 0
+    assert metric(text, "rag_gateway_streams_active") == 0
+    print(
+        f"injected: a client that stopped reading a ~12 MB answer, STREAM_QUEUE_SIZE"
+        f" {queue_size}; its queue overflowed after {took:.1f} s ({overflow:g} replies"
+        " dropped) and, once it read again, its stream ended with error(overflow); another"
+        " stream meanwhile answered in full; lost: 0"
+    )
+
+
+def _read_until(sock: socket.socket, marker: bytes, timeout: float) -> bytes:
+    """Read the socket until ``marker`` and the end of its event, or fail."""
+    sock.settimeout(timeout)
+    received = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = received.find(marker)
+        if found >= 0 and re.search(rb"\r?\n\r?\n", received[found:]):
+            return bytes(received)
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        # Keep the tail only: the marker comes last, after megabytes of tokens.
+        received = received[-65536:] + chunk
+    raise AssertionError(f"no {marker!r} within {timeout:g} s: {bytes(received[-300:])!r}")
 
 
 async def _stalled_client(base_url: str, user: User, question: str) -> socket.socket:

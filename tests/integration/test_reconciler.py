@@ -1,11 +1,18 @@
-"""The reconciler against real PostgreSQL, Chroma and the suite's blob
-folder: old orphans go, young ones (uploads in flight) stay, a document
-without its blob goes with its vectors and lexical chunks, a dry run changes
-nothing, and only one process reconciles at a time."""
+"""The reconciler against real PostgreSQL, Chroma and a blob folder: old
+orphans go, young ones (uploads in flight) stay, a document without its blob
+goes with its vectors and lexical chunks, a dry run changes nothing, and only
+one process reconciles at a time. It refuses, deleting nothing, a blob root
+that is missing, empty or another's (its marker), and a run that would remove
+more than its share.
+
+The module has a database and a blob folder of its own: the blob root's
+marker is recorded per database, and the session's database may be shared
+with other runs, each with a blob folder of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import subprocess
@@ -15,20 +22,24 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from ingest import reconciler
-from ingest.reconciler import LOCK_KEY, Report, Stores, reconcile_once
+from ingest.reconciler import LOCK_KEY, REFUSED_EXIT, Report, Stores, reconcile_once
 from shared.adapters.embedding import HashingEmbedder
 from shared.config import Settings
-from shared.storage import documents
+from shared.storage import blob_root, documents
 from shared.storage.blobs import BlobInfo, LocalBlobStore, blob_key
 from shared.storage.db import asyncpg_dsn
 from shared.storage.lexical import IndexedChunk, LexicalIndex
+from shared.storage.migrate import upgrade
 from shared.storage.vectorstore import Chunk, VectorStore, connect_chroma
+from tests.support.deployment import with_database
 
 MIN_AGE = 3600
 OLD = 2 * MIN_AGE
@@ -36,9 +47,31 @@ EMBEDDER = HashingEmbedder(32)
 
 
 @pytest.fixture(scope="module")
-async def pool(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+async def recon_env(
+    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, str]]:
+    """The session's services, with a database and a blob folder of the module's own."""
+    name = f"reconcile_{uuid.uuid4().hex[:8]}"
+    admin = asyncpg_dsn(app_env["DATABASE_URL"])
+    await _admin(admin, f'CREATE DATABASE "{name}"')
+    url = with_database(app_env["DATABASE_URL"], name)
+    await asyncio.to_thread(upgrade, url)
+    yield {**app_env, "DATABASE_URL": url, "BLOB_DIR": str(tmp_path_factory.mktemp("recon"))}
+    await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def pool(recon_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     created = await asyncpg.create_pool(
-        asyncpg_dsn(app_env["DATABASE_URL"]), min_size=1, max_size=4
+        asyncpg_dsn(recon_env["DATABASE_URL"]), min_size=1, max_size=4
     )
     assert created is not None
     yield created
@@ -46,19 +79,19 @@ async def pool(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="module")
-def blobs(app_env: dict[str, str]) -> LocalBlobStore:
-    return LocalBlobStore(Path(app_env["BLOB_DIR"]))
+def blobs(recon_env: dict[str, str]) -> LocalBlobStore:
+    return LocalBlobStore(Path(recon_env["BLOB_DIR"]))
 
 
 @pytest.fixture(scope="module")
-def vectors(app_env: dict[str, str]) -> VectorStore:
+def vectors(recon_env: dict[str, str]) -> VectorStore:
     # With an embedder: the test writes vectors the way an ingest worker does.
-    return VectorStore(connect_chroma(Settings(chroma_url=app_env["CHROMA_URL"])), EMBEDDER)
+    return VectorStore(connect_chroma(Settings(chroma_url=recon_env["CHROMA_URL"])), EMBEDDER)
 
 
 @pytest.fixture(scope="module")
-def stores(app_env: dict[str, str], pool: asyncpg.Pool, blobs: LocalBlobStore) -> Stores:
-    chroma = connect_chroma(Settings(chroma_url=app_env["CHROMA_URL"]))
+def stores(recon_env: dict[str, str], pool: asyncpg.Pool, blobs: LocalBlobStore) -> Stores:
+    chroma = connect_chroma(Settings(chroma_url=recon_env["CHROMA_URL"]))
     return Stores(pool, blobs, VectorStore(chroma, None), MIN_AGE)
 
 
@@ -219,21 +252,25 @@ async def test_only_one_process_reconciles_at_a_time(
     assert not orphan.exists()
 
 
-def _rag_reconcile(app_env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
+def _run_rag_reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "ragstream", "reconcile", *args],
-        env={**os.environ, **app_env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def _rag_reconcile(env: dict[str, str], *args: str) -> str:
+    done = _run_rag_reconcile(env, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 async def test_rag_reconcile_dry_run_changes_nothing(
-    app_env: dict[str, str],
+    recon_env: dict[str, str],
     pool: asyncpg.Pool,
     blobs: LocalBlobStore,
     vectors: VectorStore,
@@ -243,7 +280,7 @@ async def test_rag_reconcile_dry_run_changes_nothing(
     lost = await _document(pool, tenant, uuid.uuid4(), OLD)
     await _index(pool, vectors, lost)
 
-    out = await asyncio.to_thread(_rag_reconcile, app_env, "--dry-run")
+    out = await asyncio.to_thread(_rag_reconcile, recon_env, "--dry-run")
 
     assert f"would remove orphan blob {tenant}/{orphan.name}" in out
     assert f"would remove document without blob {lost.id}" in out
@@ -251,9 +288,189 @@ async def test_rag_reconcile_dry_run_changes_nothing(
     assert orphan.exists()
     assert await _state(pool, vectors, lost) == (True, 1, 1)
 
-    out = await asyncio.to_thread(_rag_reconcile, app_env)
+    out = await asyncio.to_thread(_rag_reconcile, recon_env)
 
     assert f"removed orphan blob {tenant}/{orphan.name}" in out
     assert f"removed document without blob {lost.id}" in out
     assert not orphan.exists()
     assert await _state(pool, vectors, lost) == (False, 0, 0)
+
+
+# --- refusals: a wrong blob root, or too much at once ------------------------
+
+
+@pytest.fixture
+async def marked(pool: asyncpg.Pool, blobs: LocalBlobStore, stores: Stores) -> uuid.UUID:
+    """The module's blob root marked, its id recorded: what the first run does."""
+    await _reconcile(stores)
+    recorded = await blob_root.recorded(pool)
+    assert recorded is not None
+    return recorded
+
+
+def _refused(env: dict[str, str], check: str, *args: str) -> str:
+    """``rag reconcile`` refusing on ``check``: its stderr."""
+    done = _run_rag_reconcile(env, *args)
+    assert done.returncode == REFUSED_EXIT, (done.stdout, done.stderr[-3000:])
+    assert f"rag reconcile: refused ({check}): " in done.stderr, done.stderr[-3000:]
+    assert "rag reconcile: nothing was removed; " in done.stderr
+    assert "removed" not in done.stdout
+    return done.stderr
+
+
+async def test_the_first_run_marks_the_blob_root_and_records_its_id(
+    blobs: LocalBlobStore, marked: uuid.UUID
+) -> None:
+    assert (blobs.root / blob_root.MARKER).read_text().strip() == str(marked)
+
+
+async def test_an_empty_or_missing_blob_root_with_old_rows_is_refused(
+    recon_env: dict[str, str],
+    pool: asyncpg.Pool,
+    vectors: VectorStore,
+    stores: Stores,
+    marked: uuid.UUID,
+    tmp_path: Path,
+) -> None:
+    # An unmounted volume: the folder is there, empty.
+    empty = tmp_path / "unmounted"
+    empty.mkdir()
+    lost = await _document(pool, uuid.uuid4(), uuid.uuid4(), OLD)
+    await _index(pool, vectors, lost)
+
+    report = await reconcile_once(dataclasses.replace(stores, blobs=LocalBlobStore(empty)))
+
+    assert report.refusal is not None and report.refusal.check == "blob-root-empty"
+    assert report.rows_without_blob == [] and report.lines() == report.refusal.lines()
+    err = await asyncio.to_thread(
+        _refused, {**recon_env, "BLOB_DIR": str(empty)}, "blob-root-empty"
+    )
+    assert f"BLOB_DIR {empty} holds no blobs and no marker" in err
+    assert "check that BLOB_DIR is set as on the gateway" in err
+    # A misspelt BLOB_DIR: not there at all, and not created either.
+    missing = tmp_path / "no-such-folder"
+    err = await asyncio.to_thread(
+        _refused, {**recon_env, "BLOB_DIR": str(missing)}, "blob-root-missing"
+    )
+    assert f"BLOB_DIR {missing} does not exist" in err
+    assert not missing.exists() and not any(empty.iterdir())
+    assert await _state(pool, vectors, lost) == (True, 1, 1)
+    assert await blob_root.recorded(pool) == marked
+
+
+async def test_a_blob_root_with_a_foreign_marker_or_none_is_refused(
+    recon_env: dict[str, str],
+    pool: asyncpg.Pool,
+    vectors: VectorStore,
+    marked: uuid.UUID,
+    tmp_path: Path,
+) -> None:
+    # Another deployment's blob store: its own marker, its own blobs.
+    foreign = LocalBlobStore(tmp_path / "other")
+    tenant = uuid.uuid4()
+    theirs = await _blob(foreign, tenant, uuid.uuid4(), OLD)
+    other_id = uuid.uuid4()
+    (foreign.root / blob_root.MARKER).write_text(f"{other_id}\n")
+    lost = await _document(pool, tenant, uuid.uuid4(), OLD)
+    await _index(pool, vectors, lost)
+    env = {**recon_env, "BLOB_DIR": str(foreign.root)}
+
+    err = await asyncio.to_thread(_refused, env, "blob-root-foreign")
+
+    assert f"is marked '{other_id}'" in err and f"PostgreSQL records blob root {marked}" in err
+    assert "rag reconcile --adopt-blob-root" in err
+    # Blobs but no marker at all: a copy that lost it, or not ours.
+    (foreign.root / blob_root.MARKER).unlink()
+    err = await asyncio.to_thread(_refused, env, "blob-root-unmarked")
+    assert "holds blobs but no marker" in err
+    # A dry run refuses too, but shows what would have gone.
+    done = await asyncio.to_thread(_run_rag_reconcile, env, "--dry-run")
+    assert done.returncode == REFUSED_EXIT
+    assert f"would remove orphan blob {tenant}/{theirs.name}" in done.stdout
+    assert "refused (blob-root-unmarked)" in done.stderr
+    assert theirs.exists() and not (foreign.root / blob_root.MARKER).exists()
+    assert await _state(pool, vectors, lost) == (True, 1, 1)
+
+    # The operator checked: it is ours after all (say, restored without its marker).
+    out = await asyncio.to_thread(_rag_reconcile, env, "--adopt-blob-root")
+
+    assert (foreign.root / blob_root.MARKER).read_text().strip() == str(marked)
+    assert f"removed orphan blob {tenant}/{theirs.name}" in out
+    assert f"removed document without blob {lost.id}" in out
+    assert not theirs.exists()
+    assert await _state(pool, vectors, lost) == (False, 0, 0)
+
+
+async def test_a_run_removing_more_than_its_share_is_refused_whole(
+    recon_env: dict[str, str],
+    pool: asyncpg.Pool,
+    blobs: LocalBlobStore,
+    vectors: VectorStore,
+    stores: Stores,
+    marked: uuid.UUID,
+) -> None:
+    tenant = uuid.uuid4()
+    orphan = await _blob(blobs, tenant, uuid.uuid4(), OLD)
+    lost = [await _document(pool, tenant, uuid.uuid4(), OLD) for _ in range(3)]
+    for doc in lost:
+        await _index(pool, vectors, doc)
+    total = await pool.fetchval("SELECT count(*) FROM documents")
+    capped = {"RECONCILE_MAX_DELETE_FRACTION": "0", "RECONCILE_MAX_DELETE_FLOOR": "2"}
+
+    report = await reconcile_once(
+        dataclasses.replace(stores, max_delete_fraction=0.0, max_delete_floor=2)
+    )
+
+    assert report.refusal is not None and report.refusal.check == "delete-share"
+    err = await asyncio.to_thread(_refused, {**recon_env, **capped}, "delete-share")
+    assert f"would remove 3 documents without blob of {total}" in err
+    assert "RECONCILE_MAX_DELETE_FRACTION=0 allows (2)" in err
+    assert "RECONCILE_MAX_DELETE_FRACTION=1 rag reconcile" in err
+    # Refused whole: the orphan blob, within the cap, stays too.
+    assert orphan.exists()
+    for doc in lost:
+        assert await _state(pool, vectors, doc) == (True, 1, 1)
+
+    # What the refusal says to do, once the dry run looked right.
+    out = await asyncio.to_thread(
+        _rag_reconcile, {**recon_env, **capped, "RECONCILE_MAX_DELETE_FRACTION": "1"}
+    )
+
+    assert "1 orphan blobs, 3 documents without blob" in out
+    assert not orphan.exists()
+    for doc in lost:
+        assert await _state(pool, vectors, doc) == (False, 0, 0)
+
+
+async def test_a_worker_logs_a_refusal_deletes_nothing_and_keeps_going(
+    recon_env: dict[str, str],
+    pool: asyncpg.Pool,
+    vectors: VectorStore,
+    marked: uuid.UUID,
+    tmp_path: Path,
+) -> None:
+    lost = await _document(pool, uuid.uuid4(), uuid.uuid4(), OLD)
+    await _index(pool, vectors, lost)
+    settings = Settings(
+        database_url=recon_env["DATABASE_URL"],
+        chroma_url=recon_env["CHROMA_URL"],
+        blob_dir=tmp_path,  # empty: an unmounted volume
+        reconcile_interval_seconds=1,
+    )
+    clients = SimpleNamespace(settings=settings, pool=pool)
+    before = (
+        REGISTRY.get_sample_value("rag_reconcile_refused_total", {"check": "blob-root-empty"})
+        or 0.0
+    )
+
+    with capture_logs() as logs:
+        worker = asyncio.create_task(reconciler.reconcile_forever(clients))  # type: ignore[arg-type]
+        await asyncio.sleep(2.5)
+        assert not worker.done()  # still running
+        worker.cancel()
+    refused = REGISTRY.get_sample_value("rag_reconcile_refused_total", {"check": "blob-root-empty"})
+    assert (refused or 0.0) - before >= 2  # refused each time, and went on
+    [refusal, *_] = [line for line in logs if line["event"] == "Reconciliation refused"]
+    assert refusal["log_level"] == "error" and refusal["check"] == "blob-root-empty"
+    assert "check that BLOB_DIR is set" in refusal["action"]
+    assert await _state(pool, vectors, lost) == (True, 1, 1)

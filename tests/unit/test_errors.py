@@ -76,6 +76,17 @@ def test_a_rate_limit_says_when_to_come_back() -> None:
     assert response.json() == {"detail": "slow down"}
 
 
+@pytest.mark.parametrize("exc", [Unavailable("the document could not be stored"), OSError("down")])
+def test_a_503_says_when_to_retry(exc: Exception) -> None:
+    response = _app_raising(exc).get("/boom")
+    assert (response.status_code, response.headers["retry-after"]) == (503, "5")
+
+
+def test_other_errors_say_nothing_of_retrying() -> None:
+    for exc in (InvalidInput("x"), NotFound("x"), RagError("x")):
+        assert "retry-after" not in _app_raising(exc).get("/boom").headers
+
+
 def test_an_unexpected_error_keeps_the_security_headers() -> None:
     # Starlette answers these outside every middleware.
     response = _app_raising(RuntimeError("bug")).get("/boom")

@@ -3,14 +3,28 @@ the configured endpoint (a local server here)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
+import re
+import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
+from query.cancellation import Cancellations
+from shared.config import Settings
+from shared.contracts.events import ChatOptions, ChatRequest
 from shared.runtime.tracing import traced, tracing_enabled
+from shared.storage import chat_history
+from shared.storage.vectorstore import Hit
 
 
 @dataclass
@@ -143,3 +157,138 @@ async def test_runs_reach_the_endpoint_when_tracing_is_on(
     assert b"generate-step" in bodies
     assert b"ragstream-tests" in bodies
     assert b"lsv2-test-key" not in bodies
+
+
+def _runs(collector: Collector) -> dict[str, dict[str, Any]]:
+    """Each run sent (multipart ingestion), by name: its fields, inputs and
+    outputs."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for _, path, body in collector.sent():
+        if not path.startswith("/runs/multipart"):
+            continue
+        boundary = body.split(b"\r\n", 1)[0]
+        for part in body.split(boundary)[1:]:
+            head, _, payload = part.partition(b"\r\n\r\n")
+            named = re.search(rb'name="(?:post|patch)\.([^"]+)"', head)
+            if not named:
+                continue
+            run_id, _, kind = named.group(1).decode().partition(".")
+            value = json.loads(payload)
+            run = by_id.setdefault(run_id, {})
+            run.update({kind: value} if kind else value)
+    return {run["name"]: run for run in by_id.values()}
+
+
+def _traced_copy(name: str) -> ModuleType:
+    """A fresh copy of module ``name`` whose ``traced`` decorators ran with
+    tracing on (they apply at import; the module already imported keeps its
+    own, and nothing else sees the copy)."""
+    original = importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(f"{name}_traced", original.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+HIT = Hit(
+    chunk_id="c-1",
+    document_id=uuid.uuid4(),
+    filename="office.md",
+    chunk_index=0,
+    text="The office opens at nine.",
+    score=1.0,
+)
+
+
+class _Steps:
+    """Retriever, reranker, compressor, model, evidence reader, generator,
+    reply stream: each the least that answers."""
+
+    name = "fake-model"
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.tokens: list[str] = []
+
+    async def retrieve(self, owner: object, question: str, **_: object) -> list[Hit]:
+        return [HIT]
+
+    async def rerank(self, question: str, hits: list[Hit], k: int, owner: object) -> list[Hit]:
+        return hits[:k]
+
+    async def compress(self, question: str, hits: list[Hit]) -> list[Hit]:
+        return hits
+
+    async def complete(self, messages: object, *, max_tokens: int | None = None) -> str:
+        return "The office opens at nine in the morning."
+
+    async def read(self, question: str, hits: list[Hit]) -> SimpleNamespace:
+        return SimpleNamespace(best=5.0, relevant=lambda threshold: True)
+
+    async def stream(self, question: str, hits: list[Hit], *_: object) -> AsyncIterator[str]:
+        for word in ("At ", "nine ", "[1]."):
+            yield word
+
+    async def sources(self, sources: object) -> None:
+        pass
+
+    async def token(self, piece: str) -> None:
+        self.tokens.append(piece)
+
+    async def done(self, cited: object, *, grounded: bool) -> None:
+        self.finished = True
+
+
+async def test_a_chat_is_one_trace_with_a_child_run_per_step(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGSMITH_TRACING", "true")
+    pipeline_module = _traced_copy("query.pipeline")
+    chat_module = _traced_copy("query.chat")
+    steps = _Steps()
+
+    async def remembered(*_: object, **__: object) -> None:
+        pass
+
+    monkeypatch.setattr(chat_history, "append_exchange", remembered)
+    settings = Settings(memory_turns=0, rag_use_cache=False)
+    pipeline = pipeline_module.RetrievalPipeline(
+        retriever=steps, rerankers={"mmr": steps}, compressor=steps, model=steps,
+        candidates=10, rerank_candidates=10, memory_turns=0,
+    )  # fmt: skip
+    handler = chat_module.ChatHandler(
+        SimpleNamespace(settings=settings, pool=None), pipeline, steps, Cancellations(), steps
+    )
+    request = ChatRequest(
+        correlation_id="c",
+        tenant_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        conversation_id=uuid.uuid4(),
+        message="When does the office open?",
+        deadline=datetime.now(UTC) + timedelta(seconds=30),
+        options=ChatOptions(hyde=True, reranking="mmr", compression=True),
+    )
+    await handler._answer(request, steps)
+    assert steps.finished and "".join(steps.tokens) == "At nine [1]."
+    _flush()
+
+    runs = _runs(collector)
+    steps_of_retrieve = {"condense", "hyde", "search", "rerank", "compress"}
+    assert set(runs) == {"chat", "retrieve", "generate"} | steps_of_retrieve, sorted(runs)
+    chat = runs["chat"]
+    assert "parent_run_id" not in chat
+    assert runs["retrieve"]["parent_run_id"] == chat["id"]
+    assert runs["generate"]["parent_run_id"] == chat["id"]
+    for name in steps_of_retrieve:
+        assert runs[name]["parent_run_id"] == runs["retrieve"]["id"], name
+        assert runs[name]["trace_id"] == chat["id"], name
+    assert runs["search"]["run_type"] == "retriever"
+    assert runs["generate"]["run_type"] == "llm"
+    assert "The office opens at nine." in json.dumps(runs["search"]["outputs"])
+    assert runs["generate"]["outputs"] == {"output": ["At ", "nine ", "[1]."]}
+    assert "nine in the morning" in json.dumps(runs["hyde"]["outputs"])

@@ -14,11 +14,13 @@ from gateway.deps import (
     CurrentUser,
     GatewayDep,
     client_ip,
+    counted_check,
     json_body,
     json_body_schema,
 )
 from gateway.models import Credentials, LogoutBody, RefreshBody, TokenOut, UserOut
-from gateway.security import TokenPair
+from gateway.security import Claims, TokenPair, TokenType
+from gateway.state import Gateway
 from gateway.throttle import SignInLimit
 from shared.errors import AuthError, Forbidden, InvalidInput
 
@@ -100,7 +102,14 @@ async def refresh(
     body: Annotated[RefreshBody, Depends(json_body(RefreshBody))],
 ) -> TokenOut:
     """A new pair for a refresh token, which is then used up. Presenting a
-    used one revokes its whole session (one of its holders stole it)."""
+    used one revokes its whole session (one of its holders stole it). A
+    refused one counts against the address's AUTH_FAILURES_PER_MINUTE."""
+    return await counted_check(
+        gateway, client_ip(request), lambda: _refresh(gateway, request, body)
+    )
+
+
+async def _refresh(gateway: Gateway, request: Request, body: RefreshBody) -> TokenOut:
     pool = gateway.clients.pool
     claims = gateway.tokens.verify(body.refresh_token, "refresh")
     if gateway.limits is not None:
@@ -143,14 +152,20 @@ async def logout(
 ) -> None:
     """Revoke a session (a refresh-token family): its refresh tokens and
     access tokens stop working at once. Idempotent."""
+    expected: TokenType
     if body.refresh_token:
-        claims = gateway.tokens.verify(body.refresh_token, "refresh")
+        token, expected = body.refresh_token, "refresh"
     elif credentials is None:
         raise AuthError("Not authenticated")
     elif api_keys.is_api_key(credentials.credentials):
         raise InvalidInput("an API key has no session: revoke it with DELETE /api/keys/{id}")
     else:
-        claims = gateway.tokens.verify(credentials.credentials, "access")
+        token, expected = credentials.credentials, "access"
+
+    async def verified() -> Claims:
+        return gateway.tokens.verify(token, expected)
+
+    claims = await counted_check(gateway, client_ip(request), verified)
     pool = gateway.clients.pool
     await sessions.revoke(pool, claims.family_id, "logout")
     await audit.record(

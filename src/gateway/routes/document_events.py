@@ -5,26 +5,34 @@ so no separate list call is needed), then each change as it happens, a
 ``: ping`` comment every 15 s in between. The stream ends when the client
 leaves, when it falls too far behind (see gateway.doc_events), and when the
 gateway drains for a restart (the client reconnects to another replica and
-gets a fresh snapshot).
+gets a fresh snapshot). It also ends, with ``event: ended``, once the
+credential it was opened with stops authenticating (logout, a revoked session
+or API key, a disabled user, an expired access token): the request's own
+check is re-run every EVENTS_SESSION_CHECK_SECONDS (``SessionWatch``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
 
 import anyio
+import structlog
 from fastapi import APIRouter, Request
 from sse_starlette import ServerSentEvent
 
-from gateway.deps import CurrentUser, GatewayDep
+from gateway.deps import BearerCredentials, CurrentPrincipal, GatewayDep, authenticate
 from gateway.doc_events import DocumentEvents, StatusEvent, Subscription
+from gateway.errors import DEPENDENCY_ERRORS
 from gateway.sse import RelayResponse
 from gateway.state import Gateway
-from shared.errors import Unavailable
+from shared.errors import AuthError, Unavailable
 from shared.storage import documents
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
 PING_SECONDS = 15
@@ -41,8 +49,50 @@ def _fan_out(request: Request) -> DocumentEvents:
     return events
 
 
+# Why a stream ended, in its last event: the credential no longer
+# authenticates (a new request with it gets 401), or it could not be
+# checked (Postgres unreachable; a new request gets 503 until it is back).
+EndReason = Literal["session_ended", "unavailable"]
+
+
 def to_sse(event: StatusEvent) -> dict[str, str]:
     return {"event": "status", "data": json.dumps(event.payload())}
+
+
+def ended_sse(reason: EndReason) -> dict[str, str]:
+    return {"event": "ended", "data": json.dumps({"reason": reason})}
+
+
+class SessionWatch:
+    """Re-runs ``check`` (the request's authentication, with the credential
+    the stream was opened with) once ``interval`` seconds have passed since
+    the last success; ``ended()`` is None while it passes, else why not."""
+
+    def __init__(
+        self,
+        check: Callable[[], Awaitable[object]],
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check = check
+        self._interval = interval
+        self._clock = clock
+        self._due = clock() + interval
+
+    async def ended(self) -> EndReason | None:
+        if self._clock() < self._due:
+            return None
+        try:
+            await self._check()
+        except AuthError:
+            return "session_ended"
+        except DEPENDENCY_ERRORS as exc:
+            # Fail closed: a stream whose caller cannot be confirmed ends.
+            log.warning("Document event stream ended: session not checked", error=repr(exc))
+            return "unavailable"
+        self._due = self._clock() + self._interval
+        return None
 
 
 @router.get(
@@ -61,19 +111,30 @@ def to_sse(event: StatusEvent) -> dict[str, str]:
     },
 )
 async def document_events(
-    request: Request, gateway: GatewayDep, user: CurrentUser
+    request: Request,
+    gateway: GatewayDep,
+    principal: CurrentPrincipal,
+    credentials: BearerCredentials,
 ) -> RelayResponse:
     if gateway.draining:
         raise Unavailable("this server is restarting; please retry")
+    assert credentials is not None  # CurrentPrincipal refuses a request without
+    credential, user = credentials.credentials, principal.user
     fan_out = _fan_out(request)
     stopping = anyio.Event()  # set by sse-starlette when the server stops
+    interval = gateway.clients.settings.events_session_check_seconds
+    session = SessionWatch(lambda: authenticate(gateway, credential), interval)
 
     async def sse() -> AsyncIterator[dict[str, str]]:
         async with fan_out.subscribe(user.tenant_id, user.id) as subscription:
             for event in await _snapshot(gateway, subscription):
                 yield to_sse(event)
-            async for event in _live(gateway, subscription, stopping):
-                yield to_sse(event)
+            async for change in _live(gateway, subscription, stopping, session):
+                if isinstance(change, StatusEvent):
+                    yield to_sse(change)
+                else:
+                    log.info("Document event stream ended", reason=change, user_id=str(user.id))
+                    yield ended_sse(change)
 
     return RelayResponse(
         sse(),
@@ -101,14 +162,21 @@ async def _snapshot(gateway: Gateway, subscription: Subscription) -> list[Status
 
 
 async def _live(
-    gateway: Gateway, subscription: Subscription, stopping: anyio.Event
-) -> AsyncIterator[StatusEvent]:
+    gateway: Gateway, subscription: Subscription, stopping: anyio.Event, session: SessionWatch
+) -> AsyncIterator[StatusEvent | EndReason]:
+    """The changes, then an end reason if the session check fails: it runs
+    when due, on a quiet stream too, and before a change is passed on."""
     while not (gateway.draining or stopping.is_set()):
         try:
             event = await asyncio.wait_for(subscription.queue.get(), _DRAIN_POLL_SECONDS)
         except TimeoutError:
-            continue
-        if event is None:
+            event = None  # a quiet stream: only the check below
+        else:
+            if event is None:
+                return  # ended by the fan-out (a slow client, a drain)
+        reason = await session.ended()
+        if reason is not None:
+            yield reason
             return
-        if subscription.fresh(event):
+        if event is not None and subscription.fresh(event):
             yield event

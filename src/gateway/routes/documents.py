@@ -41,7 +41,7 @@ from shared.runtime.clients import Clients
 from shared.runtime.kafka import publish
 from shared.storage import documents
 from shared.storage.blobs import blob_key
-from shared.storage.cache import bump_corpus_generation
+from shared.storage.cache import bump_answer_generation
 from shared.storage.documents import Document, Quota, Visibility
 
 log = structlog.get_logger(__name__)
@@ -328,10 +328,10 @@ async def set_visibility(
     # repeated after a failed one completes it. (The lexical index reads the
     # row itself; only the vector store holds a copy.)
     await documents.sync_visibility(clients.pool, clients.vectors, doc)
-    # Cached answers were computed over what each user could read before.
-    await _best_effort(
-        "cached answers", document_id, bump_corpus_generation(clients.redis, user.tenant_id)
-    )
+    # The row's trigger outdated cached answers, but one computed before the
+    # chunks above followed it may have been cached since. Not best-effort:
+    # on a failure the PATCH fails, and repeating it completes it.
+    await bump_answer_generation(clients.pool, user.tenant_id)
     log.info("Document visibility set", document_id=str(document_id), visibility=doc.visibility)
     return _out(doc, user)
 
@@ -380,8 +380,5 @@ async def delete_document(
         "chunks", document_id, clients.vectors.delete_document(user.tenant_id, user.id, document_id)
     )
     await _best_effort("blob", document_id, clients.blobs.delete(doc.blob_key))
-    await _best_effort(
-        "cached answers", document_id, bump_corpus_generation(clients.redis, user.tenant_id)
-    )
     log.info("Document deleted", document_id=str(document_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body
-from gateway.errors import DEPENDENCY_ERRORS, status_for
+from gateway.errors import DEPENDENCY_ERRORS, UNAVAILABLE_RETRY_AFTER, status_for
 from gateway.models import ChatAnswer, ChatBody
 from gateway.openai_models import (
     MODEL_ID,
@@ -90,6 +90,8 @@ def _rag_error(request: Request, exc: RagError) -> JSONResponse:
         log.warning(exc.message, path=request.url.path)
     if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after)
+    elif status == 503:
+        response.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
     return response
 
 
@@ -119,7 +121,7 @@ class OpenAIRoute(APIRoute):
                     503, "a service this request needs is unavailable; try again shortly",
                     "unavailable",
                 )  # fmt: skip
-                response.headers["Retry-After"] = "5"
+                response.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
                 return response
 
         return openai_errors

@@ -1,20 +1,24 @@
 """Bytes to sections of text, one loader per format.
 
-Each loader is pure and CPU-bound (the worker calls it in a thread) and
-raises ``UnsupportedDocument`` with a reason a person can act on: the file
-is of an unknown type, not UTF-8, corrupt, encrypted, or has no text. What
-they return is made safe in one place (``loaders.clean``) before anything
-stores it.
+Each loader is pure and CPU-bound (the worker runs it in a child process
+with memory and time limits, ``ingest.parser_pool``) and raises
+``UnsupportedDocument`` with a reason a person can act on: the file is of an
+unknown type, not UTF-8, corrupt, encrypted, past a limit
+(``loaders.limits``: a DOCX that would expand too far, a PDF with too many
+pages, an HTML page nested too deep), or has no text. What they return is
+made safe in one place (``loaders.clean``) before anything stores it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from ingest.loaders import docx, html, markdown, pdf, text
 from ingest.loaders.base import Section
 from ingest.loaders.clean import clean
+from ingest.loaders.limits import ParseLimits, check_html, check_zip
 from shared.errors import UnsupportedDocument
 from shared.formats import describe_supported
 
@@ -36,13 +40,21 @@ def is_supported(filename: str) -> bool:
     return _suffix(filename) in _LOADERS
 
 
-def load(filename: str, data: bytes) -> list[Section]:
+def load(filename: str, data: bytes, limits: ParseLimits | None = None) -> list[Section]:
     """The document's non-empty sections, in order."""
-    loader = _LOADERS.get(_suffix(filename))
+    limits = limits or ParseLimits()
+    suffix = _suffix(filename)
+    loader = _LOADERS.get(suffix)
     if loader is None:
         raise UnsupportedDocument(
             f"{filename!r}: unsupported file type (supported: {describe_supported()})"
         )
+    if suffix == ".docx":
+        check_zip(filename, data, limits)
+    elif suffix in (".html", ".htm"):
+        check_html(filename, data, limits)
+    elif suffix == ".pdf":
+        loader = partial(pdf.load, limits=limits)
     # Made safe here, once, whatever the loader: see loaders.clean.
     cleaned = (_cleaned(s) for s in loader(filename, data))
     sections = [s for s in cleaned if s.text.strip()]
@@ -63,4 +75,4 @@ def _suffix(filename: str) -> str:
     return filename[dot:].lower() if dot >= 0 else ""
 
 
-__all__ = ["Section", "is_supported", "load"]
+__all__ = ["ParseLimits", "Section", "is_supported", "load"]

@@ -13,6 +13,7 @@ import io
 from pypdf import PdfReader
 
 from ingest.loaders.base import Section
+from ingest.loaders.limits import ParseLimits
 from shared.errors import UnsupportedDocument
 
 # pypdf reports damage with many exception types (its own, and ValueError,
@@ -21,12 +22,17 @@ from shared.errors import UnsupportedDocument
 _DAMAGE = Exception
 
 
-def load(filename: str, data: bytes) -> list[Section]:
+def load(filename: str, data: bytes, limits: ParseLimits | None = None) -> list[Section]:
+    limits = limits or ParseLimits()
     reader = _open(filename, data)
     try:
         count = len(reader.pages)
     except _DAMAGE as exc:
         raise _corrupt(filename, exc) from None
+    if count > limits.pdf_max_pages:
+        raise UnsupportedDocument(
+            f"{filename!r}: the PDF has {count} pages (limit {limits.pdf_max_pages})"
+        )
     sections: list[Section] = []
     unreadable = 0
     for number in range(1, count + 1):
@@ -35,6 +41,11 @@ def load(filename: str, data: bytes) -> list[Section]:
         except _DAMAGE:
             unreadable += 1
             continue
+        if len(text) > limits.pdf_max_page_chars:
+            raise UnsupportedDocument(
+                f"{filename!r}: page {number} of the PDF holds more than"
+                f" {limits.pdf_max_page_chars:,} characters of text"
+            )
         # Broken font maps can yield NULs, which PostgreSQL cannot store in text.
         text = text.replace("\x00", "")
         if text.strip():

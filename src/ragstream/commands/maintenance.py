@@ -51,9 +51,18 @@ def config_doc(check: Check = False) -> int:
     return command(check)
 
 
-def reconcile(dry_run: DryRun = False) -> int:
-    """Remove orphaned blobs and rows, once."""
-    return _call("ingest.reconciler", dry_run=dry_run)
+def reconcile(
+    dry_run: DryRun = False,
+    adopt_root: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-blob-root",
+            help="first mark BLOB_DIR as this deployment's blob root (only once checked)",
+        ),
+    ] = False,
+) -> int:
+    """Remove orphaned blobs and rows, once (exit 3: refused, nothing removed)."""
+    return _call("ingest.reconciler", dry_run=dry_run, adopt_root=adopt_root)
 
 
 @user_app.command("create")

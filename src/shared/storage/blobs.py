@@ -110,6 +110,10 @@ class LocalBlobStore:
         """Which of ``keys`` are stored."""
         return await asyncio.to_thread(self._exists, keys)
 
+    async def holds_any(self) -> bool:
+        """Whether at least one blob is stored (finished or partial)."""
+        return await asyncio.to_thread(_holds_any, self._walk())
+
     async def pages(self, size: int) -> AsyncIterator[list[BlobInfo]]:
         """Every blob, ``size`` at a time, in no particular order. A blob
         added or removed during the walk may or may not be listed."""
@@ -146,6 +150,13 @@ def _blobs_in(tenant: os.DirEntry[str]) -> Iterator[BlobInfo]:
                 yield BlobInfo(f"{tenant.name}/{entry.name}", modified)
     except FileNotFoundError:
         return  # the folder went away while we walked
+
+
+def _holds_any(walk: Generator[BlobInfo, None, None]) -> bool:
+    try:
+        return next(walk, None) is not None
+    finally:
+        walk.close()
 
 
 def _take(items: Iterator[BlobInfo], size: int) -> list[BlobInfo]:
