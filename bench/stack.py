@@ -133,6 +133,7 @@ class Infra:
             "LOGIN_ATTEMPTS_PER_MINUTE": "10000",
             "REQUESTS_PER_MINUTE": "1000000",
             "MAX_CONCURRENT_STREAMS": "1000",
+            "MAX_CONCURRENT_UPLOADS": "1000",
             "MAX_UPLOAD_MB": "50",
             "TENANT_MAX_DOCUMENTS": "100000",
             "TENANT_MAX_MB": "100000",

@@ -8,6 +8,7 @@ headers every response carries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -106,6 +107,10 @@ _SECURITY_HEADERS = tuple(
 )
 
 
+_DRAIN_BYTES = 64 * 1024
+_DRAIN_SECONDS = 0.5
+
+
 class _BodyTooLarge(Exception):
     """Raised into the app by the bounded ``receive``; the app's reaction is
     discarded and a 413 is sent instead."""
@@ -128,6 +133,24 @@ async def _refuse(send: Send, status: int, detail: str, extra: dict[str, str]) -
     headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive: Receive) -> None:
+    """Read what a refused request has already sent, up to a little: a
+    socket closed with unread data is reset, and the client may lose the
+    refusal with it. A large or trickling body is cut after that little."""
+    budget = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 class BodyLimits:
@@ -172,9 +195,11 @@ class BodyLimits:
             user_id = await self._admitted(scope)
         except TooManyRequests as exc:
             await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
+            await _drain(receive)
             return
         if user_id is None:
             await _refuse(send, 401, "Not authenticated", {"www-authenticate": "Bearer"})
+            await _drain(receive)
             return
         if declared is not None and declared > limit:
             await _refuse(send, 413, _too_large(limit), {})
@@ -189,12 +214,14 @@ class BodyLimits:
             self._gate.enter(user_id)
         except TooManyRequests as exc:
             await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
+            await _drain(receive)
             return
         try:
             try:
                 self._gate.reserve(declared)
             except SpoolFull as exc:
                 await _refuse(send, 503, exc.message, {"retry-after": str(exc.retry_after)})
+                await _drain(receive)
                 return
             reserved = [declared]
             try:

@@ -75,6 +75,8 @@ def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iter
         "ALLOW_REGISTRATION": "true",
         # Every test signs in from 127.0.0.1: the per-IP limit is tests/e2e/test_limits.py's.
         "LOGIN_ATTEMPTS_PER_MINUTE": "10000",
+        # Loads of uploads at once, from one user: the cap is test_upload_admission.py's.
+        "MAX_CONCURRENT_UPLOADS": "1000",
     }
     faults = FaultStack(_fault_infra, env, log_dir)
     try:
