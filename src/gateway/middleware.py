@@ -129,16 +129,25 @@ async def _refuse(send: Send, status: int, detail: str, extra: dict[str, str]) -
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]
-    # The body was not read: the server closes the connection after this.
+    # The body was not read (all of it): the server closes the connection after this.
     headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse_unread(
+    receive: Receive, send: Send, status: int, detail: str, extra: dict[str, str]
+) -> None:
+    """Refuse a request whose body was not read. What it has already sent is
+    read first, up to a little: the server closes the connection as soon as
+    the refusal is sent, a socket closed with unread data is reset, and the
+    client may lose the refusal with it. A large or trickling body is cut
+    after that little."""
+    await _drain(receive)
+    await _refuse(send, status, detail, extra)
+
+
 async def _drain(receive: Receive) -> None:
-    """Read what a refused request has already sent, up to a little: a
-    socket closed with unread data is reset, and the client may lose the
-    refusal with it. A large or trickling body is cut after that little."""
     budget = _DRAIN_BYTES
     try:
         async with asyncio.timeout(_DRAIN_SECONDS):
@@ -187,22 +196,24 @@ class BodyLimits:
         declared = int(length) if length is not None and length.isdigit() else None
         if not upload:
             if declared is not None and declared > limit:
-                await _refuse(send, 413, _too_large(limit), {})
+                await _refuse_unread(receive, send, 413, _too_large(limit), {})
                 return
             await self._bounded(scope, receive, send, limit)
             return
         try:
             user_id = await self._admitted(scope)
         except TooManyRequests as exc:
-            await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
-            await _drain(receive)
+            await _refuse_unread(
+                receive, send, 429, str(exc), {"retry-after": str(exc.retry_after)}
+            )
             return
         if user_id is None:
-            await _refuse(send, 401, "Not authenticated", {"www-authenticate": "Bearer"})
-            await _drain(receive)
+            await _refuse_unread(
+                receive, send, 401, "Not authenticated", {"www-authenticate": "Bearer"}
+            )
             return
         if declared is not None and declared > limit:
-            await _refuse(send, 413, _too_large(limit), {})
+            await _refuse_unread(receive, send, 413, _too_large(limit), {})
             return
         await self._upload(scope, receive, send, user_id, declared or 0, limit)
 
@@ -213,15 +224,17 @@ class BodyLimits:
         try:
             self._gate.enter(user_id)
         except TooManyRequests as exc:
-            await _refuse(send, 429, str(exc), {"retry-after": str(exc.retry_after)})
-            await _drain(receive)
+            await _refuse_unread(
+                receive, send, 429, str(exc), {"retry-after": str(exc.retry_after)}
+            )
             return
         try:
             try:
                 self._gate.reserve(declared)
             except SpoolFull as exc:
-                await _refuse(send, 503, exc.message, {"retry-after": str(exc.retry_after)})
-                await _drain(receive)
+                await _refuse_unread(
+                    receive, send, 503, exc.message, {"retry-after": str(exc.retry_after)}
+                )
                 return
             reserved = [declared]
             try:
@@ -274,7 +287,7 @@ class BodyLimits:
             if not refusal:
                 raise
         if refusal and not started:
-            await _refuse(send, *refusal)
+            await _refuse_unread(receive, send, *refusal)
 
     async def _admitted(self, scope: Scope) -> UUID | None:
         """The uploading user, after the full check of the credential and
