@@ -24,7 +24,7 @@ from bench.common import Context
 from bench.corpus import TextMaker
 from bench.inprocess import log_to_file, settings_from
 from bench.results import Figure, summary_ms
-from gateway import users
+from gateway.identity import users
 from query.retrieval import Owner, QueryEmbeddings, Retriever
 from shared.contracts.events import utcnow
 from shared.runtime.clients import Clients, open_clients

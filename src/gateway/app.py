@@ -9,13 +9,12 @@ import structlog
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway import errors
 from gateway.doc_events import DocumentEvents
-from gateway.drain import DrainOnSignal
-from gateway.lease import PartitionLease
-from gateway.limits import Limits
-from gateway.middleware import BodyLimits, RequestContext, SecurityHeaders
-from gateway.replies import ReplyRouter
+from gateway.http import errors
+from gateway.http.limits import Limits
+from gateway.http.middleware import BodyLimits, RequestContext, SecurityHeaders
+from gateway.http.throttle import limit_requests
+from gateway.identity.security import Tokens
 from gateway.routes import (
     admin,
     asyncapi,
@@ -28,9 +27,10 @@ from gateway.routes import (
     openai_compat,
     web,
 )
-from gateway.security import Tokens
 from gateway.state import Gateway
-from gateway.throttle import limit_requests
+from gateway.streams.drain import DrainOnSignal
+from gateway.streams.lease import PartitionLease
+from gateway.streams.replies import ReplyRouter
 from shared.config import Settings
 from shared.runtime.clients import open_clients
 from shared.runtime.kafka import kafka_security
@@ -65,12 +65,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 security=kafka_security(settings),
             )
             await replies.start()
-            app.state.document_events = document_events = DocumentEvents.of(clients)
+            document_events = DocumentEvents.of(clients)
             await document_events.start()
             if lease.state != "pinned":
                 lease.keep(replies.move)
             app.state.gateway = gateway = Gateway(
-                clients, replies, tokens, lease, limits=Limits(clients.redis, settings)
+                clients,
+                replies,
+                tokens,
+                lease,
+                document_events,
+                limits=Limits(clients.redis, settings),
             )
             sampler = Sampler(clients.pool, "gateway")
             await sampler.start()

@@ -25,13 +25,14 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from shared.contracts.events import DocumentStatus, IngestStatus, utcnow
+from shared.contracts.events import DocumentStatus, IngestStatus
 from shared.runtime.clients import Clients
-from shared.runtime.kafka import kafka_security, publish
+from shared.runtime.follow import PartitionFollower, group_less_consumer
+from shared.runtime.kafka import kafka_security
 from shared.storage import documents
 from shared.storage.documents import Document
 
@@ -47,7 +48,6 @@ DROPPED_SUBSCRIBERS = Counter(
     "Document event streams ended because the client fell behind",
 )
 DEFAULT_QUEUE_SIZE = 256
-_METADATA_TRIES = 50
 
 
 @dataclass(frozen=True)
@@ -148,14 +148,13 @@ class DocumentEvents:
         self._pool = pool
         self.topic = topic
         self._queue_size = queue_size
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            **(security or {}),
+        self._follower = PartitionFollower(
+            group_less_consumer(bootstrap_servers, security),
+            topic,
+            self._dispatch,
+            failure="Document event consumer failed; resuming",
         )
         self._subscribers: set[Subscription] = set()
-        self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, clients: Clients) -> DocumentEvents:
@@ -164,32 +163,12 @@ class DocumentEvents:
                    security=kafka_security(settings))  # fmt: skip
 
     async def start(self) -> None:
-        await self._consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in sorted(await self._partitions())]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        # Resolve the end offsets now, so no change after start-up is
-        # skipped by a lazy offset reset.
-        for tp in tps:
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run())
-
-    async def _partitions(self) -> set[int]:
-        for _ in range(_METADATA_TRIES):
-            found = self._consumer.partitions_for_topic(self.topic)
-            if found:
-                return set(found)
-            await self._consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise LookupError(f"topic {self.topic} has no partitions")
+        """Every partition, from its end."""
+        await self._follower.start()
 
     async def stop(self) -> None:
         self.end_all()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+        await self._follower.stop()
 
     def end_all(self) -> None:
         """End every stream at its next read (drain, shutdown)."""
@@ -211,24 +190,13 @@ class DocumentEvents:
             self._subscribers.discard(subscription)
             SUBSCRIBERS.dec()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                async for record in self._consumer:
-                    await self._dispatch(record.value, record.offset)
-            except Exception:
-                # Keep fanning out: one broken fetch or row read must not
-                # silence every stream.
-                log.exception("Document event consumer failed; resuming")
-                await asyncio.sleep(1)
-
-    async def _dispatch(self, value: bytes | None, offset: int) -> None:
-        if not self._subscribers or value is None:
+    async def _dispatch(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if not self._subscribers or record.value is None:
             return
         try:
-            change = IngestStatus.model_validate_json(value)
+            change = IngestStatus.model_validate_json(record.value)
         except ValidationError as exc:
-            log.warning("Malformed document event dropped", offset=offset, error=str(exc))
+            log.warning("Malformed document event dropped", offset=record.offset, error=str(exc))
             return
         doc = await documents.by_id(self._pool, change.document_id)
         if doc is None:
@@ -237,18 +205,3 @@ class DocumentEvents:
         for subscription in list(self._subscribers):
             if may_read(subscription.tenant_id, subscription.user_id, doc):
                 subscription.offer(event)
-
-
-async def announce_queued(clients: Clients, doc: Document, correlation_id: str) -> None:
-    """Announce an accepted upload as ``queued``; sent before its ingest
-    request, so the worker's ``processing`` (same key, same partition) always
-    comes after it."""
-    event = IngestStatus(
-        correlation_id=correlation_id,
-        tenant_id=doc.tenant_id,
-        user_id=doc.user_id,
-        document_id=doc.id,
-        status="queued",
-        created_at=utcnow(),
-    )
-    await publish(clients.broker, clients.topics.ingest_events, event, key=doc.id)

@@ -9,11 +9,12 @@ from typing import Any
 
 import structlog
 
-from gateway.lease import PartitionLease
-from gateway.limits import Limits
+from gateway.doc_events import DocumentEvents
+from gateway.http.limits import Limits
+from gateway.identity.security import Tokens
 from gateway.readiness import ReadinessCache
-from gateway.replies import ReplyRouter
-from gateway.security import Tokens
+from gateway.streams.lease import PartitionLease
+from gateway.streams.replies import ReplyRouter
 from shared.runtime.clients import Clients
 
 log = structlog.get_logger(__name__)
@@ -28,10 +29,13 @@ class Gateway:
     replies: ReplyRouter
     tokens: Tokens
     lease: PartitionLease
-    # Rate and stream limits (gateway.limits); None only in tests that build
+    # Document status changes, fanned out to this process's SSE subscribers
+    # (gateway.doc_events; read by gateway.routes.document_events).
+    document_events: DocumentEvents
+    # Rate and stream limits (gateway.http.limits); None only in tests that build
     # a Gateway by hand, where nothing is limited.
     limits: Limits | None = None
-    # Set on SIGTERM (gateway.drain): open streams may finish, new ones get 503.
+    # Set on SIGTERM (gateway.streams.drain): open streams may finish, new ones get 503.
     draining: bool = False
     # The last dependency checks (gateway.routes.health), shared for a second.
     readiness: ReadinessCache[Any] = field(default_factory=ReadinessCache)

@@ -34,9 +34,10 @@ from prometheus_client import Counter
 from shared.config import Settings
 from shared.runtime.clients import Clients
 from shared.runtime.logging import configure_logging
-from shared.storage import blob_root
+from shared.storage import blob_root, documents
 from shared.storage.blobs import BlobInfo, LocalBlobStore
 from shared.storage.db import create_pool
+from shared.storage.documents import Document
 from shared.storage.vector_writes import VectorWriteLock
 from shared.storage.vectorstore import VectorStore, connect_chroma
 
@@ -109,7 +110,7 @@ class _Candidates:
     """What a run would remove, and what it was chosen from."""
 
     blobs: list[BlobInfo] = field(default_factory=list)
-    rows: list[asyncpg.Record] = field(default_factory=list)
+    rows: list[Document] = field(default_factory=list)
     blobs_total: int = 0
     rows_total: int = 0
 
@@ -130,11 +131,11 @@ async def reconcile_once(
         # A dry run lists what would go even when refused: it helps decide.
         found = _Candidates()
         cutoff = datetime.now(UTC) - timedelta(seconds=stores.min_age_seconds)
-        found.rows_total = await stores.pool.fetchval("SELECT count(*) FROM documents")
+        found.rows_total = await documents.count_all(stores.pool)
         await _orphan_blobs(stores, found)
         await _rows_without_blob(stores, found, cutoff)
         report.orphan_blobs = [blob.key for blob in found.blobs]
-        report.rows_without_blob = [row["id"] for row in found.rows]
+        report.rows_without_blob = [doc.id for doc in found.rows]
         report.refusal = report.refusal or _share_refusal(stores, found)
         if report.refusal is not None:
             if not dry_run:
@@ -143,8 +144,8 @@ async def reconcile_once(
         if not dry_run:
             for blob in found.blobs:
                 await _remove_blob(stores, blob)
-            for row in found.rows:
-                await _remove_row(stores, row, cutoff)
+            for doc in found.rows:
+                await _remove_row(stores, doc, cutoff)
     return report
 
 
@@ -166,7 +167,7 @@ async def _root_refusal(stores: Stores, *, dry_run: bool, adopt: bool) -> Refusa
         await blob_root.claim(stores.pool, stores.blobs)
     known = await blob_root.recorded(stores.pool)
     root = await blob_root.inspect(stores.blobs)
-    rows_exist = await blob_root.documents_exist(stores.pool)
+    rows_exist = await documents.any_exist(stores.pool)
     if blob_root.first_use(known, root, rows_exist):
         return None  # claimed now (a real run), or would be (a dry run)
     return _root_check(known, root, rows_exist)
@@ -256,11 +257,8 @@ async def _referenced(pool: asyncpg.Pool, blobs: list[BlobInfo]) -> set[str]:
     document id: the primary key, so no scan of the table)."""
     if not blobs:
         return set()
-    rows = await pool.fetch(
-        "SELECT blob_key FROM documents WHERE id = ANY($1::uuid[])",
-        [blob.document_id for blob in blobs],
-    )
-    return {row["blob_key"] for row in rows}
+    ids = [blob.document_id for blob in blobs if blob.document_id is not None]
+    return await documents.blob_keys_of(pool, ids)
 
 
 async def _remove_blob(stores: Stores, blob: BlobInfo) -> None:
@@ -271,27 +269,19 @@ async def _remove_blob(stores: Stores, blob: BlobInfo) -> None:
 
 async def _rows_without_blob(stores: Stores, found: _Candidates, cutoff: datetime) -> None:
     after = _NO_ID
-    while rows := await stores.pool.fetch(
-        "SELECT id, tenant_id, user_id, blob_key FROM documents"
-        " WHERE created_at < $1 AND id > $2 ORDER BY id LIMIT $3",
-        cutoff,
-        after,
-        PAGE,
-    ):
-        after = rows[-1]["id"]
-        present = await stores.blobs.existing([row["blob_key"] for row in rows])
-        found.rows += [row for row in rows if row["blob_key"] not in present]
+    while page := await documents.created_before(stores.pool, cutoff, after, PAGE):
+        after = page[-1].id
+        present = await stores.blobs.existing([doc.blob_key for doc in page])
+        found.rows += [doc for doc in page if doc.blob_key not in present]
 
 
-async def _remove_row(stores: Stores, row: asyncpg.Record, cutoff: datetime) -> None:
+async def _remove_row(stores: Stores, doc: Document, cutoff: datetime) -> None:
     # Vectors first: were the row gone and this to fail, nothing would point
     # at them any more. Lexical chunks go with the row (ON DELETE CASCADE).
-    await stores.vectors.delete_document(row["tenant_id"], row["user_id"], row["id"])
-    await stores.pool.execute(
-        "DELETE FROM documents WHERE id = $1 AND created_at < $2", row["id"], cutoff
-    )
+    await stores.vectors.delete_document(doc.tenant_id, doc.user_id, doc.id)
+    await documents.delete_created_before(stores.pool, doc.id, cutoff)
     RECONCILED.labels("document").inc()
-    log.info("Reconciled document without blob", document_id=str(row["id"]))
+    log.info("Reconciled document without blob", document_id=str(doc.id))
 
 
 async def reconcile_forever(clients: Clients) -> None:

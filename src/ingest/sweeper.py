@@ -15,62 +15,44 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from shared.intake import queue
 from shared.runtime.clients import Clients
-from shared.runtime.kafka import publish
 from shared.storage import documents
+from shared.storage.documents import Document
 
 log = structlog.get_logger(__name__)
 
 # Documents re-queued per transaction: bounds the row locks held.
 BATCH = 100
 
-_STUCK = """
-UPDATE documents AS d SET updated_at = now()
-FROM (
-    SELECT id FROM documents
-    WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
-    ORDER BY updated_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-) AS stuck
-WHERE d.id = stuck.id
-RETURNING d.id, d.tenant_id, d.user_id, d.filename, d.content_type, d.blob_key,
-          d.size_bytes, d.sha256, d.status, d.attempts
-"""
-
 
 async def sweep_once(clients: Clients, stuck_seconds: float) -> int:
     """Re-queue up to ``BATCH`` stuck documents; how many were."""
     async with clients.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(_STUCK, float(stuck_seconds), BATCH)
-        for row in rows:
-            await _requeue(clients, row)
-    return len(rows)
+        stuck = await documents.claim_stuck(conn, stuck_seconds, BATCH)
+        for doc, attempts in stuck:
+            await _requeue(clients, doc, attempts)
+    return len(stuck)
 
 
-async def _requeue(clients: Clients, row: asyncpg.Record) -> None:
+async def _requeue(clients: Clients, doc: Document, attempts: int) -> None:
+    correlation_id = f"requeue-{uuid.uuid4().hex}"
     try:
-        request = documents.ingest_request(row, f"requeue-{uuid.uuid4().hex}")
+        await queue(clients.broker, clients.topics, doc, correlation_id)
     except ValidationError as exc:
         # Only a row the gateway never finished (no checksum) fails here:
         # no worker could index it; the reconciler removes such rows.
-        log.warning(
-            "Stuck document cannot be re-queued", document_id=str(row["id"]), error=str(exc)
-        )
+        log.warning("Stuck document cannot be re-queued", document_id=str(doc.id), error=str(exc))
         return
-    queued = documents.queued_status(row, request.correlation_id)
-    await publish(clients.broker, clients.topics.ingest_events, queued, key=row["id"])
-    await publish(clients.broker, clients.topics.ingest_requests, request, key=row["id"])
     log.info(
         "Re-queued stuck document",
-        document_id=str(row["id"]),
-        status=row["status"],
-        attempts=row["attempts"],
-        correlation_id=request.correlation_id,
+        document_id=str(doc.id),
+        status=doc.status,
+        attempts=attempts,
+        correlation_id=correlation_id,
     )
 
 

@@ -1,8 +1,8 @@
 """``rag``: run the whole system or one part of it, operate it, and use it
 as a client over its HTTP API.
 
-Service packages (gateway, ingest, query) are reached by import strings
-only: ragstream must not depend on them statically.
+Service packages (gateway, ingest, query) are imported only inside the
+command that runs them, so that ``rag --help`` loads none of them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from collections.abc import Sequence
 import typer
 from pydantic import ValidationError
 
-from ragstream.client.errors import ClientError
 from ragstream.client.terminal import printable
 from ragstream.commands import client, evaluate, maintenance, stack
-from ragstream.localstack import StackError
+from ragstream.errors import CliError
 from ragstream.settings import describe
-from ragstream.supervisor import CliError
 
 app = typer.Typer(
     name="rag",
@@ -45,12 +43,6 @@ def _usage_error(exc: typer.TyperException) -> str:
     return f"{where}: {exc.format_message()} (see {where} --help)"
 
 
-def _exit_code(exc: Exception) -> int:
-    if isinstance(exc, CliError):
-        return exc.exit_code
-    return 2 if isinstance(exc, StackError) else 1
-
-
 def run(argv: Sequence[str] | None = None) -> int:
     """The exit code of one ``rag`` invocation."""
     command = typer.main.get_command(app)
@@ -66,10 +58,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:  # Settings() read by a command's own module
         print(f"rag: {describe(exc)}", file=sys.stderr)
         return 2
-    except (StackError, CliError, ClientError) as exc:
+    except CliError as exc:  # StackError, ClientError... (ragstream.errors)
         # Expected failures: the message says what to do, a traceback would not.
         print(f"rag: {printable(str(exc))}", file=sys.stderr)
-        return _exit_code(exc)
+        return exc.exit_code
     except OSError as exc:
         # A server not there, a file not readable: the environment, not a bug.
         print(f"rag: {type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from ragstream.supervisor import CliError
+from ragstream.errors import CliError
 from shared.config import DOC_SECTIONS, Settings
 
 DOC_PATH = Path("docs/configuration.md")

@@ -142,9 +142,12 @@ async def _letters(consumer: Any, topic: str, *, from_start: bool) -> AsyncItera
 
 
 async def _partitions(consumer: Any, topic: str) -> list[int]:
-    await consumer._client.force_metadata_update()
-    found = consumer.partitions_for_topic(topic)
-    return sorted(found) if found else []
+    from shared.runtime.follow import known_partitions
+
+    try:
+        return await known_partitions(consumer, topic, tries=1)  # a missing topic: none
+    except LookupError:
+        return []
 
 
 async def _list(settings: Any, args: ListOptions) -> int:
@@ -180,28 +183,21 @@ class _Tally:
 
 
 async def _replay(settings: Any, args: ReplayOptions) -> int:
-    from aiokafka import AIOKafkaProducer
-
     from shared.contracts.topics import Topics
-    from shared.runtime.kafka import kafka_security
+    from shared.runtime.kafka import create_broker
 
     sources = source_topics(settings.kafka_topic_prefix, args.topics)
     tally = _Tally()
     consumer = _consumer(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        acks="all",
-        enable_idempotence=settings.kafka_enable_idempotence,
-        **kafka_security(settings),
-    )
+    broker = create_broker(settings, client_id="rag-dlq-replay")
     await consumer.start()
-    await producer.start()
+    await broker.start()
     try:
         for source in sources:
             async for letter in _letters(consumer, Topics.dead_letter(source), from_start=False):
-                await _replay_one(consumer, producer, letter, args, sources, tally)
+                await _replay_one(consumer, broker, letter, args, sources, tally)
     finally:
-        await producer.stop()
+        await broker.stop()
         await consumer.stop()
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {tally.replayed} letters; {tally.skipped} left pending; "
@@ -211,7 +207,7 @@ async def _replay(settings: Any, args: ReplayOptions) -> int:
 
 async def _replay_one(
     consumer: Any,
-    producer: Any,
+    broker: Any,
     letter: Letter,
     args: ReplayOptions,
     sources: list[str],
@@ -222,6 +218,8 @@ async def _replay_one(
     in between replays it once more, which idempotent consumers absorb."""
     from aiokafka import TopicPartition
     from aiokafka.structs import OffsetAndMetadata
+
+    from shared.runtime.kafka import republish
 
     d = letter.letter
     if d is None or d.source_topic not in sources:
@@ -237,6 +235,6 @@ async def _replay_one(
     if args.dry_run:
         return
     if target is not None:
-        await producer.send_and_wait(target, value, key=letter.key)
+        await republish(broker, target, value, key=letter.key)
     tp = TopicPartition(letter.topic, letter.partition)
     await consumer.commit({tp: OffsetAndMetadata(letter.offset + 1, "")})

@@ -41,7 +41,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
@@ -55,7 +55,6 @@ from shared.contracts.events import (
     DocumentStatus,
     DoneReply,
     ErrorReply,
-    IngestRequest,
     IngestStatus,
     ReplyTo,
     SourcesReply,
@@ -63,13 +62,15 @@ from shared.contracts.events import (
     utcnow,
 )
 from shared.contracts.topics import Topics
-from shared.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedDocument
-from shared.formats import SUPPORTED_SUFFIXES, describe_supported
+from shared.errors import NotFound
+from shared.intake import Intake, new_document
+from shared.intake.checks import DEFAULT_CONTENT_TYPE
+from shared.runtime.follow import PartitionFollower, group_less_consumer
 from shared.runtime.kafka import create_broker, kafka_security, publish
 from shared.storage import documents
-from shared.storage.blobs import LocalBlobStore, blob_key
+from shared.storage.blobs import LocalBlobStore
 from shared.storage.db import create_pool
-from shared.storage.documents import Document, Quota, Visibility
+from shared.storage.documents import Document, Visibility
 
 log = structlog.get_logger(__name__)
 Reply = TokenReply | SourcesReply | DoneReply | ErrorReply
@@ -89,58 +90,26 @@ class Submitted:
 
 
 class _Follower:
-    """One consumer without a group over some partitions, from their end,
-    routing each message to the queue registered for its key."""
+    """Some partitions followed from their end, each record routed to the
+    queues registered for its key."""
 
-    def __init__(self, settings: Settings, topic: str, partitions: list[int] | None) -> None:
-        self.topic = topic
-        self._partitions = partitions
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            **kafka_security(settings),
-        )
+    def __init__(self, settings: Settings, topic: str, key_of: KeyOf) -> None:
+        consumer = group_less_consumer(settings.kafka_bootstrap_servers, kafka_security(settings))
+        self._follower = PartitionFollower(consumer, topic, self._route)
+        self._key_of = key_of
         self.queues: dict[str, list[asyncio.Queue[bytes]]] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, key_of: KeyOf) -> None:
-        await self._consumer.start()
-        known = await self._known_partitions()
-        tps = [TopicPartition(self.topic, p) for p in (self._partitions or sorted(known))]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolved now: nothing after start-up is skipped
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run(key_of))
-
-    async def _known_partitions(self) -> set[int]:
-        for _ in range(50):
-            if found := self._consumer.partitions_for_topic(self.topic):
-                return set(found)
-            await self._consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise LookupError(f"topic {self.topic} does not exist: are the services started?")
+    async def start(self, partitions: list[int] | None) -> None:
+        await self._follower.start(partitions)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+        await self._follower.stop()
 
-    async def _run(self, key_of: KeyOf) -> None:
-        while True:
-            try:
-                async for record in self._consumer:
-                    key = key_of(record.value)
-                    for queue in self.queues.get(key, []) if key else []:
-                        with contextlib.suppress(asyncio.QueueFull):
-                            queue.put_nowait(record.value)
-            except Exception:
-                # Keep following: one broken fetch must not silence the waiters.
-                log.exception("Kafka follower failed; resuming", topic=self.topic)
-                await asyncio.sleep(1)
+    async def _route(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        key = self._key_of(record.value)
+        for queue in self.queues.get(key, []) if key and record.value else []:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(record.value)
 
     @contextlib.contextmanager
     def follow(self, key: str) -> Iterator[asyncio.Queue[bytes]]:
@@ -182,7 +151,7 @@ class RagKafkaClient:
         self.reply_partition = reply_partition
         self._pool: asyncpg.Pool | None = None
         self._broker: KafkaBroker | None = None
-        self._events = _Follower(self.settings, self.topics.ingest_events, None)
+        self._events = _Follower(self.settings, self.topics.ingest_events, _document_key)
         self._replies: _Follower | None = None
 
     async def __aenter__(self) -> RagKafkaClient:
@@ -198,14 +167,14 @@ class RagKafkaClient:
         self._pool = await create_pool(self.settings)
         self._broker = create_broker(self.settings, client_id="rag-kafka-client")
         await self._broker.start()
-        await self._events.start(_document_key)
+        await self._events.start(None)
         self._replies = await self._reply_follower()
 
     async def _reply_follower(self) -> _Follower:
         count = self.settings.kafka_reply_partitions
         partition = self.reply_partition % count
-        follower = _Follower(self.settings, self.topics.chat_replies, [partition])
-        await follower.start(_stream_key)
+        follower = _Follower(self.settings, self.topics.chat_replies, _stream_key)
+        await follower.start([partition])
         self.reply_partition = partition
         return follower
 
@@ -232,6 +201,10 @@ class RagKafkaClient:
 
     # --- documents ------------------------------------------------------------
 
+    @property
+    def intake(self) -> Intake:
+        return Intake(self.settings, self.topics, self.pool, self.blobs, self.broker)
+
     async def submit_document(
         self,
         tenant_id: UUID,
@@ -239,20 +212,29 @@ class RagKafkaClient:
         filename: str,
         data: bytes,
         *,
-        content_type: str = "application/octet-stream",
+        content_type: str = DEFAULT_CONTENT_TYPE,
         visibility: Visibility = "private",
         correlation_id: str | None = None,
     ) -> Submitted:
         """Store ``data`` as ``filename`` of ``user_id`` and queue it for
-        indexing. Refused (``InvalidInput``, ``UnsupportedDocument``,
-        ``PayloadTooLarge``, ``Forbidden`` over quota, ``NotFound`` for an
-        unknown or disabled user) before anything is written."""
+        indexing, as an upload through the gateway is (``shared.intake``: the
+        same checks, the same refusals). Refused (``InvalidInput``,
+        ``UnsupportedDocument``, ``PayloadTooLarge``, ``Forbidden`` over
+        quota, ``NotFound`` for an unknown or disabled user) before anything
+        is written; ``Unavailable`` when a store fails (nothing is kept)."""
         await self._check_user(tenant_id, user_id)
-        doc = self._document(tenant_id, user_id, filename, len(data), content_type, visibility)
+        doc = new_document(
+            tenant_id,
+            user_id,
+            filename=filename,
+            content_type=content_type,
+            size_bytes=len(data),
+            limit_bytes=self.settings.max_upload_bytes,
+            visibility=visibility,
+        )
         correlation_id = correlation_id or f"internal-{uuid.uuid4().hex}"
-        quota = Quota.of(self.settings)
-        await documents.check_quota(self.pool, tenant_id, doc.size_bytes, quota)
-        doc = await self._store(doc, data, quota, correlation_id)
+        await self.intake.admit(doc)
+        doc = await self.intake.store(doc, io.BytesIO(data), correlation_id)
         return Submitted(doc.id, correlation_id, doc.size_bytes, doc.sha256)
 
     async def _check_user(self, tenant_id: UUID, user_id: UUID) -> None:
@@ -263,51 +245,6 @@ class RagKafkaClient:
         )
         if found is None:
             raise NotFound("no active user with that id in that tenant")
-
-    def _document(
-        self, tenant_id: UUID, user_id: UUID, filename: str, size: int, content_type: str,
-        visibility: Visibility,
-    ) -> Document:  # fmt: skip
-        """The row to insert, or why not (the gateway's checks)."""
-        name = filename.strip()
-        if not name or len(name) > 255 or "/" in name or "\\" in name or not name.isprintable():
-            raise InvalidInput("the file name must be 1 to 255 printable characters, no path")
-        if not name.lower().endswith(SUPPORTED_SUFFIXES):
-            raise UnsupportedDocument(f"unsupported file type {name!r}; supported: "
-                                      + describe_supported())  # fmt: skip
-        if size == 0:
-            raise InvalidInput("the file is empty")
-        if size > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(f"file is larger than {self.settings.max_upload_bytes} bytes")
-        doc_id, now = uuid.uuid4(), utcnow()
-        return Document(
-            id=doc_id, tenant_id=tenant_id, user_id=user_id, filename=name,
-            content_type=content_type[:255], size_bytes=size, sha256="",
-            blob_key=blob_key(tenant_id, doc_id), status="queued", chunks=0, error=None,
-            created_at=now, updated_at=now, visibility=visibility,
-        )  # fmt: skip
-
-    async def _store(
-        self, doc: Document, data: bytes, quota: Quota, correlation_id: str
-    ) -> Document:
-        """Blob, row, ``queued``, request; on any failure, neither blob nor row."""
-        inserted = False
-        try:
-            stored = await self.blobs.put(doc.blob_key, io.BytesIO(data), len(data))
-            doc = Document(**{**doc.__dict__, "size_bytes": stored.size_bytes,
-                              "sha256": stored.sha256})  # fmt: skip
-            await documents.insert_within_quota(self.pool, doc, quota)
-            inserted = True
-            await publish(self.broker, self.topics.ingest_events,
-                          _status(doc, correlation_id), key=doc.id)  # fmt: skip
-            await publish(self.broker, self.topics.ingest_requests,
-                          _request(doc, correlation_id), key=doc.id)  # fmt: skip
-        except BaseException:
-            if inserted:
-                await documents.delete(self.pool, doc.tenant_id, doc.user_id, doc.id)
-            await self.blobs.delete(doc.blob_key)
-            raise
-        return doc
 
     async def statuses(
         self, document_id: UUID, max_wait: float = 300
@@ -396,19 +333,6 @@ def _row_status(doc: Document) -> IngestStatus:
     return IngestStatus(correlation_id="row", tenant_id=doc.tenant_id, user_id=doc.user_id,
                         document_id=doc.id, status=doc.status, chunks=doc.chunks,
                         error=doc.error, created_at=doc.updated_at)  # fmt: skip
-
-
-def _status(doc: Document, correlation_id: str) -> IngestStatus:
-    return IngestStatus(correlation_id=correlation_id, tenant_id=doc.tenant_id,
-                        user_id=doc.user_id, document_id=doc.id, status="queued")  # fmt: skip
-
-
-def _request(doc: Document, correlation_id: str) -> IngestRequest:
-    return IngestRequest(
-        correlation_id=correlation_id, tenant_id=doc.tenant_id, user_id=doc.user_id,
-        document_id=doc.id, filename=doc.filename, content_type=doc.content_type,
-        blob_key=doc.blob_key, size_bytes=doc.size_bytes, sha256=doc.sha256,
-    )  # fmt: skip
 
 
 __all__ = ["RagKafkaClient", "Reply", "Submitted"]

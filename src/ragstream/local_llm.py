@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragstream.supervisor import CliError
+from ragstream.errors import CliError
 
 logger = logging.getLogger(__name__)
 

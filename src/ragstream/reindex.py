@@ -32,16 +32,16 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
 
 from shared.config import Settings
 from shared.contracts.topics import Topics
-from shared.runtime.kafka import kafka_security
+from shared.intake import queue
+from shared.runtime.kafka import create_broker
 from shared.storage import documents
 from shared.storage.db import create_pool
 
@@ -51,25 +51,6 @@ POLL_SECONDS = 0.5
 PRINT_SECONDS = 2.0
 # No document settled for this long: the ingest workers are down or stuck.
 STALL_SECONDS = 900.0
-
-_SNAPSHOT = """
-SELECT id FROM documents
-WHERE status = 'indexed' AND ($1::uuid IS NULL OR tenant_id = $1)
-ORDER BY created_at, id
-"""
-# Only rows still indexed: one deleted, or already being ingested, is left
-# alone. The rows stay locked until the publishes commit: a concurrent delete
-# waits for them (and the worker drops a message whose row is gone).
-_QUEUE = """
-UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'indexed'
-RETURNING id, tenant_id, user_id, filename, content_type, blob_key, size_bytes, sha256
-"""
-_PROGRESS = """
-SELECT status, count(*) AS n, coalesce(sum(chunks), 0)::bigint AS chunks
-FROM documents WHERE id = ANY($1::uuid[]) GROUP BY status
-"""
-_FAILED = "SELECT id, error FROM documents WHERE id = ANY($1::uuid[]) AND status = 'failed'"
 
 
 @dataclass
@@ -116,20 +97,15 @@ async def _run(
     settings: Settings, tenant: str | None, wait: bool, window: int, stall_seconds: float
 ) -> int:
     pool = await create_pool(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        acks="all",
-        enable_idempotence=settings.kafka_enable_idempotence,
-        **kafka_security(settings),
-    )
+    broker = create_broker(settings, client_id="rag-reindex")
     try:
         tenant_id = await _tenant_id(pool, tenant)
         if tenant is not None and tenant_id is None:
             print(f"rag reindex: no tenant named {tenant!r}")
             return 2
-        await producer.start()
-        ids: list[UUID] = [row["id"] for row in await pool.fetch(_SNAPSHOT, tenant_id)]
-        job = _Job(pool, producer, Topics.from_prefix(settings.kafka_topic_prefix))
+        await broker.start()
+        ids = await documents.indexed_ids(pool, tenant_id)
+        job = _Job(pool, broker, Topics.from_prefix(settings.kafka_topic_prefix))
         scope = f"tenant {tenant!r}" if tenant else "all tenants"
         print(f"reindex: {len(ids)} indexed documents of {scope}")
         if not wait:
@@ -143,7 +119,7 @@ async def _run(
         print(f"rag reindex: cannot publish to Kafka: {type(exc).__name__}: {exc}")
         return 1
     finally:
-        await producer.stop()
+        await broker.stop()
         await pool.close()
 
 
@@ -173,7 +149,7 @@ class _Ticker:
 @dataclass
 class _Job:
     pool: asyncpg.Pool
-    producer: Any  # AIOKafkaProducer, started
+    broker: KafkaBroker  # started
     topics: Topics
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -207,11 +183,11 @@ class _Job:
         transaction: a publish that fails leaves them ``indexed``. A document
         no longer indexed is skipped: deleted, or already being ingested."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_QUEUE, ids)
-            for n, row in enumerate(rows):
-                await self._publish(row, len(progress.queued) + n)
-        progress.queued += [row["id"] for row in rows]
-        progress.skipped += len(ids) - len(rows)
+            docs = await documents.requeue_indexed(conn, ids)
+            for n, doc in enumerate(docs, start=len(progress.queued)):
+                await queue(self.broker, self.topics, doc, f"reindex-{self.run_id}-{n}")
+        progress.queued += [doc.id for doc in docs]
+        progress.skipped += len(ids) - len(docs)
 
     async def queue_all(self, ids: list[UUID], window: int) -> None:
         """Queue every document, a window per transaction: no transaction
@@ -220,33 +196,17 @@ class _Job:
         for start in range(0, len(ids), window):
             await self.queue(ids[start : start + window], progress)
 
-    async def _publish(self, row: asyncpg.Record, n: int) -> None:
-        request = documents.ingest_request(row, f"reindex-{self.run_id}-{n}")
-        queued = documents.queued_status(row, request.correlation_id)
-        # The status first, on the same key: clients following the document's
-        # events see queued, then the worker's processing and indexed.
-        for topic, event in ((self.topics.ingest_events, queued),
-                             (self.topics.ingest_requests, request)):  # fmt: skip
-            await self.producer.send_and_wait(
-                topic,
-                event.model_dump_json().encode(),
-                key=str(row["id"]).encode(),
-                headers=[("content-type", b"application/json")],
-            )
-
     async def _poll(self, progress: Progress) -> None:
-        counts = {r["status"]: r for r in await self.pool.fetch(_PROGRESS, progress.queued)}
-        indexed = counts.get("indexed")
-        progress.done = indexed["n"] if indexed else 0
-        progress.chunks = indexed["chunks"] if indexed else 0
-        progress.failed = counts["failed"]["n"] if "failed" in counts else 0
-        found = sum(r["n"] for r in counts.values())
-        progress.gone = len(progress.queued) - found
+        tally = await documents.tally(self.pool, progress.queued)
+        progress.done = tally.counts.get("indexed", 0)
+        progress.chunks = tally.indexed_chunks
+        progress.failed = tally.counts.get("failed", 0)
+        progress.gone = len(progress.queued) - sum(tally.counts.values())
 
     async def _summary(self, progress: Progress, seconds: float) -> None:
         seconds = max(seconds, 1e-6)
         print(f"reindex: {progress.done} documents ({progress.chunks} chunks) in {seconds:.1f} s:"
               f" {progress.done / seconds:.2f} documents/s,"
               f" {progress.chunks / seconds:.1f} chunks/s")  # fmt: skip
-        for row in await self.pool.fetch(_FAILED, progress.queued):
-            print(f"reindex: failed {row['id']}: {row['error']}")
+        for doc_id, error in await documents.failures(self.pool, progress.queued):
+            print(f"reindex: failed {doc_id}: {error}")

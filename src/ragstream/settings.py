@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ragstream.supervisor import CliError
+from ragstream.errors import CliError
 
 if TYPE_CHECKING:
     from shared.config import Settings

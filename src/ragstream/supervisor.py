@@ -10,19 +10,12 @@ from types import FrameType
 
 import httpx
 
+from ragstream.errors import CliError
 from ragstream.localstack import LocalStack, ManagedProcess
 
 logger = logging.getLogger(__name__)
 
 APP_STOP_TIMEOUT = 10.0
-
-
-class CliError(Exception):
-    """An expected failure: one line for the user, and an exit code."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class Shutdown(BaseException):

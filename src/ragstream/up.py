@@ -14,12 +14,12 @@ from pathlib import Path
 
 from ragstream.api import ApiError
 from ragstream.banner import print_banner
+from ragstream.errors import CliError
 from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
 from ragstream.localstack.ports import ensure_free
 from ragstream.localstack.stack import BrokerKind
 from ragstream.samples import load_samples
 from ragstream.supervisor import (
-    CliError,
     Shutdown,
     ignore_signals,
     install_shutdown_handlers,

@@ -7,6 +7,8 @@
     │   └── UnsupportedDocument   a file we cannot parse
     ├── NotFound              no such thing for this caller
     ├── AuthError             missing, bad or expired credentials
+    ├── Forbidden             known caller, not allowed (an admin route, a quota)
+    ├── TooManyRequests       a rate or concurrency limit (retry after ``retry_after`` s)
     ├── Conflict              the thing already exists
     ├── PayloadTooLarge       over a configured size limit
     ├── Unavailable           a dependency is down (retry later)

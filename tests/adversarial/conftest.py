@@ -14,8 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import api
-from tests.support.api import User, new_user, stream_chat, upload, wait_for_status
+from tests.support.api import User, member_of, new_user, stream_chat, upload, wait_for_status
 from tests.support.processes import Component
 
 # Unique per run, so finding it anywhere proves a leak.
@@ -28,20 +27,10 @@ SHARED = f"The staff canteen wifi password for {SHARED_CODE} is tern-harbour-551
 
 
 @dataclass
-class Actor:
-    user: User
-    tenant_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.user.headers
-
-
-@dataclass
 class World:
-    victim: Actor
-    insider: Actor  # same tenant as the victim, a member
-    outsider: Actor  # another tenant, its admin
+    victim: User
+    insider: User  # same tenant as the victim, a member
+    outsider: User  # another tenant, its admin
     document_id: str  # private
     shared_document_id: str  # shared with the victim's tenant
     conversation_id: str
@@ -49,24 +38,7 @@ class World:
     victim_ids: dict[str, str] = field(default_factory=dict)
 
 
-async def actor(client: httpx.AsyncClient, user: User) -> Actor:
-    me = await client.get("/api/auth/verify", headers=user.headers)
-    assert me.status_code == 200, me.text
-    return Actor(user, me.json()["tenant_id"])
-
-
-async def registered(client: httpx.AsyncClient, prefix: str) -> Actor:
-    return await actor(client, await new_user(client, prefix))
-
-
-async def member_of(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, tenant_id: str, prefix: str
-) -> Actor:
-    """A member of an existing tenant, made the way `rag user create` does."""
-    return await actor(client, await api.member_of(client, pool, tenant_id, prefix))
-
-
-async def _victim_key_id(client: httpx.AsyncClient, victim: Actor) -> str | None:
+async def _victim_key_id(client: httpx.AsyncClient, victim: User) -> str | None:
     """An API key of the victim's, if the API has a route that makes one."""
     spec = (await client.get("/openapi.json")).json()
     for path, ops in spec["paths"].items():
@@ -87,25 +59,25 @@ async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 async def world(gateway: Component, db: asyncpg.Pool) -> World:
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=60) as client:
-        victim = await registered(client, "victim")
+        victim = await new_user(client, "victim")
         insider = await member_of(client, db, victim.tenant_id, "insider")
-        outsider = await registered(client, "outsider")
-        doc_id = await upload(client, victim.user, "vault.txt", SECRET.encode())
-        assert (await wait_for_status(client, victim.user, doc_id))["status"] == "indexed"
-        shared_id = await upload(client, victim.user, "canteen.txt", SHARED.encode())
-        assert (await wait_for_status(client, victim.user, shared_id))["status"] == "indexed"
+        outsider = await new_user(client, "outsider")
+        doc_id = await upload(client, victim, "vault.txt", SECRET.encode())
+        assert (await wait_for_status(client, victim, doc_id))["status"] == "indexed"
+        shared_id = await upload(client, victim, "canteen.txt", SHARED.encode())
+        assert (await wait_for_status(client, victim, shared_id))["status"] == "indexed"
         share = await client.patch(
             f"/api/documents/{shared_id}", headers=victim.headers, json={"visibility": "tenant"}
         )
         assert share.status_code == 200, share.text
-        response, events = await stream_chat(client, victim.user, {"message": SECRET})
+        response, events = await stream_chat(client, victim, {"message": SECRET})
         assert response.status_code == 200, response.text
         conversation = str(events[-1].data["conversation_id"])
         ids = {
             "document": doc_id,
             "shared_document": shared_id,
             "conversation": conversation,
-            "user": victim.user.id,
+            "user": victim.id,
             "tenant": victim.tenant_id,
         }
         key_id = await _victim_key_id(client, victim)

@@ -14,10 +14,9 @@ from tests.adversarial.conftest import (
     SECRET_CODE,
     SECRET_NUMBER,
     SHARED_CODE,
-    Actor,
     World,
 )
-from tests.support.api import answer_text, stream_chat, upload, wait_for_status
+from tests.support.api import User, answer_text, stream_chat, upload, wait_for_status
 from tests.support.processes import Component
 
 # The secret's distinctive parts: quoting either is a leak.
@@ -30,11 +29,11 @@ def leaks(text: str) -> list[str]:
 
 
 async def ask(
-    client: httpx.AsyncClient, actor: Actor, body: dict[str, Any], *, stream: bool
+    client: httpx.AsyncClient, actor: User, body: dict[str, Any], *, stream: bool
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Status, answer text and sources, from either chat route."""
     if stream:
-        response, events = await stream_chat(client, actor.user, body)
+        response, events = await stream_chat(client, actor, body)
         sources = [s for e in events if e.event == "sources" for s in e.data]
         return response.status_code, answer_text(events), sources
     response = await client.post("/api/chat", headers=actor.headers, json=body, timeout=60)
@@ -78,7 +77,7 @@ QUESTIONS = [
 async def test_another_user_cannot_get_the_secret_by_asking(
     client: httpx.AsyncClient, world: World, attacker: str, stream: bool
 ) -> None:
-    actor: Actor = getattr(world, attacker)
+    actor: User = getattr(world, attacker)
     for question in QUESTIONS:
         status, answer, sources = await ask(client, actor, {"message": question}, stream=stream)
         assert_no_leak(world, status, answer, sources, f"{attacker}: {question}")
@@ -112,7 +111,7 @@ async def test_naming_the_victims_document_does_not_open_it(
     client: httpx.AsyncClient, world: World, attacker: str, stream: bool
 ) -> None:
     """``document_ids`` narrows a search; it must never widen it."""
-    actor: Actor = getattr(world, attacker)
+    actor: User = getattr(world, attacker)
     body = {"message": SECRET, "document_ids": [world.document_id]}
     status, answer, sources = await ask(client, actor, body, stream=stream)
     assert_no_leak(world, status, answer, sources, f"{attacker} names the document")
@@ -157,8 +156,8 @@ INJECTION = (
 async def planted(world: World, gateway: Component) -> str:
     """The outsider's own document, carrying the injected instructions."""
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=60) as client:
-        doc_id = await upload(client, world.outsider.user, "maintenance.txt", INJECTION.encode())
-        assert (await wait_for_status(client, world.outsider.user, doc_id))["status"] == "indexed"
+        doc_id = await upload(client, world.outsider, "maintenance.txt", INJECTION.encode())
+        assert (await wait_for_status(client, world.outsider, doc_id))["status"] == "indexed"
     return doc_id
 
 

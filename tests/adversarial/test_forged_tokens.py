@@ -18,7 +18,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.adversarial.conftest import Actor, World, registered
+from tests.adversarial.conftest import World
+from tests.support.api import User, new_user
 
 Claims = dict[str, Any]
 # Routes that need a user, of several kinds: a read, a list, a write.
@@ -71,19 +72,19 @@ async def assert_refused(client: httpx.AsyncClient, token: str, label: str) -> N
 
 
 @pytest.fixture(scope="module")
-async def victim(world: World) -> Actor:
+async def victim(world: World) -> User:
     return world.victim
 
 
 async def test_a_token_re_signed_with_the_real_key_is_accepted(
-    client: httpx.AsyncClient, victim: Actor, app_env: dict[str, str]
+    client: httpx.AsyncClient, victim: User, app_env: dict[str, str]
 ) -> None:
     """The control: the forgeries below are refused for the one thing they
     change, not because this test builds tokens the server never accepts."""
-    token = resigned(claims_of(victim.user.token), app_env["SECRET_KEY"])
+    token = resigned(claims_of(victim.token), app_env["SECRET_KEY"])
     response = await client.get("/api/auth/verify", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
-    assert response.json()["id"] == victim.user.id
+    assert response.json()["id"] == victim.id
 
 
 def _now() -> int:
@@ -127,12 +128,12 @@ CLAIM_FORGERIES: list[tuple[str, Callable[[Claims], Claims]]] = [
 @pytest.mark.parametrize(("label", "change"), CLAIM_FORGERIES, ids=[f[0] for f in CLAIM_FORGERIES])
 async def test_a_token_with_bad_claims_is_refused(
     client: httpx.AsyncClient,
-    victim: Actor,
+    victim: User,
     app_env: dict[str, str],
     label: str,
     change: Callable[[Claims], Claims],
 ) -> None:
-    claims = change(claims_of(victim.user.token))
+    claims = change(claims_of(victim.token))
     await assert_refused(client, resigned(claims, app_env["SECRET_KEY"]), label)
 
 
@@ -141,7 +142,7 @@ async def test_a_token_naming_another_user_is_refused(
 ) -> None:
     """Signed with the real key, the outsider's tenant with the victim's id:
     the user and tenant in a token must belong together."""
-    claims = {**claims_of(world.outsider.user.token), "sub": world.victim.user.id}
+    claims = {**claims_of(world.outsider.token), "sub": world.victim.id}
     await assert_refused(client, resigned(claims, app_env["SECRET_KEY"]), "sub-swapped")
 
 
@@ -179,15 +180,15 @@ def _forgeries(token: str, key: str) -> dict[str, str]:
 # Short keys are the point here: what an attacker would guess.
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_forged_and_garbage_tokens_are_refused(
-    client: httpx.AsyncClient, victim: Actor, app_env: dict[str, str]
+    client: httpx.AsyncClient, victim: User, app_env: dict[str, str]
 ) -> None:
-    for label, token in _forgeries(victim.user.token, app_env["SECRET_KEY"]).items():
+    for label, token in _forgeries(victim.token, app_env["SECRET_KEY"]).items():
         await assert_refused(client, token, label)
 
 
 async def test_a_refresh_token_is_not_an_access_token(client: httpx.AsyncClient) -> None:
-    outsider = await registered(client, "refresher")
-    body = {"username": outsider.user.username, "password": "a-long-password"}
+    outsider = await new_user(client, "refresher")
+    body = {"username": outsider.username, "password": "a-long-password"}
     pair = (await client.post("/api/auth/login", json=body)).json()
     await assert_refused(client, pair["refresh_token"], "refresh-as-access")
     # Nor the other way round.
@@ -214,11 +215,11 @@ async def test_an_empty_or_foreign_authorization_header_is_refused(
 
 
 async def test_a_token_in_the_query_string_or_a_cookie_is_not_accepted(
-    client: httpx.AsyncClient, victim: Actor
+    client: httpx.AsyncClient, victim: User
 ) -> None:
     """Identity only from the Authorization header: a token elsewhere ends up
     in access logs and browser history, or rides along cross-site."""
-    token = victim.user.token
+    token = victim.token
     assert (await client.get("/api/auth/verify", params={"token": token})).status_code == 401
     assert (await client.get("/api/auth/verify", params={"access_token": token})).status_code == 401
     client.cookies.set("access_token", token)

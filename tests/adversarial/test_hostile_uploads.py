@@ -14,7 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.adversarial.conftest import Actor, all_files, registered, tenant_blobs, tenant_documents
+from tests.adversarial.conftest import all_files, tenant_blobs, tenant_documents
+from tests.support.api import User, new_user
 from tests.support.processes import Component
 
 MB = 1024 * 1024
@@ -30,13 +31,13 @@ def _zip() -> bytes:
 
 
 @pytest.fixture
-async def uploader(client: httpx.AsyncClient) -> Actor:
+async def uploader(client: httpx.AsyncClient) -> User:
     """A fresh tenant: anything stored under it came from this test."""
-    return await registered(client, "uploader")
+    return await new_user(client, "uploader")
 
 
 async def assert_nothing_stored(
-    db: asyncpg.Pool, app_env: dict[str, str], actor: Actor, label: str
+    db: asyncpg.Pool, app_env: dict[str, str], actor: User, label: str
 ) -> None:
     assert await tenant_documents(db, actor.tenant_id) == 0, label
     assert await asyncio.to_thread(tenant_blobs, app_env, actor.tenant_id) == [], label
@@ -72,7 +73,7 @@ def multipart(
 )
 async def test_a_bad_file_is_refused_and_nothing_kept(
     client: httpx.AsyncClient,
-    uploader: Actor,
+    uploader: User,
     db: asyncpg.Pool,
     app_env: dict[str, str],
     filename: str,
@@ -94,7 +95,7 @@ async def test_a_bad_file_is_refused_and_nothing_kept(
 )
 async def test_a_name_with_control_characters_is_refused(
     client: httpx.AsyncClient,
-    uploader: Actor,
+    uploader: User,
     db: asyncpg.Pool,
     app_env: dict[str, str],
     filename: bytes,
@@ -122,7 +123,7 @@ TRAVERSALS = [
 @pytest.mark.parametrize("filename", TRAVERSALS, ids=lambda n: n.decode())
 async def test_a_path_in_the_name_never_steers_where_the_file_goes(
     client: httpx.AsyncClient,
-    uploader: Actor,
+    uploader: User,
     db: asyncpg.Pool,
     app_env: dict[str, str],
     filename: bytes,
@@ -168,7 +169,7 @@ def _names(folder: Path) -> set[str]:
 )
 async def test_a_body_that_is_not_a_file_upload_is_refused(
     client: httpx.AsyncClient,
-    uploader: Actor,
+    uploader: User,
     db: asyncpg.Pool,
     app_env: dict[str, str],
     content_type: str,
@@ -184,7 +185,7 @@ async def test_a_body_that_is_not_a_file_upload_is_refused(
 
 
 async def test_an_oversized_file_is_refused_after_auth(
-    client: httpx.AsyncClient, uploader: Actor, db: asyncpg.Pool, app_env: dict[str, str]
+    client: httpx.AsyncClient, uploader: User, db: asyncpg.Pool, app_env: dict[str, str]
 ) -> None:
     limit = int(app_env["MAX_UPLOAD_MB"]) * MB
     response = await client.post(
@@ -233,7 +234,7 @@ async def test_an_anonymous_upload_is_refused_before_its_body_is_read(
 
 
 async def test_an_oversized_upload_is_refused_from_its_declared_length(
-    gateway: Component, uploader: Actor, db: asyncpg.Pool, app_env: dict[str, str]
+    gateway: Component, uploader: User, db: asyncpg.Pool, app_env: dict[str, str]
 ) -> None:
     """A Content-Length over the route's bound is a 413 before a byte of the
     body is read. Needs the body-size middleware."""
@@ -245,7 +246,7 @@ async def test_an_oversized_upload_is_refused_from_its_declared_length(
 
 
 async def test_an_oversized_json_body_is_refused(
-    client: httpx.AsyncClient, uploader: Actor, app_env: dict[str, str]
+    client: httpx.AsyncClient, uploader: User, app_env: dict[str, str]
 ) -> None:
     """JSON routes have a bound of their own (MAX_JSON_BODY_KB, 64 KiB by
     default), far below the upload limit. Needs the body-size middleware."""

@@ -21,11 +21,9 @@ from tests.adversarial.conftest import (
     SECRET,
     SECRET_CODE,
     SECRET_NUMBER,
-    Actor,
     World,
-    member_of,
-    registered,
 )
+from tests.support.api import User, member_of, new_user
 
 Spec = dict[str, Any]
 # Mutating methods last, so a route that wrongly obeys cannot hide a read leak.
@@ -103,7 +101,7 @@ def request_kwargs(op: Operation, spec: Spec) -> dict[str, Any]:
 
 
 async def call(
-    client: httpx.AsyncClient, actor: Actor, op: Operation, value: str, spec: Spec
+    client: httpx.AsyncClient, actor: User, op: Operation, value: str, spec: Spec
 ) -> httpx.Response:
     return await client.request(
         op.method.upper(), op.url(value), headers=actor.headers, **request_kwargs(op, spec)
@@ -120,7 +118,7 @@ async def test_the_spec_has_routes_with_ids(spec: Spec) -> None:
 async def test_no_route_reveals_or_touches_another_users_object(
     client: httpx.AsyncClient, world: World, spec: Spec, attacker: str
 ) -> None:
-    actor: Actor = getattr(world, attacker)
+    actor: User = getattr(world, attacker)
     failures: list[str] = []
     for op in operations(spec, with_path_ids=True):
         unknown = (await call(client, actor, op, str(uuid.uuid4()), spec)).status_code
@@ -184,7 +182,7 @@ async def test_no_listing_shows_another_users_objects(
     trace of the victim's document, conversation or secret in a success.
     Fresh attackers: nothing they typed themselves can look like a leak."""
     attackers = {
-        "outsider": await registered(client, "lister"),
+        "outsider": await new_user(client, "lister"),
         "insider": await member_of(client, db, world.victim.tenant_id, "lister"),
     }
     private = (world.document_id, world.conversation_id, SECRET_CODE, SECRET_NUMBER, "vault.txt")

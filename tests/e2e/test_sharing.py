@@ -27,16 +27,6 @@ from tests.support.processes import Component, start_gateway
 MODES = ("dense", "lexical")
 
 
-@dataclass
-class Member:
-    user: User
-    tenant_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.user.headers
-
-
 @pytest.fixture(scope="module")
 async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(app_env["DATABASE_URL"], min_size=1, max_size=2)
@@ -45,37 +35,27 @@ async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def _tenant_of(client: httpx.AsyncClient, user: User) -> Member:
+async def token_tenant(client: httpx.AsyncClient, user: User) -> str:
+    """The tenant the gateway reads from ``user``'s token."""
     me = await client.get("/api/auth/verify", headers=user.headers)
     assert me.status_code == 200, me.text
-    return Member(user, me.json()["tenant_id"])
-
-
-async def registered(client: httpx.AsyncClient, prefix: str) -> Member:
-    """A self-registered user: the admin of a tenant of their own."""
-    return await _tenant_of(client, await new_user(client, prefix))
-
-
-async def member_of(
-    client: httpx.AsyncClient, db: asyncpg.Pool, tenant: Member, prefix: str
-) -> Member:
-    """A member of ``tenant``'s tenant, made in the database as an operator would."""
-    return await _tenant_of(client, await api.member_of(client, db, tenant.tenant_id, prefix))
+    return str(me.json()["tenant_id"])
 
 
 @dataclass
 class Tenants:
-    a1: Member
-    a2: Member
-    b1: Member
+    a1: User
+    a2: User
+    b1: User
 
 
 @pytest.fixture
 async def tenants(client: httpx.AsyncClient, db: asyncpg.Pool) -> Tenants:
-    a1 = await registered(client, "a1")
-    a2 = await member_of(client, db, a1, "a2")
-    b1 = await registered(client, "b1")
-    assert a1.tenant_id == a2.tenant_id != b1.tenant_id
+    a1 = await new_user(client, "a1")  # the admin of a tenant of their own
+    a2 = await api.member_of(client, db, a1.tenant_id, "a2")  # as an operator would
+    b1 = await new_user(client, "b1")
+    a1_tenant, a2_tenant, b1_tenant = [await token_tenant(client, u) for u in (a1, a2, b1)]
+    assert a1_tenant == a2_tenant != b1_tenant
     return Tenants(a1, a2, b1)
 
 
@@ -103,26 +83,26 @@ class Secret:
 
 
 async def visibility(
-    client: httpx.AsyncClient, member: Member, doc_id: str, value: str
+    client: httpx.AsyncClient, member: User, doc_id: str, value: str
 ) -> httpx.Response:
     return await client.patch(
         f"/api/documents/{doc_id}", headers=member.headers, json={"visibility": value}
     )
 
 
-async def listed(client: httpx.AsyncClient, member: Member) -> dict[str, dict[str, Any]]:
+async def listed(client: httpx.AsyncClient, member: User) -> dict[str, dict[str, Any]]:
     response = await client.get("/api/documents", headers=member.headers)
     assert response.status_code == 200, response.text
     return {d["id"]: d for d in response.json()}
 
 
 async def cites(
-    client: httpx.AsyncClient, member: Member, doc_id: str, secret: Secret, mode: str
+    client: httpx.AsyncClient, member: User, doc_id: str, secret: Secret, mode: str
 ) -> bool:
     """Whether ``member``'s chat, asked for the document's exact text, cites
     it; when it does not, the answer must not quote it either."""
     body = {"message": secret.question, "retrieval": mode}
-    response, events = await stream_chat(client, member.user, body)
+    response, events = await stream_chat(client, member, body)
     assert response.status_code == 200, response.text
     [sources] = [e.data for e in events if e.event == "sources"]
     cited = any(s["document_id"] == doc_id for s in sources)
@@ -133,7 +113,7 @@ async def cites(
 
 
 async def assert_hidden(
-    client: httpx.AsyncClient, member: Member, doc_id: str, secret: Secret
+    client: httpx.AsyncClient, member: User, doc_id: str, secret: Secret
 ) -> None:
     """``member`` cannot tell the document exists."""
     assert doc_id not in await listed(client, member)
@@ -157,8 +137,8 @@ async def test_private_then_shared_then_private_again(
 ) -> None:
     a1, a2, b1 = tenants.a1, tenants.a2, tenants.b1
     secret = Secret.new()
-    doc_id = await upload(client, a1.user, "launch.txt", secret.text)
-    assert (await wait_for_status(client, a1.user, doc_id))["status"] == "indexed"
+    doc_id = await upload(client, a1, "launch.txt", secret.text)
+    assert (await wait_for_status(client, a1, doc_id))["status"] == "indexed"
     mine = (await listed(client, a1))[doc_id]
     assert (mine["visibility"], mine["mine"]) == ("private", True)
     for mode in MODES:
@@ -211,16 +191,16 @@ async def test_sharing_before_indexing_reaches_every_chunk(
     while queued is indexed with the visibility it has by then."""
     a1, a2 = tenants.a1, tenants.a2
     shared, back = Secret.new(), Secret.new()
-    shared_id = await upload(client, a1.user, "shared.txt", shared.text)
+    shared_id = await upload(client, a1, "shared.txt", shared.text)
     assert (await visibility(client, a1, shared_id, "tenant")).status_code == 200
-    back_id = await upload(client, a1.user, "back.txt", back.text)
+    back_id = await upload(client, a1, "back.txt", back.text)
     assert (await visibility(client, a1, back_id, "tenant")).status_code == 200
     assert (await visibility(client, a1, back_id, "private")).status_code == 200
     # Repeating a visibility changes nothing, and is not audited again.
     assert (await visibility(client, a1, back_id, "private")).status_code == 200
 
     for doc_id in (shared_id, back_id):
-        assert (await wait_for_status(client, a1.user, doc_id))["status"] == "indexed"
+        assert (await wait_for_status(client, a1, doc_id))["status"] == "indexed"
     for mode in MODES:
         assert await cites(client, a2, shared_id, shared, mode), mode
         assert not await cites(client, a2, back_id, back, mode), mode
@@ -246,19 +226,19 @@ async def quota_client(quota_gateway: Component) -> AsyncIterator[httpx.AsyncCli
         yield http
 
 
-async def tenant_rows(db: asyncpg.Pool, member: Member) -> int:
+async def tenant_rows(db: asyncpg.Pool, member: User) -> int:
     count: int = await db.fetchval(
         "SELECT count(*) FROM documents WHERE tenant_id = $1", uuid.UUID(member.tenant_id)
     )
     return count
 
 
-def tenant_blobs(app_env: dict[str, str], member: Member) -> int:
+def tenant_blobs(app_env: dict[str, str], member: User) -> int:
     folder = Path(app_env["BLOB_DIR"]) / member.tenant_id
     return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
-async def refused(client: httpx.AsyncClient, member: Member, content: bytes, limit: str) -> None:
+async def refused(client: httpx.AsyncClient, member: User, content: bytes, limit: str) -> None:
     response = await client.post(
         "/api/documents",
         headers=member.headers,
@@ -271,10 +251,10 @@ async def refused(client: httpx.AsyncClient, member: Member, content: bytes, lim
 async def test_the_document_count_is_per_tenant(
     quota_client: httpx.AsyncClient, db: asyncpg.Pool, app_env: dict[str, str]
 ) -> None:
-    owner = await registered(quota_client, "quota-n")
-    colleague = await member_of(quota_client, db, owner, "quota-n2")
-    first = await upload(quota_client, owner.user, "one.txt", b"The first note.")
-    await upload(quota_client, colleague.user, "two.txt", b"The second note.")
+    owner = await new_user(quota_client, "quota-n")
+    colleague = await api.member_of(quota_client, db, owner.tenant_id, "quota-n2")
+    first = await upload(quota_client, owner, "one.txt", b"The first note.")
+    await upload(quota_client, colleague, "two.txt", b"The second note.")
 
     # The tenant's third document, whoever uploads it.
     for member in (owner, colleague):
@@ -282,27 +262,27 @@ async def test_the_document_count_is_per_tenant(
     assert await tenant_rows(db, owner) == 2
     assert tenant_blobs(app_env, owner) == 2
     # Another tenant has a quota of its own.
-    other = await registered(quota_client, "quota-other")
-    await upload(quota_client, other.user, "one.txt", b"Another tenant's note.")
+    other = await new_user(quota_client, "quota-other")
+    await upload(quota_client, other, "one.txt", b"Another tenant's note.")
 
     # Deleting frees the place.
     response = await quota_client.delete(f"/api/documents/{first}", headers=owner.headers)
     assert response.status_code == 204, response.text
-    await upload(quota_client, owner.user, "three.txt", b"A third note.")
+    await upload(quota_client, owner, "three.txt", b"A third note.")
     assert await tenant_rows(db, owner) == 2
 
 
 async def test_the_bytes_are_per_tenant(
     quota_client: httpx.AsyncClient, db: asyncpg.Pool, app_env: dict[str, str]
 ) -> None:
-    owner = await registered(quota_client, "quota-mb")
-    await upload(quota_client, owner.user, "big.txt", b"word " * 140_000)  # 700 kB of 1 MB
+    owner = await new_user(quota_client, "quota-mb")
+    await upload(quota_client, owner, "big.txt", b"word " * 140_000)  # 700 kB of 1 MB
 
     await refused(quota_client, owner, b"word " * 80_000, "TENANT_MAX_MB")  # 400 kB more
     assert await tenant_rows(db, owner) == 1
     assert tenant_blobs(app_env, owner) == 1
     # What still fits is accepted.
-    await upload(quota_client, owner.user, "small.txt", b"word " * 40_000)
+    await upload(quota_client, owner, "small.txt", b"word " * 40_000)
     assert await tenant_rows(db, owner) == 2
 
 
@@ -311,7 +291,7 @@ async def test_concurrent_uploads_cannot_pass_the_quota_together(
 ) -> None:
     """All pass the first check at once; the second, under a per-tenant lock
     with the row's insert, lets two through and removes the others' blobs."""
-    owner = await registered(quota_client, "quota-race")
+    owner = await new_user(quota_client, "quota-race")
 
     async def attempt(n: int) -> int:
         response = await quota_client.post(

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.storage.blob_root import MARKER
 from shared.storage.db import asyncpg_dsn
 from tests.faults.conftest import FaultStack
 from tests.support.api import new_user, upload
@@ -40,7 +41,8 @@ async def refusing_postgres(fault_stack: FaultStack) -> AsyncIterator[None]:
 
 
 def _blob_files(blob_dir: Path) -> list[Path]:
-    return [p for p in blob_dir.rglob("*") if p.is_file()]
+    """The documents' blobs (the root's marker is the reconciler's)."""
+    return [p for p in blob_dir.rglob("*") if p.is_file() and p.name != MARKER]
 
 
 async def test_a_failed_row_insert_leaves_no_blob_and_answers_503(

@@ -6,7 +6,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from gateway.lease import OnMove, PartitionLease
+from gateway.streams.lease import OnMove, PartitionLease
 
 
 def _recorder(moves: list[int]) -> OnMove:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from gateway.limits import Limits
+from gateway.http.limits import Limits
 from shared.config import Settings
 from shared.runtime.clients import connect_redis
 

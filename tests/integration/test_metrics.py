@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY
 
-from shared.runtime.metrics import Sampler, group_lag
+from shared.runtime.metrics import LagReader, Sampler, group_lag
 
 
 async def test_group_lag_is_what_the_group_has_not_committed(
@@ -46,12 +46,9 @@ async def test_group_lag_is_what_the_group_has_not_committed(
 async def test_the_sampler_exports_pool_use_and_lag(stack_env: dict[str, str]) -> None:
     pool = await asyncpg.create_pool(stack_env["DATABASE_URL"], min_size=1, max_size=3)
     service = f"test-{uuid.uuid4().hex[:6]}"
-    sampler = Sampler(
-        pool,
-        service,
-        bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"],
-        group=f"none-{service}",
-    )
+    lag = LagReader.of(stack_env["KAFKA_BOOTSTRAP_SERVERS"], f"none-{service}")
+    await lag.start()
+    sampler = Sampler(pool, service, lag=lag)
     await sampler.start()
     try:
         async with pool.acquire():
@@ -63,4 +60,5 @@ async def test_the_sampler_exports_pool_use_and_lag(stack_env: dict[str, str]) -
         assert REGISTRY.get_sample_value("rag_db_pool_max", {"service": service}) == 3.0
     finally:
         await sampler.stop()
+        await lag.stop()
         await pool.close()

@@ -8,8 +8,8 @@ import uuid
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from gateway.inbox import Inbox
-from gateway.replies import ReplyRouter
+from gateway.streams.inbox import Inbox
+from gateway.streams.replies import ReplyRouter
 from shared.config import Settings
 from shared.contracts.events import DoneReply, TokenReply
 from shared.runtime.kafka import create_broker, publish, publish_nowait

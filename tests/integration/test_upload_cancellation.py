@@ -18,9 +18,9 @@ from typing import Any, BinaryIO, cast
 import pytest
 from starlette.datastructures import Headers, UploadFile
 
+from gateway.identity.users import User
 from gateway.routes.documents import upload
 from gateway.state import Gateway
-from gateway.users import User
 from shared.config import Settings
 from shared.runtime.clients import Clients, open_clients
 from shared.storage import documents
@@ -82,7 +82,7 @@ async def user(clients: Clients) -> User:
 def _gateway(clients: Clients) -> Gateway:
     # Only what the upload route uses; the rest is the HTTP side's.
     none = cast(Any, None)
-    return Gateway(clients=clients, replies=none, tokens=none, lease=none)
+    return Gateway(clients=clients, replies=none, tokens=none, lease=none, document_events=none)
 
 
 def _file(source: BinaryIO) -> UploadFile:

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 from argon2 import PasswordHasher
 
-from gateway import users
+from gateway.identity import users
 
 PASSWORD = "a-long-password"
 

@@ -12,7 +12,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.contracts.events import IngestRequest
-from shared.storage import documents
+from shared.intake import ingest_request
+from shared.runtime.follow import known_partitions
+from shared.storage.documents import Document
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -36,8 +38,8 @@ async def read_until(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        known = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in (partitions or sorted(known))]
+        chosen = partitions or await known_partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in chosen]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         messages: list[dict[str, Any]] = []
@@ -49,16 +51,6 @@ async def read_until(
         return messages
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise LookupError(f"topic {topic} does not exist")
 
 
 async def document_row(database_url: str, doc_id: str) -> asyncpg.Record:
@@ -86,7 +78,7 @@ async def lexical_chunk_count(database_url: str, doc_id: str) -> int:
 def ingest_request_for(row: asyncpg.Record, prefix: str, **overrides: Any) -> IngestRequest:
     """An ingest request for an uploaded document, as an internal service
     would publish it; ``overrides`` forge any field."""
-    request = documents.ingest_request(row, f"{prefix}-{uuid.uuid4().hex}")
+    request = ingest_request(Document.from_record(row), f"{prefix}-{uuid.uuid4().hex}")
     return IngestRequest.model_validate({**request.model_dump(), **overrides})
 
 

@@ -1,10 +1,13 @@
+import re
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
-from gateway import errors
-from gateway.errors import status_for
+from gateway.http import errors
+from gateway.http.errors import status_for
+from shared import errors as shared_errors
 from shared.errors import (
     AuthError,
     Conflict,
@@ -94,3 +97,37 @@ def test_an_unexpected_error_keeps_the_security_headers() -> None:
     assert response.json() == {"detail": "Internal server error"}
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+_TREE_ENTRY = re.compile(r"^    (?P<branch>[│├└─ ]*)(?P<name>[A-Z]\w*)")
+
+
+def _docstring_tree() -> dict[str, str | None]:
+    """Each class the tree in shared.errors' docstring names, with the class it
+    hangs under (``None`` at the root)."""
+    parents: dict[str, str | None] = {}
+    path: list[str] = []  # from the root down to the entry before
+    for line in (shared_errors.__doc__ or "").splitlines():
+        entry = _TREE_ENTRY.match(line)
+        if entry is None:
+            continue
+        depth = len(entry["branch"]) // 4  # "├── " and "│   " are one level each
+        del path[depth:]
+        parents[entry["name"]] = path[-1] if path else None
+        path.append(entry["name"])
+    return parents
+
+
+def test_the_docstring_tree_names_every_error_under_its_parent() -> None:
+    defined = {
+        cls.__name__: cls
+        for cls in vars(shared_errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, RagError)
+        and cls.__module__ == shared_errors.__name__
+    }
+    tree = _docstring_tree()
+    assert sorted(tree) == sorted(defined)
+    for name, cls in defined.items():
+        parent = None if cls is RagError else cls.__base__.__name__
+        assert tree[name] == parent, name

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from gateway.inbox import AnyReplyEvent, Inbox, StreamCut
+from gateway.streams.inbox import AnyReplyEvent, Inbox, StreamCut
 from shared.contracts.events import DoneReply, SourcesReply, TokenReply
 
 TENANT, USER = uuid.uuid4(), uuid.uuid4()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ragstream.cli import run
+from ragstream.errors import CliError
 from ragstream.local_llm import SMOLLM2_135M, bundled_path, verify
-from ragstream.supervisor import CliError
 
 
 def test_the_bundled_model_is_installed_and_matches_its_pin() -> None:

@@ -26,11 +26,11 @@ ROOT = Path(__file__).parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
 METRIC_MODULES = (
     "gateway.doc_events",
-    "gateway.middleware",
-    "gateway.relay",
-    "gateway.sse",
-    "gateway.replies",
-    "gateway.lease",
+    "gateway.http.middleware",
+    "gateway.streams.relay",
+    "gateway.streams.sse",
+    "gateway.streams.replies",
+    "gateway.streams.lease",
     "gateway.routes.health",
     "query.metrics",
     "ingest.metrics",

@@ -12,8 +12,8 @@ from uuid import uuid4
 import pytest
 
 from gateway.openai_models import ChatMessage, CompletionRequest
-from gateway.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.routes.openai_compat import Completion, chunks, history, to_chat
+from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from shared.config import Settings
 from shared.contracts.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply, Turn
 from shared.errors import InvalidInput

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from gateway.drain import drain
+from gateway.streams.drain import drain
 from query.streaming import ReplyStream
 from shared.contracts.events import ChatRequest, ReplyTo
 

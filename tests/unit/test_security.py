@@ -9,7 +9,7 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from gateway.security import Passwords, Tokens
+from gateway.identity.security import Passwords, Tokens
 from shared.config import Settings
 from shared.errors import AuthError
 

@@ -2,9 +2,9 @@ import json
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
-from gateway.relay import StreamTimeout
 from gateway.routes.chat import to_sse
-from gateway.sse import MAX_WRITE_BYTES, gather_writes
+from gateway.streams.relay import StreamTimeout
+from gateway.streams.sse import MAX_WRITE_BYTES, gather_writes
 from shared.contracts.events import DoneReply, ErrorReply, Source, SourcesReply, TokenReply
 
 ENVELOPE = {

@@ -14,7 +14,7 @@ from gateway.state import Gateway
 def _gateway() -> Gateway:
     # Background work needs none of the clients.
     none: Any = None
-    return Gateway(clients=none, replies=none, tokens=none, lease=none)
+    return Gateway(clients=none, replies=none, tokens=none, lease=none, document_events=none)
 
 
 async def test_work_that_finishes_in_time_is_waited_for() -> None:

@@ -2,7 +2,7 @@ import uuid
 
 import pytest
 
-from gateway.upload_gate import SpoolFull, UploadGate
+from gateway.http.upload_gate import SpoolFull, UploadGate
 from shared.errors import TooManyRequests
 
 

@@ -12,11 +12,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from gateway import audit, users
-from gateway.deps import CurrentUser, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.http.deps import CurrentUser, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.identity import audit, users
+from gateway.identity.users import User
 from gateway.models import AuditEntryOut, MemberCreate, MemberOut
 from gateway.state import Gateway
-from gateway.users import User
 from shared.errors import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])

@@ -8,8 +8,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Depends, Request, status
 
-from gateway import api_keys, audit, sessions, users
-from gateway.deps import (
+from gateway.http.deps import (
     BearerCredentials,
     CurrentUser,
     GatewayDep,
@@ -18,10 +17,11 @@ from gateway.deps import (
     json_body,
     json_body_schema,
 )
+from gateway.http.throttle import SignInLimit
+from gateway.identity import api_keys, audit, sessions, users
+from gateway.identity.security import Claims, TokenPair, TokenType
 from gateway.models import Credentials, LogoutBody, RefreshBody, TokenOut, UserOut
-from gateway.security import Claims, TokenPair, TokenType
 from gateway.state import Gateway
-from gateway.throttle import SignInLimit
 from shared.errors import AuthError, Forbidden, InvalidInput
 
 log = structlog.get_logger(__name__)

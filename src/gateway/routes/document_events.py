@@ -21,14 +21,14 @@ from typing import Literal
 
 import anyio
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sse_starlette import ServerSentEvent
 
-from gateway.deps import BearerCredentials, CurrentPrincipal, GatewayDep, authenticate
-from gateway.doc_events import DocumentEvents, StatusEvent, Subscription
-from gateway.errors import DEPENDENCY_ERRORS
-from gateway.sse import RelayResponse
+from gateway.doc_events import StatusEvent, Subscription
+from gateway.http.deps import BearerCredentials, CurrentPrincipal, GatewayDep, authenticate
+from gateway.http.errors import DEPENDENCY_ERRORS
 from gateway.state import Gateway
+from gateway.streams.sse import RelayResponse
 from shared.errors import AuthError, Unavailable
 from shared.storage import documents
 
@@ -42,11 +42,6 @@ PING_SECONDS = 15
 _DRAIN_POLL_SECONDS = 0.5
 _SHUTDOWN_GRACE_SECONDS = 2.0
 _SNAPSHOT_PAGE = 500
-
-
-def _fan_out(request: Request) -> DocumentEvents:
-    events: DocumentEvents = request.app.state.document_events
-    return events
 
 
 # Why a stream ended, in its last event: the credential no longer
@@ -111,7 +106,6 @@ class SessionWatch:
     },
 )
 async def document_events(
-    request: Request,
     gateway: GatewayDep,
     principal: CurrentPrincipal,
     credentials: BearerCredentials,
@@ -120,7 +114,7 @@ async def document_events(
         raise Unavailable("this server is restarting; please retry")
     assert credentials is not None  # CurrentPrincipal refuses a request without
     credential, user = credentials.credentials, principal.user
-    fan_out = _fan_out(request)
+    fan_out = gateway.document_events
     stopping = anyio.Event()  # set by sse-starlette when the server stops
     interval = gateway.clients.settings.events_session_check_seconds
     session = SessionWatch(lambda: authenticate(gateway, credential), interval)

@@ -28,7 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from gateway.deps import GatewayDep
+from gateway.http.deps import GatewayDep
 from gateway.state import Gateway
 
 log = structlog.get_logger(__name__)

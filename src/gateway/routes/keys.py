@@ -13,10 +13,10 @@ from uuid import UUID
 import structlog
 from fastapi import APIRouter, Depends, Request, status
 
-from gateway import api_keys, audit
-from gateway.deps import CurrentPrincipal, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.http.deps import CurrentPrincipal, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.identity import api_keys, audit
+from gateway.identity.users import User
 from gateway.models import KeyCreate, KeyCreated, KeyOut
-from gateway.users import User
 from shared.errors import Forbidden, NotFound
 
 log = structlog.get_logger(__name__)

@@ -2,11 +2,12 @@
 (whole or streamed) and ``/v1/models``, for the openai SDKs, LangChain's
 ChatOpenAI, Open WebUI and anything else that speaks OpenAI's wire format.
 
-A completion is a chat of ``gateway.routes.chat`` (same request on Kafka,
-same relay, same stream slot and limits); only the shapes differ. The
-question is the last user message; the earlier user and assistant messages
-travel with the request as its history, since OpenAI clients keep the
-conversation themselves. See docs/openai.md."""
+A completion is a chat as ``gateway.routes.chat``'s, opened and carried by
+``gateway.streams.chat_stream`` (same request on Kafka, same relay, same
+stream slot and limits); only the shapes differ. The question is the last
+user message; the earlier user and assistant messages travel with the
+request as its history, since OpenAI clients keep the conversation
+themselves. See docs/openai.md."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from gateway.deps import CurrentUser, GatewayDep, RequestId, json_body
-from gateway.errors import DEPENDENCY_ERRORS, UNAVAILABLE_RETRY_AFTER, status_for
+from gateway.http.deps import CurrentUser, GatewayDep, RequestId, json_body
+from gateway.http.errors import DEPENDENCY_ERRORS, UNAVAILABLE_RETRY_AFTER, status_for
 from gateway.models import ChatAnswer, ChatBody
 from gateway.openai_models import (
     MODEL_ID,
@@ -43,9 +44,9 @@ from gateway.openai_models import (
     ModelList,
     Usage,
 )
-from gateway.relay import RelayEvent, StreamEnded, StreamTimeout
-from gateway.routes.chat import collect, open_chat, relay_response
-from gateway.sse import RelayResponse
+from gateway.streams.chat_stream import collect, open_chat, relay_response
+from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
+from gateway.streams.sse import RelayResponse
 from shared.config import Settings
 from shared.contracts.events import DoneReply, ErrorReply, Source, Turn
 from shared.errors import InvalidInput, NotFound, RagError, TooManyRequests
@@ -101,7 +102,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 class OpenAIRoute(APIRoute):
     """A route whose errors (auth, limits and validation included: they are
     raised by its dependencies) come in OpenAI's shape, which OpenAI clients
-    read, instead of ``{"detail": ...}``. Statuses are gateway.errors'."""
+    read, instead of ``{"detail": ...}``. Statuses are gateway.http.errors'."""
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()

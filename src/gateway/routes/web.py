@@ -12,13 +12,13 @@ from importlib.resources import files
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from gateway.deps import GatewayDep
+from gateway.http.deps import GatewayDep
 from shared.errors import NotFound
 from shared.formats import SUPPORTED_SUFFIXES
 
 router = APIRouter(include_in_schema=False)
 
-# Stricter than the headers every response gets (gateway.middleware keeps a
+# Stricter than the headers every response gets (gateway.http.middleware keeps a
 # policy a route sets): no inline script or style, nothing from elsewhere.
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "

@@ -6,9 +6,14 @@ from typing import Any
 
 import httpx
 
+from ragstream.errors import CliError
 
-class ClientError(Exception):
+
+class ClientError(CliError):
     """An expected failure of a client command: one line, exit code 1."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message, exit_code)
 
 
 def reason(response: httpx.Response) -> str:

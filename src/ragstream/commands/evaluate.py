@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ragstream.supervisor import CliError
+from ragstream.errors import CliError
 
 if TYPE_CHECKING:
     from ragstream.evaluation.dataset import Dataset

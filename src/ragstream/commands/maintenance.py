@@ -1,17 +1,17 @@
 """Operating a deployment: schemas, dlq, user, reconcile, config-doc, reindex.
 
 ``user create`` and ``reconcile`` live in their services (gateway, ingest),
-reached by import string: ragstream imports no service statically."""
+imported inside the command that runs them, so the rest of ``rag`` loads
+neither."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ragstream.supervisor import CliError
+from ragstream.errors import CliError
 
 Check = Annotated[bool, typer.Option("--check", help="exit 1 if the output is stale")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="only print what would go")]
@@ -22,11 +22,6 @@ Topics = Annotated[
 
 dlq_app = typer.Typer(help="list or replay dead letters", no_args_is_help=True)
 user_app = typer.Typer(help="create users straight in the database", no_args_is_help=True)
-
-
-def _call(module: str, **options: object) -> int:
-    code: int = importlib.import_module(module).command(**options)
-    return code
 
 
 def schemas(check: Check = False) -> int:
@@ -62,7 +57,9 @@ def reconcile(
     ] = False,
 ) -> int:
     """Remove orphaned blobs and rows, once (exit 3: refused, nothing removed)."""
-    return _call("ingest.reconciler", dry_run=dry_run, adopt_root=adopt_root)
+    from ingest.reconciler import command
+
+    return command(dry_run=dry_run, adopt_root=adopt_root)
 
 
 @user_app.command("create")
@@ -75,10 +72,9 @@ def user_create(
     ] = False,
 ) -> int:
     """A user of a tenant (the tenant is created if new)."""
-    return _call(
-        "gateway.user_admin",
-        username=username, tenant=tenant, admin=admin, password_stdin=password_stdin,
-    )  # fmt: skip
+    from gateway.identity.user_admin import command
+
+    return command(username=username, tenant=tenant, admin=admin, password_stdin=password_stdin)
 
 
 @dlq_app.command("list")

@@ -1,10 +1,10 @@
 """Running the system: up, services, gateway, worker, migrate.
 
-Service packages are reached through import strings only."""
+Service packages are imported inside the command that runs them, so the
+rest of ``rag`` loads none of them."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -123,6 +123,7 @@ def gateway(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> in
     load_settings()  # a bad setting is one line here, not a traceback per process
     _share_metrics(workers)
     uvicorn.run(
+        # A string, not the app: each worker process uvicorn starts imports it.
         "gateway.main:app",
         host=host,
         port=port,
@@ -140,7 +141,11 @@ def gateway(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> in
 def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest or query")]) -> int:
     """An ingest or query worker."""
     load_settings()
-    importlib.import_module(f"{kind.value}.__main__").main()
+    if kind == WorkerKind.ingest:
+        from ingest.__main__ import main
+    else:
+        from query.__main__ import main
+    main()
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ragstream.errors import CliError
 
-class StackError(RuntimeError):
-    """A service could not be prepared or started; the message says what to do."""
+
+class StackError(CliError, RuntimeError):
+    """A service could not be prepared or started; the message says what to do.
+    ``rag`` exits 2; it is a RuntimeError too, for callers outside the CLI."""

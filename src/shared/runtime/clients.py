@@ -18,7 +18,8 @@ from shared.adapters.embedding import Embedder, build_embedder
 from shared.config import Settings
 from shared.contracts.topics import Topics, ensure_topics
 from shared.errors import RagError
-from shared.runtime.kafka import create_broker
+from shared.runtime.kafka import create_broker, kafka_security
+from shared.runtime.metrics import LagReader
 from shared.storage.blobs import LocalBlobStore
 from shared.storage.db import create_pool
 from shared.storage.lexical import LexicalIndex
@@ -37,6 +38,8 @@ class Clients:
     vectors: VectorStore
     lexical: LexicalIndex
     blobs: LocalBlobStore
+    # A worker's consumer group's lag (rag_kafka_consumer_lag); started.
+    lag: LagReader | None = None
 
     def require_embedder(self) -> Embedder:
         if self.embedder is None:
@@ -60,11 +63,12 @@ def connect_redis(settings: Settings) -> Redis:
 
 @asynccontextmanager
 async def open_clients(
-    settings: Settings, service: str, *, embedder: bool = True
+    settings: Settings, service: str, *, embedder: bool = True, lag_group: str | None = None
 ) -> AsyncIterator[Clients]:
     """Connect to everything; the broker is built but not started, so the
     caller can register subscribers first. The gateway embeds nothing, so it
-    loads no model (``embedder=False``)."""
+    loads no model (``embedder=False``). ``lag_group``: a worker's consumer
+    group, whose lag its metrics report."""
     topics = Topics.from_prefix(settings.kafka_topic_prefix)
     await ensure_topics(settings, topics)
     pool = await create_pool(settings)
@@ -82,8 +86,14 @@ async def open_clients(
         blobs=LocalBlobStore(settings.blob_dir),
     )
     try:
+        if lag_group is not None:
+            security = kafka_security(settings)
+            clients.lag = LagReader.of(settings.kafka_bootstrap_servers, lag_group, security)
+            await clients.lag.start()
         yield clients
     finally:
+        if clients.lag is not None:
+            await clients.lag.stop()
         await clients.broker.stop()
         await redis.aclose()
         await pool.close()

@@ -93,6 +93,12 @@ async def publish(
     )
 
 
+async def republish(broker: KafkaBroker, topic: str, value: bytes, *, key: bytes | None) -> None:
+    """Send a message's bytes again as they were (a dead letter's payload,
+    replayed); returns once the broker acknowledged it."""
+    await broker.publish(value, topic, key=key, headers={"content-type": "application/json"})
+
+
 async def publish_nowait(
     broker: KafkaBroker,
     topic: str,

@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -71,6 +72,35 @@ async def group_lag(
     return dict(lag)
 
 
+@dataclass
+class LagReader:
+    """What a consumer group has not committed yet, per topic: an admin
+    client reads its offsets, a group-less consumer the topics' ends."""
+
+    admin: AIOKafkaAdminClient
+    consumer: AIOKafkaConsumer
+    group: str
+
+    @classmethod
+    def of(
+        cls, bootstrap_servers: str, group: str, security: Mapping[str, Any] | None = None
+    ) -> LagReader:
+        """``security``: shared.runtime.kafka.kafka_security(settings)."""
+        kwargs = {"bootstrap_servers": bootstrap_servers, **(security or {})}
+        return cls(AIOKafkaAdminClient(**kwargs), AIOKafkaConsumer(group_id=None, **kwargs), group)
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def lag(self) -> dict[str, int]:
+        return await group_lag(self.admin, self.consumer, self.group)
+
+
 class Sampler:
     """Refreshes the gauges every ``interval`` seconds until stopped."""
 
@@ -79,28 +109,17 @@ class Sampler:
         pool: asyncpg.Pool,
         service: str,
         *,
-        bootstrap_servers: str | None = None,
-        group: str | None = None,
+        lag: LagReader | None = None,
         interval: float = SAMPLE_SECONDS,
-        security: Mapping[str, Any] | None = None,
     ) -> None:
-        """``security``: shared.runtime.kafka.kafka_security(settings), for the lag."""
+        """``lag``: a worker's group, started and stopped by its owner."""
         self._pool = pool
         self._service = service
-        self._group = group
+        self._lag = lag
         self._interval = interval
-        self._admin: AIOKafkaAdminClient | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        if group is not None and bootstrap_servers is not None:
-            kwargs = {"bootstrap_servers": bootstrap_servers, **(security or {})}
-            self._admin = AIOKafkaAdminClient(**kwargs)
-            self._consumer = AIOKafkaConsumer(group_id=None, **kwargs)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._admin is not None and self._consumer is not None:
-            await self._admin.start()
-            await self._consumer.start()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -108,17 +127,13 @@ class Sampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
 
     async def sample(self) -> None:
         sample_pool(self._pool, self._service)
-        if self._admin is None or self._consumer is None or self._group is None:
+        if self._lag is None:
             return
-        for topic, lag in (await group_lag(self._admin, self._consumer, self._group)).items():
-            CONSUMER_LAG.labels(self._group, topic).set(lag)
+        for topic, lag in (await self._lag.lag()).items():
+            CONSUMER_LAG.labels(self._lag.group, topic).set(lag)
 
     async def _run(self) -> None:
         while True:

@@ -15,7 +15,6 @@ from prometheus_client import start_http_server
 
 from shared.config import Settings
 from shared.runtime.clients import Clients, open_clients
-from shared.runtime.kafka import kafka_security
 from shared.runtime.logging import configure_logging
 from shared.runtime.metrics import Sampler, forget_process_metrics
 
@@ -39,16 +38,11 @@ async def run_worker(settings: Settings, service: str, setup: Setup) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_clients(settings, service) as clients:
+    group = f"{settings.kafka_topic_prefix}.{service}"
+    async with open_clients(settings, service, lag_group=group) as clients:
         jobs = await setup(clients)
         await clients.broker.start()
-        sampler = Sampler(
-            clients.pool,
-            service,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group=f"{settings.kafka_topic_prefix}.{service}",
-            security=kafka_security(settings),
-        )
+        sampler = Sampler(clients.pool, service, lag=clients.lag)
         await sampler.start()
         tasks = [asyncio.create_task(job) for job in jobs]
         log.info("Worker started", kafka=settings.kafka_bootstrap_servers)

@@ -31,6 +31,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from shared.storage import documents
 from shared.storage.blobs import LocalBlobStore
 
 log = structlog.get_logger(__name__)
@@ -72,11 +73,6 @@ async def recorded(pool: asyncpg.Pool) -> UUID | None:
     return value
 
 
-async def documents_exist(pool: asyncpg.Pool) -> bool:
-    exists: bool = await pool.fetchval("SELECT EXISTS (SELECT 1 FROM documents)")
-    return exists
-
-
 def first_use(known: UUID | None, root: RootState, rows_exist: bool) -> bool:
     """Whether ``claim`` would mark or record this root (module docstring)."""
     if known is not None:
@@ -94,7 +90,7 @@ async def claim(pool: asyncpg.Pool, blobs: LocalBlobStore) -> UUID | None:
     if (known := await recorded(pool)) is not None:
         return known
     root = await inspect(blobs)
-    if not first_use(None, root, await documents_exist(pool)):
+    if not first_use(None, root, await documents.any_exist(pool)):
         return None
     marker = root.marker or uuid.uuid4()
     if root.marker_text is None:

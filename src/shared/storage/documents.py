@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.config import Settings
-from shared.contracts.events import DocumentStatus, IngestRequest, IngestStatus
+from shared.contracts.events import DocumentStatus
 from shared.errors import Forbidden, NotFound, Unavailable
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ _COLUMNS = (
     "id, tenant_id, user_id, filename, content_type, size_bytes, sha256, blob_key,"
     " status, chunks, error, created_at, updated_at, visibility"
 )
+_FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
 # What a caller may read: their own documents and their tenant's shared ones.
 # $1 is the tenant, $2 the caller.
 _READABLE = "tenant_id=$1 AND (user_id=$2 OR visibility='tenant')"
@@ -59,7 +60,8 @@ class Document:
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Document:
-        return cls(**dict(record))
+        """The document of a row that has (at least) its columns."""
+        return cls(**{name: record[name] for name in _FIELDS if name in record})
 
 
 async def insert(pool: Db, doc: Document) -> None:
@@ -286,29 +288,122 @@ async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
     return Document.from_record(record) if record else None
 
 
-def ingest_request(row: asyncpg.Record, correlation_id: str) -> IngestRequest:
-    """The ingest request the gateway published for this row, sent again (a
-    stuck document re-queued, a re-index)."""
-    return IngestRequest(
-        correlation_id=correlation_id,
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        document_id=row["id"],
-        filename=row["filename"],
-        content_type=row["content_type"],
-        blob_key=row["blob_key"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-    )
+# Rows claimed by one sweeper: ``FOR UPDATE SKIP LOCKED``, and their
+# ``updated_at`` moved on, so no other sweeper takes them until the next
+# ``stuck_seconds`` have passed.
+_STUCK = f"""
+UPDATE documents AS d SET updated_at = now()
+FROM (
+    SELECT id FROM documents
+    WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
+    ORDER BY updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) AS stuck
+WHERE d.id = stuck.id
+RETURNING {", ".join("d." + name for name in _FIELDS)}, d.attempts
+"""  # noqa: S608
 
 
-def queued_status(row: asyncpg.Record, correlation_id: str) -> IngestStatus:
-    """``queued`` for this row, sent just before its ingest request (same key,
-    so the worker's ``processing`` always comes after it)."""
-    return IngestStatus(
-        correlation_id=correlation_id,
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        document_id=row["id"],
-        status="queued",
+async def claim_stuck(conn: Conn, stuck_seconds: float, limit: int) -> list[tuple[Document, int]]:
+    """Up to ``limit`` documents still ``queued`` or ``processing`` after
+    ``stuck_seconds`` without a change, with their attempt counts; held (and
+    skipped by other sweepers) until ``conn``'s transaction ends."""
+    rows = await conn.fetch(_STUCK, float(stuck_seconds), limit)
+    return [(Document.from_record(row), row["attempts"]) for row in rows]
+
+
+async def indexed_ids(pool: Db, tenant_id: UUID | None) -> list[UUID]:
+    """The indexed documents of a tenant (``None``: of every tenant), oldest first."""
+    rows = await pool.fetch(
+        "SELECT id FROM documents WHERE status = 'indexed'"
+        " AND ($1::uuid IS NULL OR tenant_id = $1) ORDER BY created_at, id",
+        tenant_id,
     )
+    return [row["id"] for row in rows]
+
+
+_REQUEUE_INDEXED = f"""
+UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'indexed'
+RETURNING {_COLUMNS}
+"""  # noqa: S608
+
+
+_REQUEUE_INDEXED = f"""
+UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'indexed'
+RETURNING {_COLUMNS}
+"""  # noqa: S608
+
+
+async def requeue_indexed(conn: Conn, ids: Collection[UUID]) -> list[Document]:
+    """Mark those of ``ids`` still indexed ``queued`` again (a re-index);
+    one deleted or already being ingested is left alone. The rows stay
+    locked until ``conn``'s transaction ends: a concurrent delete waits."""
+    rows = await conn.fetch(_REQUEUE_INDEXED, list(ids))
+    return [Document.from_record(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where some documents stand: how many are in each status, and the
+    chunks of those indexed; those not counted are deleted."""
+
+    counts: dict[DocumentStatus, int]
+    indexed_chunks: int
+
+
+async def tally(pool: Db, ids: Collection[UUID]) -> Tally:
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n, coalesce(sum(chunks), 0)::bigint AS chunks"
+        " FROM documents WHERE id = ANY($1::uuid[]) GROUP BY status",
+        list(ids),
+    )
+    chunks = next((row["chunks"] for row in rows if row["status"] == "indexed"), 0)
+    return Tally({row["status"]: row["n"] for row in rows}, chunks)
+
+
+async def failures(pool: Db, ids: Collection[UUID]) -> list[tuple[UUID, str | None]]:
+    """The failed ones of ``ids``, with their reasons."""
+    rows = await pool.fetch(
+        "SELECT id, error FROM documents WHERE id = ANY($1::uuid[]) AND status = 'failed'",
+        list(ids),
+    )
+    return [(row["id"], row["error"]) for row in rows]
+
+
+async def count_all(pool: Db) -> int:
+    """Every tenant's documents, whatever their status (the reconciler's
+    measure of how much a run may remove)."""
+    count: int = await pool.fetchval("SELECT count(*) FROM documents")
+    return count
+
+
+async def any_exist(pool: Db) -> bool:
+    exists: bool = await pool.fetchval("SELECT EXISTS (SELECT 1 FROM documents)")
+    return exists
+
+
+async def blob_keys_of(pool: Db, ids: Collection[UUID]) -> set[str]:
+    """The blob keys of those of ``ids`` that have a row (by primary key: no scan)."""
+    rows = await pool.fetch("SELECT blob_key FROM documents WHERE id = ANY($1::uuid[])", list(ids))
+    return {row["blob_key"] for row in rows}
+
+
+async def created_before(pool: Db, cutoff: datetime, after: UUID, limit: int) -> list[Document]:
+    """A page of the documents created before ``cutoff``, by id after ``after``."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM documents"  # noqa: S608
+        " WHERE created_at < $1 AND id > $2 ORDER BY id LIMIT $3",
+        cutoff,
+        after,
+        limit,
+    )
+    return [Document.from_record(row) for row in rows]
+
+
+async def delete_created_before(pool: Db, doc_id: UUID, cutoff: datetime) -> None:
+    """Delete the row unless it is newer than ``cutoff`` (then it is another
+    document under a reused id, or a re-upload: not the reconciler's)."""
+    await pool.execute("DELETE FROM documents WHERE id = $1 AND created_at < $2", doc_id, cutoff)

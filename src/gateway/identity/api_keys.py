@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from gateway.users import User
+from gateway.identity.users import User
 from shared.contracts.events import utcnow
 from shared.errors import AuthError, Forbidden
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.middleware import SECURITY_HEADERS
+from gateway.http.middleware import SECURITY_HEADERS
 from shared.errors import (
     AuthError,
     Conflict,

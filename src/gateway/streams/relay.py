@@ -14,9 +14,9 @@ from uuid import UUID
 import structlog
 from prometheus_client import Counter
 
-from gateway.inbox import AnyReplyEvent, CutReason, Inbox, StreamCut
+from gateway.identity.users import User
 from gateway.state import Gateway
-from gateway.users import User
+from gateway.streams.inbox import AnyReplyEvent, CutReason, Inbox, StreamCut
 from shared.contracts.events import (
     TERMINAL_REPLIES,
     ChatCancel,

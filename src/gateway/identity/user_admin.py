@@ -15,9 +15,9 @@ import sys
 import asyncpg
 from pydantic import ValidationError
 
-from gateway import audit, users
+from gateway.identity import audit, users
+from gateway.identity.security import Passwords
 from gateway.models import Credentials
-from gateway.security import Passwords
 from shared.config import Settings
 from shared.errors import Conflict
 from shared.storage.db import create_pool

@@ -4,7 +4,7 @@ A login starts a family; each refresh token (its ``jti`` in
 ``refresh_tokens``) may be exchanged once, for a new pair in the same family.
 Presenting a used one means two parties hold the family's tokens (one of them
 stole it), so the whole family is revoked. Logout revokes the family too.
-Access tokens name their family (``fam``) and ``gateway.deps`` checks it on
+Access tokens name their family (``fam``) and ``gateway.http.deps`` checks it on
 every request, so revoking a family also ends its access tokens at once.
 """
 
@@ -16,8 +16,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from gateway.security import Claims, TokenPair, Tokens
-from gateway.users import User
+from gateway.identity.security import Claims, TokenPair, Tokens
+from gateway.identity.users import User
 from shared.errors import AuthError
 
 # What the statements here run on: the pool, or one connection in a transaction.

@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from gateway import api_keys, sessions, users
+from gateway.identity import api_keys, sessions, users
+from gateway.identity.users import User
 from gateway.state import Gateway
-from gateway.users import User
 from shared.errors import AuthError
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,7 +95,7 @@ async def authenticate(gateway: Gateway, credential: str) -> Principal:
 
 
 # Set in the request's state when its request was counted before its body
-# was read (an upload, gateway.middleware.BodyLimits), so it is counted once.
+# was read (an upload, gateway.http.middleware.BodyLimits), so it is counted once.
 REQUEST_COUNTED = "request_counted"
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

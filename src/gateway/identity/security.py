@@ -4,7 +4,7 @@ Tokens are HS256 JWTs signed with SECRET_KEY. SECRET_KEY_PREVIOUS, when set,
 still verifies tokens signed before a rotation, so rotating logs no one out.
 Every token names its refresh-token family (``fam``): the family is the
 server-side session that refresh, logout and reuse detection revoke
-(``gateway.sessions``).
+(``gateway.identity.sessions``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
-    # Stored by gateway.sessions so that each refresh token is used once.
+    # Stored by gateway.identity.sessions so that each refresh token is used once.
     refresh_jti: str
     refresh_expires_at: datetime
 

@@ -19,9 +19,9 @@ import structlog
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.deps import REQUEST_COUNTED, authenticate, counted_check
-from gateway.security import Tokens
-from gateway.upload_gate import SpoolFull, UploadGate
+from gateway.http.deps import REQUEST_COUNTED, authenticate, counted_check
+from gateway.http.upload_gate import SpoolFull, UploadGate
+from gateway.identity.security import Tokens
 from shared.config import Settings
 from shared.errors import AuthError, TooManyRequests
 from shared.runtime.logging import bind_correlation
@@ -169,7 +169,7 @@ class BodyLimits:
     MAX_JSON_BODY_KB.
 
     Before a byte of an upload's body is read: its credential gets the full
-    check every request gets (``gateway.deps.authenticate``: a revoked
+    check every request gets (``gateway.http.deps.authenticate``: a revoked
     session, a disabled user or a made-up key is a 401, counted against the
     address, 429 past AUTH_FAILURES_PER_MINUTE), the user's request rate
     (REQUESTS_PER_MINUTE) is counted, the user takes one of
@@ -300,7 +300,7 @@ class BodyLimits:
         gateway = scope["app"].state.gateway
         client = scope.get("client")
         try:
-            # Counted like gateway.deps' check, against the same address.
+            # Counted like gateway.http.deps' check, against the same address.
             principal = await counted_check(
                 gateway, client[0] if client else None, lambda: authenticate(gateway, credential)
             )

@@ -5,25 +5,25 @@ consumer group, from the end: nothing before its start concerns it. Each
 event goes to the stream waiting for its stream id (chosen by this gateway,
 never by a client) if, and only if, it is for that stream's tenant and user;
 anything else is dropped, so a misrouted or forged reply never reaches the
-wrong client. The stream's inbox (gateway.inbox) then keeps one answer
+wrong client. The stream's inbox (gateway.streams.inbox) then keeps one answer
 attempt, in order, within its bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from gateway.inbox import AnyReplyEvent, CutReason, Inbox
+from gateway.streams.inbox import AnyReplyEvent, CutReason, Inbox
 from shared.contracts.events import REPLY_ADAPTER
+from shared.runtime.follow import PartitionFollower, group_less_consumer
 
 log = structlog.get_logger(__name__)
 
@@ -57,31 +57,19 @@ class ReplyRouter:
         """``security``: shared.runtime.kafka.kafka_security(settings)."""
         self.topic = topic
         self.partition = partition
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            **(security or {}),
+        self._follower = PartitionFollower(
+            group_less_consumer(bootstrap_servers, security),
+            topic,
+            self._route,
+            failure="Reply consumer failed; resuming",
         )
         self._streams: dict[str, Inbox] = {}
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        tp = TopicPartition(self.topic, self.partition)
-        self._consumer.assign([tp])
-        await self._consumer.start()
-        await self._consumer.seek_to_end(tp)
-        # Resolve the end offset now, so no reply published after start-up is
-        # skipped by a lazy offset reset.
-        await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run())
+        await self._follower.start([self.partition])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+        await self._follower.stop()
 
     def open(
         self, stream_id: str, tenant_id: UUID, user_id: UUID, size: int = DEFAULT_QUEUE_SIZE
@@ -109,49 +97,32 @@ class ReplyRouter:
     @property
     def running(self) -> bool:
         """Whether replies are being read at all."""
-        return self._task is not None and not self._task.done()
+        return self._follower.running
 
     async def move(self, partition: int) -> None:
         """Read ``partition`` too, from its end, and have new streams use it.
         Partitions read before stay assigned, where they are: streams opened
         on them still get their replies."""
-        tps = self._consumer.assignment()
-        positions = {tp: await self._consumer.position(tp) for tp in tps}
-        new = TopicPartition(self.topic, partition)
-        self._consumer.assign([*tps, new])
-        for tp, offset in positions.items():
-            self._consumer.seek(tp, offset)
-        await self._consumer.seek_to_end(new)
-        await self._consumer.position(new)
+        await self._follower.add(partition)
         self.partition = partition
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except Exception:
-                # Keep routing: one broken fetch must not silence every stream.
-                log.exception("Reply consumer failed; resuming")
-                await asyncio.sleep(1)
-
-    async def _consume(self) -> None:
-        async for record in self._consumer:
-            try:
-                reply = REPLY_ADAPTER.validate_json(record.value)
-            except ValidationError as exc:
-                log.error("Malformed reply dropped", offset=record.offset, error=str(exc))
-                continue
-            stream = self._streams.get(reply.stream_id)
-            if stream is None:
-                UNCLAIMED_REPLIES.inc()
-                continue
-            if (reply.tenant_id, reply.user_id) != (stream.tenant_id, stream.user_id):
-                UNCLAIMED_REPLIES.inc()
-                log.warning("Reply for another owner dropped", offset=record.offset)
-                continue
-            self._deliver(stream, reply)
-            if stream.filling():
-                await self._let_reader_catch_up(stream)
+    async def _route(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            reply = REPLY_ADAPTER.validate_json(record.value or b"")
+        except ValidationError as exc:
+            log.error("Malformed reply dropped", offset=record.offset, error=str(exc))
+            return
+        stream = self._streams.get(reply.stream_id)
+        if stream is None:
+            UNCLAIMED_REPLIES.inc()
+            return
+        if (reply.tenant_id, reply.user_id) != (stream.tenant_id, stream.user_id):
+            UNCLAIMED_REPLIES.inc()
+            log.warning("Reply for another owner dropped", offset=record.offset)
+            return
+        self._deliver(stream, reply)
+        if stream.filling():
+            await self._let_reader_catch_up(stream)
 
     @staticmethod
     async def _let_reader_catch_up(stream: Inbox) -> None:

@@ -1,4 +1,4 @@
-"""The limits of ``gateway.limits`` as FastAPI dependencies: sign-in
+"""The limits of ``gateway.http.limits`` as FastAPI dependencies: sign-in
 attempts (declared by login and register), and the per-user request rate
 (declared on the authenticated routers in ``gateway.app``)."""
 
@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.deps import REQUEST_COUNTED, CurrentUser, GatewayDep, client_ip
+from gateway.http.deps import REQUEST_COUNTED, CurrentUser, GatewayDep, client_ip
 from gateway.models import Username
 
 # The very type the route validates the username with (and so the user
@@ -24,7 +24,7 @@ async def _username(request: Request) -> str | None:
     """The username the body names, normalised as the route will normalise
     it; None when it names none, or none the route would accept (the route
     then answers 422 without looking anyone up). The body itself is
-    validated by the route (and already bounded by gateway.middleware)."""
+    validated by the route (and already bounded by gateway.http.middleware)."""
     try:
         body = json.loads(await request.body())
     except ValueError:
