@@ -1,19 +1,27 @@
 """Re-queuing documents that no ingest request will ever settle: still
-``queued`` or ``processing`` long after their last change (their message was
-lost, or committed past by an older worker).
+``queued`` or ``processing`` long after their last change although their
+request was consumed (a worker committed past it without an outcome), was
+sent where no ingest worker reads, or was never recorded.
+
+A document waiting its turn is not stuck: every request's place on Kafka
+(topic, partition, offset) is recorded on its row when it is published, and
+a request at or past the ingest group's committed offset on its partition
+has not been read yet, however long the backlog in front of it. So a bulk
+import is not re-published over and over while it waits.
 
 Every ingest worker sweeps, every ``ingest_sweep_seconds``. Two sweepers
 never re-queue the same document: each claims its rows with
 ``FOR UPDATE SKIP LOCKED`` and moves their ``updated_at`` on, in the same
 transaction as the publish, so a publish that fails leaves them to the next
-sweep. A re-queued document that was only slow (a long backlog) is indexed
-twice, which is harmless: indexing is idempotent.
+sweep. A document seen ``processing`` is re-queued without a new ``queued``
+status: its readers do not see it go back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from pydantic import ValidationError
@@ -21,7 +29,7 @@ from pydantic import ValidationError
 from shared.intake import queue
 from shared.runtime.clients import Clients
 from shared.storage import documents
-from shared.storage.documents import Document
+from shared.storage.documents import Conn, Document
 
 log = structlog.get_logger(__name__)
 
@@ -29,19 +37,25 @@ log = structlog.get_logger(__name__)
 BATCH = 100
 
 
-async def sweep_once(clients: Clients, stuck_seconds: float) -> int:
-    """Re-queue up to ``BATCH`` stuck documents; how many were."""
+async def sweep_once(clients: Clients, stuck_seconds: float, committed: Mapping[int, int]) -> int:
+    """Re-queue up to ``BATCH`` stuck documents; how many were.
+    ``committed``: the ingest group's committed offsets on the requests
+    topic, per partition (a request at or past them is still waiting)."""
+    topic = clients.topics.ingest_requests
     async with clients.pool.acquire() as conn, conn.transaction():
-        stuck = await documents.claim_stuck(conn, stuck_seconds, BATCH)
+        stuck = await documents.claim_stuck(conn, stuck_seconds, BATCH, topic, committed)
         for doc, attempts in stuck:
-            await _requeue(clients, doc, attempts)
+            await _requeue(clients, conn, doc, attempts)
     return len(stuck)
 
 
-async def _requeue(clients: Clients, doc: Document, attempts: int) -> None:
+async def _requeue(clients: Clients, conn: Conn, doc: Document, attempts: int) -> None:
     correlation_id = f"requeue-{uuid.uuid4().hex}"
+    # A document its readers saw ``processing`` is not announced ``queued``
+    # again: only the request goes out.
+    announce = doc.status == "queued"
     try:
-        await queue(clients.broker, clients.topics, doc, correlation_id)
+        await queue(clients.broker, clients.topics, doc, correlation_id, db=conn, announce=announce)
     except ValidationError as exc:
         # Only a row the gateway never finished (no checksum) fails here:
         # no worker could index it; the reconciler removes such rows.
@@ -65,12 +79,22 @@ async def sweep_forever(clients: Clients) -> None:
     await _started(clients)
     while True:
         try:
-            while await sweep_once(clients, settings.ingest_stuck_seconds) == BATCH:
+            committed = await _committed(clients)
+            while await sweep_once(clients, settings.ingest_stuck_seconds, committed) == BATCH:
                 pass  # more where those came from
         except Exception as exc:
             # A dependency down now may be back next time.
             log.warning("Sweep for stuck documents failed", error=f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(settings.ingest_sweep_seconds)
+
+
+async def _committed(clients: Clients) -> dict[int, int]:
+    """The ingest group's committed offsets on the requests topic. Read
+    before the rows: a request consumed meanwhile looks waiting until the
+    next sweep, never the other way round."""
+    if clients.lag is None:
+        raise RuntimeError("the sweeper needs the ingest group's offsets (open_clients lag_group)")
+    return await clients.lag.committed(clients.topics.ingest_requests)
 
 
 async def _started(clients: Clients) -> None:

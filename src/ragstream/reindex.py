@@ -185,7 +185,7 @@ class _Job:
         async with self.pool.acquire() as conn, conn.transaction():
             docs = await documents.requeue_indexed(conn, ids)
             for n, doc in enumerate(docs, start=len(progress.queued)):
-                await queue(self.broker, self.topics, doc, f"reindex-{self.run_id}-{n}")
+                await queue(self.broker, self.topics, doc, f"reindex-{self.run_id}-{n}", db=conn)
         progress.queued += [doc.id for doc in docs]
         progress.skipped += len(ids) - len(docs)
 

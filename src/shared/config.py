@@ -481,8 +481,9 @@ class Settings(BaseSettings):
         default=900,
         ge=10,
         description="A document still `queued` or `processing` this long after its last change"
-        " is re-queued. Keep it above the longest backlog you expect: a document only waiting"
-        " its turn is indexed twice (harmless, but work). At least 10.",
+        " is re-queued, once its ingest request was consumed (or sent where no ingest worker"
+        " reads): a document waiting its turn behind a backlog is never re-queued. Keep it"
+        " above the longest time one document takes to index. At least 10.",
         json_schema_extra=_doc("ingestion"),
     )
     ingest_sweep_seconds: int = Field(

@@ -336,3 +336,56 @@ async def test_a_lost_request_is_requeued_and_a_poison_document_is_given_up(
         lambda msgs: any(poison in m["payload"] for m in msgs),
     )
     assert [m["reason"] for m in letters if poison in m["payload"]] == ["too_many_attempts"]
+
+
+async def test_documents_waiting_behind_a_backlog_are_not_requeued(
+    fault_stack: FaultStack,
+) -> None:
+    """Requests published while no ingest worker reads them, their rows
+    then an hour old: waiting, not stuck; each is indexed once. One whose
+    request was consumed without an outcome is re-queued, and its readers,
+    who saw it ``processing``, are not told ``queued`` again."""
+    prefix = fault_stack.env["KAFKA_TOPIC_PREFIX"] + "-backlog"
+    env = {"KAFKA_TOPIC_PREFIX": prefix, **FAST}
+    gateway = fault_stack.gateway("gateway-backlog", **env)
+    db = fault_stack.env["DATABASE_URL"]
+    async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
+        user = await new_user(client)
+        ids = await _upload_many(client, user, 8)
+        await _age(db, ids, "queued")
+        worker = fault_stack.worker("ingest", "ingest-backlog", INGEST_SWEEP_SECONDS="1", **env)
+        rows = await _wait_settled(db, ids, timeout=90)
+        assert [r["status"] for r in rows] == ["indexed"] * len(ids)
+        await asyncio.sleep(3)  # sweeps after the backlog drained
+        assert worker.log().count("Re-queued stuck document") == 0
+        # Consumed, then left unsettled (as by a worker that committed past it).
+        stuck = ids[0]
+        await _age(db, [stuck], "processing")
+        assert (await wait_for_status(client, user, stuck, timeout=30))["status"] == "indexed"
+    requeues = [line for line in worker.log().splitlines() if "Re-queued stuck document" in line]
+    assert len(requeues) == 1 and stuck in requeues[0], requeues
+    correlation = json.loads(requeues[0])["correlation_id"]
+    events = await read_until(
+        fault_stack.env["KAFKA_BOOTSTRAP_SERVERS"],
+        f"{prefix}.ingest.events",
+        lambda msgs: any(
+            m["correlation_id"] == correlation and m["status"] == "indexed" for m in msgs
+        ),
+    )
+    assert [m["status"] for m in events if m["correlation_id"] == correlation] == [
+        "processing",
+        "indexed",
+    ]
+
+
+async def _age(database_url: str, ids: list[str], status: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE documents SET status = $2, updated_at = now() - interval '1 hour'"
+            " WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(i) for i in ids],
+            status,
+        )
+    finally:
+        await conn.close()

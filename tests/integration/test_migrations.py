@@ -41,7 +41,7 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-    assert "0007 (head)" in result.stdout
+    assert "0008 (head)" in result.stdout
 
 
 @asynccontextmanager

@@ -9,7 +9,8 @@ from faststream.kafka import KafkaBroker
 from shared.contracts.events import IngestRequest, IngestStatus
 from shared.contracts.topics import Topics
 from shared.runtime.kafka import publish
-from shared.storage.documents import Document
+from shared.storage import documents
+from shared.storage.documents import Db, Document
 
 
 def ingest_request(doc: Document, correlation_id: str) -> IngestRequest:
@@ -38,9 +39,22 @@ def queued_status(doc: Document, correlation_id: str) -> IngestStatus:
     )
 
 
-async def queue(broker: KafkaBroker, topics: Topics, doc: Document, correlation_id: str) -> None:
-    """Publish ``doc``'s ``queued`` status and its ingest request; returns
-    once the broker has both."""
+async def queue(
+    broker: KafkaBroker,
+    topics: Topics,
+    doc: Document,
+    correlation_id: str,
+    *,
+    db: Db,
+    announce: bool = True,
+) -> None:
+    """Publish ``doc``'s ``queued`` status (unless ``announce`` is false: a
+    document seen ``processing`` stays so for its readers) and its ingest
+    request, then record where the request sits (``db``: the connection
+    whose transaction holds the row, if one does). Returns once the broker
+    has both."""
     request = ingest_request(doc, correlation_id)  # refused before anything is sent
-    await publish(broker, topics.ingest_events, queued_status(doc, correlation_id), key=doc.id)
-    await publish(broker, topics.ingest_requests, request, key=doc.id)
+    if announce:
+        await publish(broker, topics.ingest_events, queued_status(doc, correlation_id), key=doc.id)
+    sent = await publish(broker, topics.ingest_requests, request, key=doc.id)
+    await documents.record_request(db, doc.id, sent.topic, sent.partition, sent.offset)

@@ -84,7 +84,7 @@ class Intake:
             await documents.insert_within_quota(self.pool, doc, self.quota)
             inserted = True
             checkpoint()
-            await queue(self.broker, self.topics, doc, correlation_id)
+            await queue(self.broker, self.topics, doc, correlation_id, db=self.pool)
             if accepted is not None:
                 await accepted(doc)
         except BaseException as exc:

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -81,9 +82,10 @@ async def publish(
     *,
     key: str | UUID | None = None,
     partition: int | None = None,
-) -> None:
-    """Send one event as JSON; returns once the broker acknowledged it."""
-    await broker.publish(
+) -> RecordMetadata:
+    """Send one event as JSON; returns once the broker acknowledged it,
+    with where the event now sits."""
+    sent: RecordMetadata = await broker.publish(
         event.model_dump_json().encode(),
         topic,
         key=str(key).encode() if key is not None else None,
@@ -91,6 +93,7 @@ async def publish(
         correlation_id=event.correlation_id,
         headers={"content-type": "application/json"},
     )
+    return sent
 
 
 async def republish(broker: KafkaBroker, topic: str, value: bytes, *, key: bytes | None) -> None:

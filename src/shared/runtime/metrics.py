@@ -100,6 +100,13 @@ class LagReader:
     async def lag(self) -> dict[str, int]:
         return await group_lag(self.admin, self.consumer, self.group)
 
+    async def committed(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``: the offset the group has committed (the
+        next record it will read); partitions it never committed are absent."""
+        offsets = await self.admin.list_consumer_group_offsets(self.group)
+        ours = {tp: meta for tp, meta in offsets.items() if tp.topic == topic}
+        return {tp.partition: meta.offset for tp, meta in ours.items() if meta.offset >= 0}
+
 
 class Sampler:
     """Refreshes the gauges every ``interval`` seconds until stopped."""

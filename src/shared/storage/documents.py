@@ -8,7 +8,7 @@ like an id that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeAlias
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
     from shared.storage.vectorstore import VectorStore
 
-    # The pool, or a connection from it in the transaction of an action.
-    Db: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
-    Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
+# The pool, or a connection from it in the transaction of an action.
+Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
+Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 Visibility = Literal["private", "tenant"]
 
@@ -290,12 +290,17 @@ async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
 
 # Rows claimed by one sweeper: ``FOR UPDATE SKIP LOCKED``, and their
 # ``updated_at`` moved on, so no other sweeper takes them until the next
-# ``stuck_seconds`` have passed.
+# ``stuck_seconds`` have passed. A row whose request sits on the requests
+# topic ($3) at or after the offset its group has committed on that
+# partition ($4, indexed by partition + 1; NULL where nothing was committed)
+# is waiting its turn, not stuck.
 _STUCK = f"""
 UPDATE documents AS d SET updated_at = now()
 FROM (
     SELECT id FROM documents
     WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
+      AND (request_offset IS NULL OR request_topic IS DISTINCT FROM $3
+           OR request_offset < ($4::bigint[])[request_partition + 1])
     ORDER BY updated_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -305,11 +310,17 @@ RETURNING {", ".join("d." + name for name in _FIELDS)}, d.attempts
 """  # noqa: S608
 
 
-async def claim_stuck(conn: Conn, stuck_seconds: float, limit: int) -> list[tuple[Document, int]]:
+async def claim_stuck(
+    conn: Conn, stuck_seconds: float, limit: int, topic: str, committed: Mapping[int, int]
+) -> list[tuple[Document, int]]:
     """Up to ``limit`` documents still ``queued`` or ``processing`` after
-    ``stuck_seconds`` without a change, with their attempt counts; held (and
-    skipped by other sweepers) until ``conn``'s transaction ends."""
-    rows = await conn.fetch(_STUCK, float(stuck_seconds), limit)
+    ``stuck_seconds`` without a change whose request was consumed (its
+    offset on ``topic`` is below the group's ``committed`` one for its
+    partition), was sent elsewhere, or was never recorded; with their
+    attempt counts. Held (and skipped by other sweepers) until ``conn``'s
+    transaction ends."""
+    ends = [committed.get(p) for p in range(max(committed, default=-1) + 1)]
+    rows = await conn.fetch(_STUCK, float(stuck_seconds), limit, topic, ends)
     return [(Document.from_record(row), row["attempts"]) for row in rows]
 
 
@@ -407,3 +418,15 @@ async def delete_created_before(pool: Db, doc_id: UUID, cutoff: datetime) -> Non
     """Delete the row unless it is newer than ``cutoff`` (then it is another
     document under a reused id, or a re-upload: not the reconciler's)."""
     await pool.execute("DELETE FROM documents WHERE id = $1 AND created_at < $2", doc_id, cutoff)
+
+
+async def record_request(db: Db, doc_id: UUID, topic: str, partition: int, offset: int) -> None:
+    """Where the document's latest ingest request sits (``claim_stuck``)."""
+    await db.execute(
+        "UPDATE documents SET request_topic = $2, request_partition = $3, request_offset = $4"
+        " WHERE id = $1",
+        doc_id,
+        topic,
+        partition,
+        offset,
+    )
