@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from faststream import AckPolicy
 
+from ingest.backlog import sample_forever
 from ingest.metrics import INGEST_DURATION
 from ingest.parser_pool import ParserPool
 from ingest.pipeline import Indexer
@@ -42,7 +43,7 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         max_seconds_per_message=clients.settings.ingest_max_document_seconds,
     )
-    return [sweep_forever(clients), reconcile_forever(clients)]
+    return [sweep_forever(clients), reconcile_forever(clients), sample_forever(clients)]
 
 
 async def run(settings: Settings) -> None:

@@ -430,3 +430,23 @@ async def record_request(db: Db, doc_id: UUID, topic: str, partition: int, offse
         partition,
         offset,
     )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    tenant: str  # its name
+    documents: int
+    oldest_seconds: float
+
+
+async def backlog_by_tenant(pool: Db, limit: int) -> list[Backlog]:
+    """The tenants with the most documents queued or processing, with how
+    long the oldest of them has waited since its upload."""
+    rows = await pool.fetch(
+        "SELECT t.name, count(*) AS n, extract(epoch FROM now() - min(d.created_at)) AS oldest"
+        " FROM documents d JOIN tenants t ON t.id = d.tenant_id"
+        " WHERE d.status IN ('queued', 'processing')"
+        " GROUP BY t.name ORDER BY n DESC, t.name LIMIT $1",
+        limit,
+    )
+    return [Backlog(row["name"], row["n"], float(row["oldest"])) for row in rows]
