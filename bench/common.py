@@ -109,8 +109,17 @@ def machine_busy_seconds() -> float:
 
 
 # What each process of a run is, by a word of its command line.
-_ROLES = ("gateway", "worker query", "worker ingest", "stub_llm", "blaster", "kafka", "chroma",
-          "postgres", "redis")  # fmt: skip
+_ROLES = (
+    "gateway",
+    "worker query",
+    "worker ingest",
+    "stub_llm",
+    "blaster",
+    "kafka",
+    "chroma",
+    "postgres",
+    "redis",
+)
 
 
 def cpu_by_role() -> dict[str, float]:

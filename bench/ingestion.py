@@ -50,8 +50,12 @@ async def _raw(env: dict[str, str], docs: list[tuple[str, bytes]]) -> dict[str, 
         await embedder.embed_documents(texts)
     seconds = time.perf_counter() - began
     chunks = sum(len(c) for c in contexts)
-    return {"chunks": chunks, "seconds": round(seconds, 2), "chunks_per_s": chunks / seconds,
-            "docs_per_s": len(docs) / seconds}  # fmt: skip
+    return {
+        "chunks": chunks,
+        "seconds": round(seconds, 2),
+        "chunks_per_s": chunks / seconds,
+        "docs_per_s": len(docs) / seconds,
+    }
 
 
 async def _through(gateway: Proc, docs: list[tuple[str, bytes]]) -> dict[str, Any]:
@@ -62,8 +66,12 @@ async def _through(gateway: Proc, docs: list[tuple[str, bytes]]) -> dict[str, An
         rows = await wait_indexed(http, account, list(ids), seconds=1800)
         seconds = time.perf_counter() - began
     chunks = sum(int(r["chunks"]) for r in rows)
-    return {"chunks": chunks, "seconds": round(seconds, 2), "chunks_per_s": chunks / seconds,
-            "docs_per_s": len(docs) / seconds}  # fmt: skip
+    return {
+        "chunks": chunks,
+        "seconds": round(seconds, 2),
+        "chunks_per_s": chunks / seconds,
+        "docs_per_s": len(docs) / seconds,
+    }
 
 
 async def run(ctx: Context) -> list[Figure]:

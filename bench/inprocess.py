@@ -21,7 +21,7 @@ from typing import Any
 from bench.client import Account, StreamResult
 from query.cancellation import Cancellations
 from query.chat import ChatHandler
-from query.claims import claim
+from query.claims import claim, held
 from query.evidence import EvidenceReader
 from query.generation import LLMGenerator
 from query.llm import build_chat_model
@@ -112,9 +112,11 @@ class InProcess:
             began=time.perf_counter(),
         )
         # What ChatHandler.handle does around _answer, minus the Kafka publish.
-        if not await claim(self.clients.redis, request, stream.attempt_id):
+        lease = self.clients.settings.chat_claim_lease_seconds
+        if not await claim(self.clients.redis, request, stream.attempt_id, lease):
             raise RuntimeError("a fresh stream id was already claimed")
-        await self.handler._answer(request, stream)
+        async with held(self.clients.redis, request, stream.attempt_id, lease):
+            await self.handler._answer(request, stream)
         terminal = stream.events[-1] if stream.finished else "none"
         return StreamResult(
             200, stream.first_token, stream.ended, terminal, stream.tokens, len(stream.events)

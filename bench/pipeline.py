@@ -170,9 +170,14 @@ async def _best_rate(ctx: Context, one: Any) -> dict[str, Any]:
         results, wall = await closed_loop(ctx.size(10, 6), concurrency, one)
         latencies = [r.ttlt for r in results]
         steps.append(
-            {"concurrency": concurrency, "chats": len(results), "wall_s": round(wall, 2),
-             "chats_per_s": round(len(results) / wall, 2), "ttlt_ms": summary_ms(latencies)}
-        )  # fmt: skip
+            {
+                "concurrency": concurrency,
+                "chats": len(results),
+                "wall_s": round(wall, 2),
+                "chats_per_s": round(len(results) / wall, 2),
+                "ttlt_ms": summary_ms(latencies),
+            }
+        )
     passing = [s for s in steps if s["ttlt_ms"]["p95"] < P95_LIMIT * 1000]
     best = max((s["chats_per_s"] for s in passing), default=0.0)
     return {"best_chats_per_s": best, "steps": steps}

@@ -53,14 +53,18 @@ async def _measure(ctx: Context, coalesce: int) -> dict[str, float]:
     return {
         "tokens_per_s": tokens / wall,
         "tokens_per_gateway_cpu_s": tokens / gateway_cpu if gateway_cpu else 0.0,
-        "tokens": tokens, "sse_events": events, "wall_s": round(wall, 2),
+        "tokens": tokens,
+        "sse_events": events,
+        "wall_s": round(wall, 2),
         "gateway_cpu_s": round(gateway_cpu, 2),
         "gateway_cpu_share": round(gateway_cpu / wall, 2),
         "tokens_per_event": round(tokens / events, 2) if events else 0.0,
-        "streams": len(results), "streams_cut_overflow": cut, "concurrency": CONCURRENCY,
+        "streams": len(results),
+        "streams_cut_overflow": cut,
+        "concurrency": CONCURRENCY,
         "answer_tokens": RELAY_TOKENS,
         "offered_tokens_per_s": CONCURRENCY * RATE_PER_STREAM,
-    }  # fmt: skip
+    }
 
 
 def _figures(label: str, measured: dict[str, float], base: dict[str, float] | None) -> list[Figure]:

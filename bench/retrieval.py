@@ -51,11 +51,21 @@ async def _document(clients: Clients, owner: Owner, maker: TextMaker, n: int) ->
     await documents.insert(
         clients.pool,
         documents.Document(
-            id=doc_id, tenant_id=owner.tenant_id, user_id=owner.user_id, filename=filename,
-            content_type="text/plain", size_bytes=0, sha256="0" * 64, blob_key=f"seed/{doc_id}",
-            status="indexed", chunks=n, error=None, created_at=now, updated_at=now,
+            id=doc_id,
+            tenant_id=owner.tenant_id,
+            user_id=owner.user_id,
+            filename=filename,
+            content_type="text/plain",
+            size_bytes=0,
+            sha256="0" * 64,
+            blob_key=f"seed/{doc_id}",
+            status="indexed",
+            chunks=n,
+            error=None,
+            created_at=now,
+            updated_at=now,
         ),
-    )  # fmt: skip
+    )
     texts = [maker.passage(WORDS_PER_CHUNK) for _ in range(n)]
     ids = [
         f"{doc_id}:{i}:{hashlib.sha256(t.encode()).hexdigest()[:16]}" for i, t in enumerate(texts)
@@ -64,15 +74,25 @@ async def _document(clients: Clients, owner: Owner, maker: TextMaker, n: int) ->
     vectors = await embedder.embed_documents(texts)
     await clients.vectors.upsert(
         [
-            Chunk(id=ids[i], tenant_id=owner.tenant_id, user_id=owner.user_id, document_id=doc_id,
-                  filename=filename, chunk_index=i, text=t, embedding=vectors[i])
+            Chunk(
+                id=ids[i],
+                tenant_id=owner.tenant_id,
+                user_id=owner.user_id,
+                document_id=doc_id,
+                filename=filename,
+                chunk_index=i,
+                text=t,
+                embedding=vectors[i],
+            )
             for i, t in enumerate(texts)
         ]
-    )  # fmt: skip
+    )
     await clients.lexical.replace_document(
-        owner.tenant_id, owner.user_id, doc_id,
+        owner.tenant_id,
+        owner.user_id,
+        doc_id,
         [IndexedChunk(id=ids[i], chunk_index=i, text=t) for i, t in enumerate(texts)],
-    )  # fmt: skip
+    )
 
 
 async def _seed(clients: Clients, owner: Owner, maker: TextMaker, chunks: int) -> None:
@@ -145,8 +165,12 @@ async def run(ctx: Context) -> list[Figure]:
                 await _timed(retriever, owner, maker, 10, k)  # warm-up
                 timings = await _timed(retriever, owner, maker, queries, k)
                 details = {
-                    "ms": timings, "k": k, "tenants": TENANTS, "other_tenants_chunks": others,
-                    "queries": queries, "seeded_after_s": round(seed_seconds, 1),
-                }  # fmt: skip
+                    "ms": timings,
+                    "k": k,
+                    "tenants": TENANTS,
+                    "other_tenants_chunks": others,
+                    "queries": queries,
+                    "seeded_after_s": round(seed_seconds, 1),
+                }
                 figures += _figures(size, timings, details)
     return figures

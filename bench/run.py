@@ -34,9 +34,12 @@ BENCHMARKS: dict[str, Benchmark] = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", action="append", default=[], metavar="NAME",
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
         help=f"run only these (repeat or comma-separate): {', '.join(BENCHMARKS)}",
-    )  # fmt: skip
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about 10 minutes")
     parser.add_argument(
         "--json", type=Path, default=Path(".rag/bench/results.json"), help="where to write"
@@ -46,9 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="keep the stack's data and every process's log"
     )
     parser.add_argument(
-        "--profile", type=Path, metavar="DIR",
+        "--profile",
+        type=Path,
+        metavar="DIR",
         help="run the gateway and workers under pyinstrument; their reports go to DIR",
-    )  # fmt: skip
+    )
     return parser
 
 

@@ -89,12 +89,17 @@ async def run(ctx: Context) -> list[Figure]:
             await asyncio.sleep(1)  # let the closes reach the gateway before it stops
     per_stream_kb = (after_kb - before_kb) / held if held else float("nan")
     details = {
-        "opened": n, "held": held, "statuses": statuses, "not_held_at": stuck,
+        "opened": n,
+        "held": held,
+        "statuses": statuses,
+        "not_held_at": stuck,
         "not_held_ids": not_held[:20],
         "rss_before_kb": before_kb,
-        "rss_after_kb": after_kb, "open_seconds": round(open_seconds, 2),
-        "health_while_open_ms": round(health_ms, 1), "healthy_while_open": healthy,
-    }  # fmt: skip
+        "rss_after_kb": after_kb,
+        "open_seconds": round(open_seconds, 2),
+        "health_while_open_ms": round(health_ms, 1),
+        "healthy_while_open": healthy,
+    }
     return [
         Figure(
             name="3. idle SSE streams held by one gateway process",

@@ -63,10 +63,15 @@ class StubLLM:
             message = {"role": "assistant", "content": WORD * self.tokens}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             return JSONResponse(
-                {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0,
-                 "model": "bench-stub", "choices": [choice],
-                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-            )  # fmt: skip
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "bench-stub",
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
         return StreamingResponse(self._stream(), media_type="text/event-stream")
 
     def app(self) -> Starlette:

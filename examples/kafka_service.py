@@ -52,8 +52,9 @@ def store_blob(tenant: uuid.UUID, doc: uuid.UUID, data: bytes) -> str:
 async def insert_row(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
     """The row, within the tenant's quota, under the lock the gateway takes."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
-                           str(row["tenant_id"]))  # fmt: skip
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(row["tenant_id"])
+        )
         used = await conn.fetchrow(
             "SELECT count(*) AS n, coalesce(sum(size_bytes), 0) AS total"
             " FROM documents WHERE tenant_id=$1",
@@ -103,12 +104,20 @@ async def submit(filename: str, data: bytes, tenant: uuid.UUID, user: uuid.UUID)
     doc, correlation_id = uuid.uuid4(), f"example-{uuid.uuid4().hex}"
     now = datetime.now(UTC)
     row: dict[str, Any] = {
-        "id": doc, "tenant_id": tenant, "user_id": user, "filename": filename,
-        "content_type": "application/octet-stream", "size_bytes": len(data),
+        "id": doc,
+        "tenant_id": tenant,
+        "user_id": user,
+        "filename": filename,
+        "content_type": "application/octet-stream",
+        "size_bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "blob_key": await asyncio.to_thread(store_blob, tenant, doc, data),
-        "status": "queued", "chunks": 0, "error": None, "created_at": now, "updated_at": now,
-    }  # fmt: skip
+        "status": "queued",
+        "chunks": 0,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
     conn = await asyncpg.connect(os.environ["DATABASE_URL"])
     try:
         await insert_row(conn, row)
@@ -121,11 +130,19 @@ async def submit(filename: str, data: bytes, tenant: uuid.UUID, user: uuid.UUID)
     try:
         key = str(doc).encode()
         # queued first: the worker's processing, on the same partition, comes after.
-        await producer.send_and_wait(EVENTS, message(row, "ingest.status", correlation_id,
-                                                     status="queued"), key=key)  # fmt: skip
-        request = message(row, "ingest.request", correlation_id, filename=row["filename"],
-                          content_type=row["content_type"], blob_key=row["blob_key"],
-                          size_bytes=row["size_bytes"], sha256=row["sha256"])  # fmt: skip
+        await producer.send_and_wait(
+            EVENTS, message(row, "ingest.status", correlation_id, status="queued"), key=key
+        )
+        request = message(
+            row,
+            "ingest.request",
+            correlation_id,
+            filename=row["filename"],
+            content_type=row["content_type"],
+            blob_key=row["blob_key"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+        )
         await producer.send_and_wait(REQUESTS, request, key=key)
         print(f"document: {doc}", flush=True)
         return await print_statuses(events, str(doc))

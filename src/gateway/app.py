@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lease,
                 document_events,
                 limits=Limits(clients.redis, settings),
+                request_partitions=await replies.partitions_of(clients.topics.chat_requests),
             )
             sampler = Sampler(clients.pool, "gateway")
             await sampler.start()

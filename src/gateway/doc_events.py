@@ -74,14 +74,26 @@ class StatusEvent:
     @classmethod
     def of_row(cls, doc: Document) -> StatusEvent:
         """The document as it stands: the snapshot sent on connect."""
-        return cls(doc.id, doc.filename, doc.status, doc.error,
-                   _chunks(doc.status, doc.chunks), doc.updated_at)  # fmt: skip
+        return cls(
+            doc.id,
+            doc.filename,
+            doc.status,
+            doc.error,
+            _chunks(doc.status, doc.chunks),
+            doc.updated_at,
+        )
 
     @classmethod
     def of_change(cls, doc: Document, change: IngestStatus) -> StatusEvent:
         """A change as announced, named as the row names the document."""
-        return cls(doc.id, doc.filename, change.status, change.error,
-                   _chunks(change.status, change.chunks), change.created_at)  # fmt: skip
+        return cls(
+            doc.id,
+            doc.filename,
+            change.status,
+            change.error,
+            _chunks(change.status, change.chunks),
+            change.created_at,
+        )
 
 
 def _chunks(status: DocumentStatus, chunks: int) -> int | None:
@@ -159,8 +171,12 @@ class DocumentEvents:
     @classmethod
     def of(cls, clients: Clients) -> DocumentEvents:
         settings = clients.settings
-        return cls(clients.pool, settings.kafka_bootstrap_servers, clients.topics.ingest_events,
-                   security=kafka_security(settings))  # fmt: skip
+        return cls(
+            clients.pool,
+            settings.kafka_bootstrap_servers,
+            clients.topics.ingest_events,
+            security=kafka_security(settings),
+        )
 
     async def start(self) -> None:
         """Every partition, from its end."""

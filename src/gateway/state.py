@@ -35,6 +35,9 @@ class Gateway:
     # Rate and stream limits (gateway.http.limits); None only in tests that build
     # a Gateway by hand, where nothing is limited.
     limits: Limits | None = None
+    # The chat request topic's partitions: a request asked again after its
+    # worker died goes to each, so whichever live worker reads first takes it.
+    request_partitions: list[int] = field(default_factory=list)
     # Set on SIGTERM (gateway.streams.drain): open streams may finish, new ones get 503.
     draining: bool = False
     # The last dependency checks (gateway.routes.health), shared for a second.

@@ -78,8 +78,11 @@ class Indexer:
         except Exception as exc:
             # The row says processing; raising would make the retry count a
             # second attempt for this one delivery.
-            log.warning("Processing not announced", document_id=str(request.document_id),
-                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            log.warning(
+                "Processing not announced",
+                document_id=str(request.document_id),
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def handle(self, message: IngestRequest) -> str:
         """Index the document; the outcome for the duration metric. A content
@@ -171,8 +174,12 @@ class Indexer:
             # The sweeper re-queues documents whose row stands still.
             await documents.touch(self.clients.pool, request.document_id)
         await self.clients.vectors.delete_ids(request.tenant_id, stored - set(ids))
-        log.info("Chunks stored", document_id=str(request.document_id),
-                 embedded=len(missing), kept=len(ids) - len(missing))  # fmt: skip
+        log.info(
+            "Chunks stored",
+            document_id=str(request.document_id),
+            embedded=len(missing),
+            kept=len(ids) - len(missing),
+        )
         kept = len(missing) < len(ids)
         await self._settle_visibility(request, None if kept else written)
         await self.clients.lexical.replace_document(
@@ -185,7 +192,7 @@ class Indexer:
                 )
                 for n, piece in enumerate(pieces)
             ],
-        )  # fmt: skip
+        )
         return len(pieces)
 
     async def _pieces(self, request: IngestRequest) -> list[Piece]:
@@ -203,9 +210,14 @@ class Indexer:
         # In a child process with memory and time limits: a hostile file
         # costs that child, never this worker.
         pieces = await self.parser.run(
-            repr(request.filename), parse, request.filename, data, parse_limits(settings),
-            settings.chunk_size, settings.chunk_overlap,
-        )  # fmt: skip
+            repr(request.filename),
+            parse,
+            request.filename,
+            data,
+            parse_limits(settings),
+            settings.chunk_size,
+            settings.chunk_overlap,
+        )
         if not pieces:
             raise UnsupportedDocument(f"{request.filename!r}: the document has no text")
         return pieces

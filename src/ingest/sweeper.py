@@ -1,7 +1,9 @@
 """Re-queuing documents that no ingest request will ever settle: still
 ``queued`` or ``processing`` long after their last change although their
-request was consumed (a worker committed past it without an outcome), was
-sent where no ingest worker reads, or was never recorded.
+request was consumed (a worker committed past it without an outcome), is
+gone from the log (deleted by retention before it was read, or the topic
+was made anew), or was never recorded. A request on another topic is
+another deployment's (another ``KAFKA_TOPIC_PREFIX``) and left alone.
 
 A document waiting its turn is not stuck: every request's place on Kafka
 (topic, partition, offset) is recorded on its row when it is published, and
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
 
 import structlog
 from pydantic import ValidationError
 
 from shared.intake import queue
 from shared.runtime.clients import Clients
+from shared.runtime.metrics import Positions
 from shared.storage import documents
 from shared.storage.documents import Conn, Document
 
@@ -37,13 +39,13 @@ log = structlog.get_logger(__name__)
 BATCH = 100
 
 
-async def sweep_once(clients: Clients, stuck_seconds: float, committed: Mapping[int, int]) -> int:
+async def sweep_once(clients: Clients, stuck_seconds: float, positions: Positions) -> int:
     """Re-queue up to ``BATCH`` stuck documents; how many were.
-    ``committed``: the ingest group's committed offsets on the requests
-    topic, per partition (a request at or past them is still waiting)."""
+    ``positions``: the ingest group's and the log's, on the requests topic
+    (a request between them is still waiting)."""
     topic = clients.topics.ingest_requests
     async with clients.pool.acquire() as conn, conn.transaction():
-        stuck = await documents.claim_stuck(conn, stuck_seconds, BATCH, topic, committed)
+        stuck = await documents.claim_stuck(conn, stuck_seconds, BATCH, topic, positions)
         for doc, attempts in stuck:
             await _requeue(clients, conn, doc, attempts)
     return len(stuck)
@@ -79,8 +81,8 @@ async def sweep_forever(clients: Clients) -> None:
     await _started(clients)
     while True:
         try:
-            committed = await _committed(clients)
-            while await sweep_once(clients, settings.ingest_stuck_seconds, committed) == BATCH:
+            positions = await _positions(clients)
+            while await sweep_once(clients, settings.ingest_stuck_seconds, positions) == BATCH:
                 pass  # more where those came from
         except Exception as exc:
             # A dependency down now may be back next time.
@@ -88,13 +90,13 @@ async def sweep_forever(clients: Clients) -> None:
         await asyncio.sleep(settings.ingest_sweep_seconds)
 
 
-async def _committed(clients: Clients) -> dict[int, int]:
-    """The ingest group's committed offsets on the requests topic. Read
-    before the rows: a request consumed meanwhile looks waiting until the
-    next sweep, never the other way round."""
+async def _positions(clients: Clients) -> Positions:
+    """The ingest group's committed offsets and the log's bounds on the
+    requests topic. Read before the rows: a request consumed meanwhile looks
+    waiting until the next sweep, never the other way round."""
     if clients.lag is None:
         raise RuntimeError("the sweeper needs the ingest group's offsets (open_clients lag_group)")
-    return await clients.lag.committed(clients.topics.ingest_requests)
+    return await clients.lag.positions(clients.topics.ingest_requests)
 
 
 async def _started(clients: Clients) -> None:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from query.answerer import NOT_FOUND, Generator, not_found, replay
 from query.cancellation import Cancellations
 from query.citations import cited_numbers
-from query.claims import claim
+from query.claims import claim, held
 from query.evidence import EvidenceReader
 from query.llm import Message
 from query.metrics import (
@@ -45,12 +45,26 @@ FAILED_MESSAGE = "The answer could not be generated; please try again."
 # answer cache's key, so a worker started with another model or ranking never
 # serves answers cached under the old one.
 ANSWER_SETTINGS = (
-    "embedding_provider", "embedding_model", "embedding_dim", "llm_provider", "llm_model",
-    "llm_temperature", "llm_max_tokens", "openai_base_url", "retrieval_candidates", "rrf_k",
-    "rerank_candidates", "rerank_fusion", "rerank_max_chars", "mmr_lambda",
-    "compression_threshold", "answer_min_relevance", "answer_max_quotes",
-    "answer_scored_sentences", "llm_answer_ungrounded",
-)  # fmt: skip
+    "embedding_provider",
+    "embedding_model",
+    "embedding_dim",
+    "llm_provider",
+    "llm_model",
+    "llm_temperature",
+    "llm_max_tokens",
+    "openai_base_url",
+    "retrieval_candidates",
+    "rrf_k",
+    "rerank_candidates",
+    "rerank_fusion",
+    "rerank_max_chars",
+    "mmr_lambda",
+    "compression_threshold",
+    "answer_min_relevance",
+    "answer_max_quotes",
+    "answer_scored_sentences",
+    "llm_answer_ungrounded",
+)
 
 
 def answer_settings(settings: Settings) -> str:
@@ -110,13 +124,15 @@ class ChatHandler:
             request=request,
             coalesce_words=self.clients.settings.token_coalesce_words,
         )
-        if not await claim(self.clients.redis, request, stream.attempt_id):
+        redis, lease = self.clients.redis, self.clients.settings.chat_claim_lease_seconds
+        if not await claim(redis, request, stream.attempt_id, lease):
             # Redelivered (or published twice): another attempt has it already.
             CHAT_REQUESTS.labels("duplicate").inc()
             log.info("Chat request already claimed; skipped", stream_id=request.stream_id)
             return
         try:
-            await self._answer(request, stream)
+            async with held(redis, request, stream.attempt_id, lease):
+                await self._answer(request, stream)
         except InvalidInput as exc:
             # The request asked for something this worker cannot do: say why.
             CHAT_REQUESTS.labels("refused").inc()
@@ -177,9 +193,12 @@ class ChatHandler:
         CHAT_REQUESTS.labels("cached" if cached else "answered").inc()
         ANSWERS.labels("grounded" if grounded else "not_found").inc()
         log.info(
-            "Chat answered", sources=len(sources), cited=cited, grounded=grounded,
+            "Chat answered",
+            sources=len(sources),
+            cited=cited,
+            grounded=grounded,
             cached=bool(cached),
-        )  # fmt: skip
+        )
 
     async def _generate(
         self, question: str, hits: list[Hit], history: list[Message]

@@ -58,8 +58,14 @@ class Plan:
         )
 
     def cache_parts(self) -> tuple[object, ...]:
-        return (self.top_k, self.retrieval, self.reranking, self.hyde, self.compression,
-                self.document_ids)  # fmt: skip
+        return (
+            self.top_k,
+            self.retrieval,
+            self.reranking,
+            self.hyde,
+            self.compression,
+            self.document_ids,
+        )
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""What ``rag up`` prints once everything answers: where the API is, how
-to sign in and ask, how to stop. Printed last, boxed, so it is easy to find;
-the commands in it are short enough to copy from the box."""
+"""What ``rag up`` prints once everything answers: the web page first (what
+most people open), the API, how to sign in and ask, how to stop. Printed
+last, boxed, so it is easy to find; the commands in it are short enough to
+copy from the box."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ EXAMPLE = "How many days do I have to submit an expense report?"
 
 def _facts(base_url: str, data_dir: Path) -> list[Text]:
     rows = [
+        ("web page", f"{base_url}/"),
         ("API", base_url),
         ("API docs", f"{base_url}/docs"),
         ("data", f"{data_dir} (logs in {data_dir / 'logs'})"),
@@ -45,8 +47,13 @@ def banner(base_url: str, data_dir: Path, demo_token: str | None) -> Panel:
     lines = [*_facts(base_url, data_dir), Text(), *_commands(base_url, demo_token is not None)]
     if demo_token is not None:
         lines.append(Text("  (or the curl command above)", style="dim"))
-    return Panel(Group(*lines), title="ragstream is up", title_align="left",
-                 border_style="green", expand=False)  # fmt: skip
+    return Panel(
+        Group(*lines),
+        title="ragstream is up",
+        title_align="left",
+        border_style="green",
+        expand=False,
+    )
 
 
 def print_banner(base_url: str, data_dir: Path, demo_token: str | None) -> None:

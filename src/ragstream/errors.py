@@ -8,6 +8,8 @@ turns into one line on stderr and the error's exit code, never a traceback.
     │                     (ragstream.config_doc)
     ├── StackError        a local service could not be prepared or started; exit 2
     │                     (ragstream.localstack; also a RuntimeError)
+    ├── DependencyError   a server a command needs does not answer or refuses it;
+    │                     exit 1 (ragstream.dependencies)
     └── ClientError       a client command failed (login, ingest, chat, docs); exit 1
                           (ragstream.client)
 

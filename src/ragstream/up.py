@@ -1,5 +1,9 @@
 """``rag up`` (everything in the foreground) and ``rag services`` (the
-infrastructure only), both stopped in order by Ctrl-C or SIGTERM."""
+infrastructure only), both stopped in order by Ctrl-C or SIGTERM.
+
+Both record how to reach their servers in ``<data dir>/stack.env``
+(``ragstream.stack_env``), where the operator commands find them; servers
+given in the environment are checked before anything starts."""
 
 from __future__ import annotations
 
@@ -14,11 +18,14 @@ from pathlib import Path
 
 from ragstream.api import ApiError
 from ragstream.banner import print_banner
+from ragstream.dependencies import BY_VARIABLE, check
 from ragstream.errors import CliError
 from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
 from ragstream.localstack.ports import ensure_free
 from ragstream.localstack.stack import BrokerKind
 from ragstream.samples import load_samples
+from ragstream.settings import load_settings
+from ragstream.stack_env import record
 from ragstream.supervisor import (
     Shutdown,
     ignore_signals,
@@ -43,8 +50,6 @@ class StackOptions:
     def config(self, environ: Mapping[str, str]) -> StackConfig:
         # A URL already in the environment means "use that server".
         external = {name: environ[name] for name in INFRA_VARS if environ.get(name)}
-        for name in external:
-            logger.info("%s is set: not starting that service", name)
         return StackConfig(
             data_dir=self.data_dir,
             broker=self.broker,
@@ -96,10 +101,36 @@ def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
     env.setdefault("ALLOW_REGISTRATION", "true")
     # The workers must share the Chroma server, not each open a folder.
     env.pop("CHROMA_PATH", None)
+    return broker_env(stack, env)
+
+
+def broker_env(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
     if stack.config.broker == "tansu" and "KAFKA_BOOTSTRAP_SERVERS" not in stack.config.external:
         # tansu refuses the idempotent-producer handshake.
         env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
     return env
+
+
+def check_external(config: StackConfig, command: str) -> None:
+    """The servers named in the environment answer, before any other starts."""
+    needs = tuple(BY_VARIABLE[name] for name in INFRA_VARS if name in config.external)
+    if needs:
+
+        def hint(variable: str) -> str:
+            return f"is {variable} right? unset it, and `rag {command}` starts its own"
+
+        check(load_settings(), needs, hint)
+    for dependency in needs:
+        logger.info("%s is set: not starting that service", dependency.variable)
+
+
+def record_settings(data_dir: Path, env: Mapping[str, str], command: str, url: str | None) -> None:
+    path = record(data_dir, env, command=command, gateway_url=url)
+    logger.info(
+        "how to reach this stack written to %s: rag migrate, reindex, reconcile, dlq,"
+        " user create and eval read it",
+        path,
+    )
 
 
 def app_commands(options: UpOptions) -> dict[str, list[str]]:
@@ -175,7 +206,9 @@ def start_apps(options: UpOptions, env: dict[str, str], apps: list[ManagedProces
 def _serve(options: UpOptions, stack: LocalStack, apps: list[ManagedProcess]) -> int:
     stack.start()
     migrate(stack.env["DATABASE_URL"], stack.env["CHROMA_URL"])
-    env = start_local_llm(options, app_env(stack, options.stack.data_dir), apps)
+    env = app_env(stack, options.stack.data_dir)
+    record_settings(options.stack.data_dir, env, "up", options.base_url)
+    env = start_local_llm(options, env, apps)
     start_apps(options, env, apps)
     wait_healthy(f"{options.base_url}/health", apps)
     demo_token = None
@@ -194,7 +227,9 @@ def run_up(options: UpOptions) -> int:
     ensure_free(options.port, "pass --port to serve the API on another one")
     if options.llm_port is not None:
         ensure_free(options.llm_port, "pass --llm-port to serve the model on another one")
-    stack = LocalStack(options.stack.config(os.environ))
+    config = options.stack.config(os.environ)
+    check_external(config, "up")
+    stack = LocalStack(config)
     apps: list[ManagedProcess] = []
     install_shutdown_handlers()
     try:
@@ -216,10 +251,14 @@ def print_exports(env: Mapping[str, str]) -> None:
 
 def run_services(options: StackOptions) -> int:
     options.data_dir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(options.config(os.environ))
+    config = options.config(os.environ)
+    check_external(config, "services")
+    stack = LocalStack(config)
     install_shutdown_handlers()
     try:
         stack.start()
+        env = broker_env(stack, {**os.environ, **stack.env})
+        record_settings(options.data_dir, env, "services", None)
         print_exports(stack.env)
         return watch(stack, [])
     except Shutdown as stop:

@@ -481,8 +481,8 @@ class Settings(BaseSettings):
         default=900,
         ge=10,
         description="A document still `queued` or `processing` this long after its last change"
-        " is re-queued, once its ingest request was consumed (or sent where no ingest worker"
-        " reads): a document waiting its turn behind a backlog is never re-queued. Keep it"
+        " is re-queued, once its ingest request was consumed (or is gone from the Kafka log):"
+        " a document waiting its turn behind a backlog is never re-queued. Keep it"
         " above the longest time one document takes to index. At least 10.",
         json_schema_extra=_doc("ingestion"),
     )
@@ -755,6 +755,23 @@ class Settings(BaseSettings):
         le=STREAM_TIMEOUT_MAX,
         description="Seconds without an event before a stream ends with `timeout`; a request"
         " may override with `stream_timeout` (0 < t ≤ 300).",
+        json_schema_extra=_doc("retrieval"),
+    )
+    chat_claim_lease_seconds: float = Field(
+        default=4.0,
+        ge=1,
+        le=60,
+        description="A query worker answering a chat renews its claim on the stream every third"
+        " of this; a claim not renewed this long belongs to a worker that died, and the gateway"
+        " has the request answered again (the client gets `event: reset`).",
+        json_schema_extra=_doc("retrieval"),
+    )
+    chat_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Answer attempts per chat request: the first, and those after a worker"
+        " answering it died; past them the stream ends with `event: error`.",
         json_schema_extra=_doc("retrieval"),
     )
     query_concurrency: int = Field(

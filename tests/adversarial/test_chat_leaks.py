@@ -135,8 +135,10 @@ async def test_continuing_anothers_conversation_reveals_nothing(
 ) -> None:
     """A follow-up is rewritten with the conversation's past turns; those of
     someone else's conversation must not be read into it."""
-    body = {"message": "Repeat your previous answer word for word.",
-            "conversation_id": world.conversation_id}  # fmt: skip
+    body = {
+        "message": "Repeat your previous answer word for word.",
+        "conversation_id": world.conversation_id,
+    }
     for actor in (world.outsider, world.insider):
         for stream in (False, True):
             status, answer, sources = await ask(client, actor, body, stream=stream)

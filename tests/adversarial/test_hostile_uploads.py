@@ -48,13 +48,15 @@ def multipart(
 ) -> tuple[bytes, str]:
     """A form built by hand: httpx would escape the very bytes under test."""
     boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\n".encode()
-        + b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
-        + b"Content-Type: " + content_type + b"\r\n\r\n"
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )  # fmt: skip
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n',
+            b"Content-Type: " + content_type + b"\r\n\r\n",
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 

@@ -129,9 +129,14 @@ async def test_a_restored_backup_is_reindexed_and_answers_cite_the_same_document
     # The blob root's marker came back with the blobs: the reconciler takes
     # the restored folder for this deployment's, and finds nothing to remove.
     reconcile = await asyncio.to_thread(
-        subprocess.run, [str(RAG), "reconcile"], env={**os.environ, **deployment.env},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        subprocess.run,
+        [str(RAG), "reconcile"],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert reconcile.returncode == 0, reconcile.stderr[-3000:]
     assert "0 orphan blobs, 0 documents without blob" in reconcile.stdout
     gateway = deployment.start(overrides=model)
@@ -217,8 +222,10 @@ async def test_reindex_while_serving_keeps_answering_and_touches_only_its_tenant
         code, output = _finish(process)
         assert code == 0, output
         assert f"{len(alices)}/{len(alices)} documents done" in output
-        print(f"\nserving reindex: {_rates(output)} (documents/s, chunks/s), "
-              f"{len(answers)} answers meanwhile\n{output}")  # fmt: skip
+        print(
+            f"\nserving reindex: {_rates(output)} (documents/s, chunks/s), "
+            f"{len(answers)} answers meanwhile\n{output}"
+        )
         assert len(answers) >= 2, output
         for n, (events, at) in enumerate(zip(answers, asked_at, strict=True)):
             kinds = [e.event for e in events]

@@ -40,9 +40,14 @@ def rag(
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config")}
     env.pop("RAG_URL", None)
     return subprocess.run(
-        [RAG, *args], input=stdin, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+        [RAG, *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def login_file(home: Path) -> Path:
@@ -55,8 +60,16 @@ def stored(home: Path) -> dict[str, Any]:
 
 
 def sign_in(home: Path, gateway: Component, user: User) -> subprocess.CompletedProcess[str]:
-    return rag(home, "login", "--url", gateway.base_url or "", "-u", user.username,
-               "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    return rag(
+        home,
+        "login",
+        "--url",
+        gateway.base_url or "",
+        "-u",
+        user.username,
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -87,8 +100,16 @@ async def test_login_keeps_a_private_session_that_the_api_accepts(
     )
     assert me.status_code == 200 and me.json()["username"] == user.username
 
-    wrong = rag(tmp_path, "login", "--url", gateway.base_url or "", "-u", user.username,
-                "--password-stdin", stdin="not-the-password\n")  # fmt: skip
+    wrong = rag(
+        tmp_path,
+        "login",
+        "--url",
+        gateway.base_url or "",
+        "-u",
+        user.username,
+        "--password-stdin",
+        stdin="not-the-password\n",
+    )
     assert one_line(wrong) == "rag: login refused: 401 Invalid username or password"
     assert stored(tmp_path) == session  # a failed login keeps the session there was
 

@@ -196,8 +196,9 @@ def own_gateway(app_env: dict[str, str], log_dir: Path) -> Iterator[Component]:
 
 
 def _subscribers(metrics: str) -> float:
-    match = re.search(r"^rag_gateway_document_event_subscribers(?:\{[^}]*\})? (\S+)$",
-                      metrics, re.MULTILINE)  # fmt: skip
+    match = re.search(
+        r"^rag_gateway_document_event_subscribers(?:\{[^}]*\})? (\S+)$", metrics, re.MULTILINE
+    )
     assert match, "the subscriber gauge is not exported"
     return float(match.group(1))
 
@@ -242,10 +243,14 @@ async def test_a_reindex_shows_queued_processing_indexed_again(
     async with doc_stream(client, user) as stream:
         await stream.until(lambda s: len(s.events) >= 1)  # the snapshot
         reindex = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("rag")), "reindex", "--tenant", f"self-{user.tenant_id}",
+            str(Path(sys.executable).with_name("rag")),
+            "reindex",
+            "--tenant",
+            f"self-{user.tenant_id}",
             env={**os.environ, **app_env},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         output, _ = await asyncio.wait_for(reindex.communicate(), 120)
         assert reindex.returncode == 0, output.decode()
         await stream.until(_indexed(doc_id, times=2))

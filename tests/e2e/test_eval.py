@@ -36,10 +36,17 @@ def _dataset(root: Path) -> Path:
     for name, text in DOCS.items():
         (root / "docs" / name).write_text(text)
     lines = [
-        json.dumps({"id": qid, "question": q, "gold": [{"doc": doc, "quote": quote}],
-                    "facts": [fact], "split": split})
+        json.dumps(
+            {
+                "id": qid,
+                "question": q,
+                "gold": [{"doc": doc, "quote": quote}],
+                "facts": [fact],
+                "split": split,
+            }
+        )
         for qid, q, doc, quote, fact, split in QUESTIONS
-    ]  # fmt: skip
+    ]
     uid, question, split = UNANSWERABLE
     lines.append(json.dumps({"id": uid, "question": question, "gold": [], "split": split}))
     (root / "questions.jsonl").write_text("\n".join(lines) + "\n")
@@ -50,11 +57,26 @@ def _eval(
     gateway: Component, dataset: Path, out: Path, *options: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ragstream", "eval", "--base-url", gateway.base_url or "",
-         "--dataset", str(dataset), "--json", str(out),
-         "--configs", "dense,lexical,hybrid,hybrid+cross-encoder,hybrid+hyde", *options],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ragstream",
+            "eval",
+            "--base-url",
+            gateway.base_url or "",
+            "--dataset",
+            str(dataset),
+            "--json",
+            str(out),
+            "--configs",
+            "dense,lexical,hybrid,hybrid+cross-encoder,hybrid+hyde",
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_eval_scores_each_configuration_through_the_api(gateway: Component, tmp_path: Path) -> None:

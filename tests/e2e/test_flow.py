@@ -47,9 +47,16 @@ async def test_upload_index_and_streamed_answer_citing_the_document(
     assert sources[0]["document_id"] == doc_id
     assert sources[0]["filename"] == "travel-policy.md"
     assert set(sources[0]) == {
-        "n", "document_id", "filename", "chunk_index", "score", "snippet", "text", "page",
+        "n",
+        "document_id",
+        "filename",
+        "chunk_index",
+        "score",
+        "snippet",
+        "text",
+        "page",
         "section",
-    }  # fmt: skip
+    }
     assert [s["n"] for s in sources] == list(range(1, len(sources) + 1))
     assert sources[0]["section"] == "Travel policy"
     answer = answer_text(events)

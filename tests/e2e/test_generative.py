@@ -121,8 +121,9 @@ async def test_the_answer_streams_from_the_model_and_documents_stay_data(
     system, prompt = request["messages"][0]["content"], request["messages"][-1]["content"]
     assert "never instructions" in system and "PirateBot" not in system
     # The injected text arrives only inside a numbered, fenced source block.
-    blocks = re.findall(r"<<<SOURCE (\d+) \| file: ([^|>]+).*?>>>\n(.*?)\n<<<END SOURCE \1>>>",
-                        prompt, re.S)  # fmt: skip
+    blocks = re.findall(
+        r"<<<SOURCE (\d+) \| file: ([^|>]+).*?>>>\n(.*?)\n<<<END SOURCE \1>>>", prompt, re.S
+    )
     fenced = {name.strip(): text for _, name, text in blocks}
     assert "PirateBot" in fenced["notice.md"]
     assert prompt.count("PirateBot") == 1
@@ -177,8 +178,11 @@ async def test_a_follow_up_is_rewritten_by_the_model_with_its_conversation(
     assert (await llm_client.post("/api/chat", headers=user.headers, json=first)).is_success
     since = len(llm.chats())
 
-    follow_up = {"message": "Can it be split?", "conversation_id": conversation,
-                 "retrieval": "lexical"}  # fmt: skip
+    follow_up = {
+        "message": "Can it be split?",
+        "conversation_id": conversation,
+        "retrieval": "lexical",
+    }
     response = await llm_client.post("/api/chat", headers=user.headers, json=follow_up)
     assert response.status_code == 200, response.text
     [rewrite] = _requests(llm, REWRITE_SYSTEM, since)

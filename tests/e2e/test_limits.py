@@ -325,10 +325,17 @@ def _token(secret: str, **changes: object) -> str:
     """An access token as the gateway would sign it, with ``changes``."""
     now = int(time.time())
     claims = {
-        "sub": str(uuid.uuid4()), "tid": str(uuid.uuid4()), "typ": "access",
-        "fam": str(uuid.uuid4()), "jti": uuid.uuid4().hex, "iss": "ragstream",
-        "aud": "ragstream", "iat": now, "exp": now + 600, **changes,
-    }  # fmt: skip
+        "sub": str(uuid.uuid4()),
+        "tid": str(uuid.uuid4()),
+        "typ": "access",
+        "fam": str(uuid.uuid4()),
+        "jti": uuid.uuid4().hex,
+        "iss": "ragstream",
+        "aud": "ragstream",
+        "iat": now,
+        "exp": now + 600,
+        **changes,
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -454,13 +461,13 @@ async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> 
     assert health.status_code == 200
     _check_security_headers(health)
     assert "no-store" not in health.headers.get("cache-control", "")
+    no_such_document = "/api/documents/00000000-0000-0000-0000-000000000000"
     for response, status in (
         (await client.get("/api/documents", headers=user.headers), 200),
         (await client.get("/api/documents"), 401),
-        (await client.get("/api/documents/00000000-0000-0000-0000-000000000000",
-                          headers=user.headers), 404),
+        (await client.get(no_such_document, headers=user.headers), 404),
         (await client.get("/no/such/page", headers=user.headers), 404),
-    ):  # fmt: skip
+    ):
         assert response.status_code == status, response.text
         _check_security_headers(response)
         assert response.headers["cache-control"] == "no-store"

@@ -372,8 +372,11 @@ async def test_a_stream_that_stalls_mid_answer_ends_with_an_error_and_done(
     elapsed = time.monotonic() - started
     assert ended.value.message == f"no answer for {STALL_TIMEOUT:g} seconds"
     assert ended.value.body == {  # type: ignore[comparison-overlap]
-        "message": ended.value.message, "type": "timeout", "param": None, "code": "timeout",
-    }  # fmt: skip
+        "message": ended.value.message,
+        "type": "timeout",
+        "param": None,
+        "code": "timeout",
+    }
     assert elapsed < STALL_TIMEOUT + 5
     # Each word as the model sent it, its trailing space sent with the next
     # one (the worker holds a space back until it knows no "[n]" follows).

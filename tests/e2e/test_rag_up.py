@@ -32,11 +32,29 @@ def _start(data_dir: Path, ports: list[int], log: Path, *extra: str) -> subproce
     env.pop("SECRET_KEY", None)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ragstream", "up", "--data-dir", str(data_dir),
-             "--port", str(api), "--kafka-port", str(kafka), "--postgres-port", str(postgres),
-             "--redis-port", str(redis), "--chroma-port", str(chroma), *extra],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "ragstream",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(api),
+                "--kafka-port",
+                str(kafka),
+                "--postgres-port",
+                str(postgres),
+                "--redis-port",
+                str(redis),
+                "--chroma-port",
+                str(chroma),
+                *extra,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_for_samples(base: str, log: Path) -> str:
@@ -103,8 +121,9 @@ def test_rag_up_serves_the_flow_and_keeps_state(tmp_path: Path) -> None:
         assert "total time =" in (data_dir / "logs" / "llm-server.log").read_text()
     finally:
         _stop(process, data_dir)
-    still = subprocess.run(["pgrep", "-f", f"llm-server --port {llm_port}"], capture_output=True,
-                           check=False).stdout  # fmt: skip
+    still = subprocess.run(
+        ["pgrep", "-f", f"llm-server --port {llm_port}"], capture_output=True, check=False
+    ).stdout
     assert not still, "the LLM server was left running"
 
 
@@ -119,10 +138,24 @@ def test_rag_up_without_java_says_so_in_one_line(tmp_path: Path, stack_env: dict
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     api, kafka = _ports()[:2]
     result = subprocess.run(
-        [sys.executable, "-m", "ragstream", "up", "--data-dir", str(tmp_path / "state"),
-         "--kafka-port", str(kafka), "--port", str(api)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ragstream",
+            "up",
+            "--data-dir",
+            str(tmp_path / "state"),
+            "--kafka-port",
+            str(kafka),
+            "--port",
+            str(api),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()[-1]

@@ -84,10 +84,25 @@ def test_the_cli_refuses_taken_names_and_bad_passwords(app_env: dict[str, str]) 
     assert short.stderr.strip().startswith("rag user: invalid password")
     # No way to put the password on the command line, where `ps` shows it.
     argument = subprocess.run(
-        [sys.executable, "-m", "ragstream", "user", "create", "--username", "x", "--tenant", "t",
-         "--password", PASSWORD],
-        env={**os.environ, **app_env}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ragstream",
+            "user",
+            "create",
+            "--username",
+            "x",
+            "--tenant",
+            "t",
+            "--password",
+            PASSWORD,
+        ],
+        env={**os.environ, **app_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert argument.returncode == 2
     assert "unrecognized arguments" in argument.stderr
 

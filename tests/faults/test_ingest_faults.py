@@ -225,8 +225,12 @@ async def test_garbage_on_every_request_topic_is_dead_lettered_and_workers_keep_
 def _rag(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "ragstream", *args],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -295,10 +299,13 @@ async def test_a_lost_request_is_requeued_and_a_poison_document_is_given_up(
     fault_stack: FaultStack,
 ) -> None:
     began = time.monotonic()
-    # A gateway whose requests go where no worker listens: as if lost.
+    # A gateway whose requests go where no worker listens; their rows then
+    # say they sit on the workers' topic past its end: gone from the log (as
+    # after a retention that deleted them unread, or a topic made anew).
     lost_prefix = fault_stack.env["KAFKA_TOPIC_PREFIX"] + "-lost"
     gateway = fault_stack.gateway("gateway-lost", KAFKA_TOPIC_PREFIX=lost_prefix, **FAST)
     db = fault_stack.env["DATABASE_URL"]
+    requests_topic = fault_stack.env["KAFKA_TOPIC_PREFIX"] + ".ingest.requests"
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
         user = await new_user(client)
         stuck = await upload(client, user, "stuck.md", b"# Stuck\n\nNobody got the message.\n")
@@ -308,10 +315,12 @@ async def test_a_lost_request_is_requeued_and_a_poison_document_is_given_up(
             # Stuck for an hour; the poison one already had every delivery.
             await conn.execute(
                 "UPDATE documents SET updated_at = now() - interval '1 hour',"
-                " attempts = CASE WHEN id = $2 THEN 2 ELSE 0 END, status = 'processing'"
+                " attempts = CASE WHEN id = $2 THEN 2 ELSE 0 END, status = 'processing',"
+                " request_topic = $3, request_partition = 0, request_offset = 1000000000"
                 " WHERE id = ANY($1::uuid[])",
                 [uuid.UUID(stuck), uuid.UUID(poison)],
                 uuid.UUID(poison),
+                requests_topic,
             )
         finally:
             await conn.close()

@@ -31,14 +31,26 @@ async def _tenant_with_document(pool: asyncpg.Pool) -> tuple[uuid.UUID, uuid.UUI
     await pool.execute("INSERT INTO tenants (id, name) VALUES ($1, $2)", tenant, f"gen-{tenant}")
     await pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
-        user, tenant, f"gen-{user}",
-    )  # fmt: skip
+        user,
+        tenant,
+        f"gen-{user}",
+    )
     now = datetime.now(UTC)
     doc = documents.Document(
-        id=uuid.uuid4(), tenant_id=tenant, user_id=user, filename="policy.md",
-        content_type="text/markdown", size_bytes=1, sha256="0" * 64, blob_key="k",
-        status="queued", chunks=0, error=None, created_at=now, updated_at=now,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        user_id=user,
+        filename="policy.md",
+        content_type="text/markdown",
+        size_bytes=1,
+        sha256="0" * 64,
+        blob_key="k",
+        status="queued",
+        chunks=0,
+        error=None,
+        created_at=now,
+        updated_at=now,
+    )
     await documents.insert(pool, doc)
     return tenant, user, doc.id
 

@@ -21,8 +21,13 @@ async def test_a_lone_event_waits_the_linger_before_it_is_sent(
     broker = create_broker(settings, "linger-test")
     await broker.start()
     topic = f"linger-{uuid.uuid4().hex[:8]}"
-    ids = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4(), "correlation_id": "c",
-           "conversation_id": uuid.uuid4(), "stream_id": "stream-linger"}  # fmt: skip
+    ids = {
+        "tenant_id": uuid.uuid4(),
+        "user_id": uuid.uuid4(),
+        "correlation_id": "c",
+        "conversation_id": uuid.uuid4(),
+        "stream_id": "stream-linger",
+    }
     try:
         await publish(broker, topic, TokenReply(seq=0, text="warm", **ids))  # metadata, topic
         began = time.perf_counter()

@@ -227,9 +227,12 @@ async def test_a_round_trip_over_sasl_ssl(sasl_kafka: SecuredKafka) -> None:
     await broker.start()
     try:
         event = IngestStatus(
-            correlation_id="tls-round-trip", tenant_id=uuid.uuid4(), user_id=uuid.uuid4(),
-            document_id=uuid.uuid4(), status="indexed",
-        )  # fmt: skip
+            correlation_id="tls-round-trip",
+            tenant_id=uuid.uuid4(),
+            user_id=uuid.uuid4(),
+            document_id=uuid.uuid4(),
+            status="indexed",
+        )
         await publish(broker, topics.ingest_events, event)
     finally:
         await broker.stop()

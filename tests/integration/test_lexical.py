@@ -46,20 +46,33 @@ async def _document(
 ) -> uuid.UUID:
     await pool.execute(
         "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant, f"lex-{tenant}",
-    )  # fmt: skip
+        tenant,
+        f"lex-{tenant}",
+    )
     await pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')"
         " ON CONFLICT DO NOTHING",
-        user, tenant, f"lex-{user}",
-    )  # fmt: skip
+        user,
+        tenant,
+        f"lex-{user}",
+    )
     now = datetime.now(UTC)
     doc = documents.Document(
-        id=uuid.uuid4(), tenant_id=tenant, user_id=user, filename="policy.md",
-        content_type="text/markdown", size_bytes=1, sha256="0" * 64, blob_key="k",
-        status="indexed", chunks=0, error=None, created_at=now, updated_at=now,
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        user_id=user,
+        filename="policy.md",
+        content_type="text/markdown",
+        size_bytes=1,
+        sha256="0" * 64,
+        blob_key="k",
+        status="indexed",
+        chunks=0,
+        error=None,
+        created_at=now,
+        updated_at=now,
         visibility=visibility,
-    )  # fmt: skip
+    )
     await documents.insert(pool, doc)
     return doc.id
 

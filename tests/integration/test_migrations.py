@@ -38,8 +38,12 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
     for command in (["upgrade", "head"], ["current"]):
         result = subprocess.run(
             [sys.executable, "-m", "alembic", *command],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
     assert "0008 (head)" in result.stdout
 
@@ -118,21 +122,31 @@ async def _seed_chunk(
     user, doc = uuid.uuid4(), uuid.uuid4()
     await conn.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
-        user, tenant, str(user),
-    )  # fmt: skip
+        user,
+        tenant,
+        str(user),
+    )
     await conn.execute(
         "INSERT INTO documents (id, tenant_id, user_id, filename, content_type, size_bytes,"
         " sha256, blob_key, status) VALUES ($1, $2, $3, 'f.txt', 'text/plain', 1, $4, 'k',"
         " 'indexed')",
-        doc, tenant, user, "0" * 64,
-    )  # fmt: skip
+        doc,
+        tenant,
+        user,
+        "0" * 64,
+    )
     await conn.execute(
         "INSERT INTO chunks (id, document_id, tenant_id, user_id, chunk_index, text, length)"
         " VALUES ($1, $2, $3, $4, 0, 'text', $5)",
-        chunk_id, doc, tenant, user, length,
-    )  # fmt: skip
+        chunk_id,
+        doc,
+        tenant,
+        user,
+        length,
+    )
     await conn.execute(
         "INSERT INTO chunk_terms (tenant_id, term, chunk_id, tf) VALUES ($1, 'text', $2, 1)",
-        tenant, chunk_id,
-    )  # fmt: skip
+        tenant,
+        chunk_id,
+    )
     return tenant

@@ -124,19 +124,31 @@ async def _document(
     """A user (its id is the tenant's) and a document row created ``age`` seconds ago."""
     await pool.execute(
         "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant, f"recon-{tenant}",
-    )  # fmt: skip
+        tenant,
+        f"recon-{tenant}",
+    )
     await pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $1, $2, 'x')"
         " ON CONFLICT DO NOTHING",
-        tenant, f"recon-{tenant}",
-    )  # fmt: skip
+        tenant,
+        f"recon-{tenant}",
+    )
     then = datetime.now(UTC) - timedelta(seconds=age)
     row = documents.Document(
-        id=doc, tenant_id=tenant, user_id=tenant, filename="notes.txt",
-        content_type="text/plain", size_bytes=9, sha256="0" * 64, blob_key=blob_key(tenant, doc),
-        status="indexed", chunks=1, error=None, created_at=then, updated_at=then,
-    )  # fmt: skip
+        id=doc,
+        tenant_id=tenant,
+        user_id=tenant,
+        filename="notes.txt",
+        content_type="text/plain",
+        size_bytes=9,
+        sha256="0" * 64,
+        blob_key=blob_key(tenant, doc),
+        status="indexed",
+        chunks=1,
+        error=None,
+        created_at=then,
+        updated_at=then,
+    )
     await documents.insert(pool, row)
     return row
 

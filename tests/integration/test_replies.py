@@ -44,18 +44,24 @@ async def test_router_delivers_by_stream_and_owner_and_drops_the_rest(
         mine = router.open("stream-mine", owner["tenant_id"], owner["user_id"])
         before = _unclaimed()
         await publish(
-            broker, topic, TokenReply(stream_id="stream-other", seq=0, text="x", **ids),
+            broker,
+            topic,
+            TokenReply(stream_id="stream-other", seq=0, text="x", **ids),
             partition=1,
-        )  # fmt: skip
+        )
         # The right stream id for another tenant and user: not delivered.
         await publish(
-            broker, topic, TokenReply(stream_id="stream-mine", seq=0, text="evil", **stranger),
+            broker,
+            topic,
+            TokenReply(stream_id="stream-mine", seq=0, text="evil", **stranger),
             partition=1,
-        )  # fmt: skip
+        )
         await publish(
-            broker, topic, TokenReply(stream_id="stream-mine", seq=0, text="hi", **ids),
+            broker,
+            topic,
+            TokenReply(stream_id="stream-mine", seq=0, text="hi", **ids),
             partition=1,
-        )  # fmt: skip
+        )
         await publish(broker, topic, DoneReply(stream_id="stream-mine", seq=1, **ids), partition=1)
         # Partition 0 is another replica's: never read here.
         await publish(broker, topic, DoneReply(stream_id="stream-mine", seq=9, **ids), partition=0)
@@ -127,11 +133,13 @@ async def test_a_burst_bigger_than_the_queue_reaches_a_client_that_keeps_reading
         reader = asyncio.create_task(_read(stream, count))
         sent = [
             await publish_nowait(
-                broker, topic, TokenReply(stream_id="stream-burst", seq=n, text=".", **ids),
+                broker,
+                topic,
+                TokenReply(stream_id="stream-burst", seq=n, text=".", **ids),
                 partition=0,
             )
             for n in range(count)
-        ]  # fmt: skip
+        ]
         await asyncio.gather(*sent)
         got = await asyncio.wait_for(reader, 20)
         assert got == list(range(count))

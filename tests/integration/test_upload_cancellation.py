@@ -74,8 +74,10 @@ async def user(clients: Clients) -> User:
     )
     await clients.pool.execute(
         "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
-        created.id, created.tenant_id, created.username,
-    )  # fmt: skip
+        created.id,
+        created.tenant_id,
+        created.username,
+    )
     return created
 
 

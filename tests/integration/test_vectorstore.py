@@ -131,10 +131,15 @@ async def test_search_covers_own_and_tenant_shared_chunks_only(stack_env: dict[s
         embeddings=[vector],
         documents=["a1 legacy"],
         metadatas=[
-            {"tenant_id": str(tenant_a), "user_id": str(a1), "document_id": str(legacy),
-             "filename": "old.txt", "chunk_index": 0}
+            {
+                "tenant_id": str(tenant_a),
+                "user_id": str(a1),
+                "document_id": str(legacy),
+                "filename": "old.txt",
+                "chunk_index": 0,
+            }
         ],
-    )  # fmt: skip
+    )
 
     async def found(tenant: uuid.UUID, user: uuid.UUID) -> set[uuid.UUID]:
         return {h.document_id for h in await store.search(tenant, user, vector, 10)}
@@ -240,12 +245,17 @@ async def test_a_shared_collection_is_split_by_tenant(stack_env: dict[str, str])
         embeddings=vectors,
         documents=[f"chunk {n}" for n in range(2500)],
         metadatas=[
-            {"tenant_id": str(tenants[n % 2]), "user_id": str(tenants[n % 2]),
-             "document_id": str(tenants[n % 2]), "filename": "f.txt", "chunk_index": n,
-             "visibility": "private"}
+            {
+                "tenant_id": str(tenants[n % 2]),
+                "user_id": str(tenants[n % 2]),
+                "document_id": str(tenants[n % 2]),
+                "filename": "f.txt",
+                "chunk_index": n,
+                "visibility": "private",
+            }
             for n in range(2500)
         ],
-    )  # fmt: skip
+    )
     assert space in {c.name for c in shared_collections(client)}
 
     assert split_by_tenant(client) >= 2500

@@ -107,12 +107,29 @@ class Deployment:
         self.running.clear()
 
     def pg_dump(self, target: Path) -> None:
-        _run([str(postgres_bin() / "pg_dump"), "-Fc", "-f", str(target),
-              "-d", self.env["DATABASE_URL"]])  # fmt: skip
+        _run(
+            [
+                str(postgres_bin() / "pg_dump"),
+                "-Fc",
+                "-f",
+                str(target),
+                "-d",
+                self.env["DATABASE_URL"],
+            ]
+        )
 
     def pg_restore(self, source: Path) -> None:
-        _run([str(postgres_bin() / "pg_restore"), "--clean", "--if-exists", "--no-owner",
-              "-d", self.env["DATABASE_URL"], str(source)])  # fmt: skip
+        _run(
+            [
+                str(postgres_bin() / "pg_restore"),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "-d",
+                self.env["DATABASE_URL"],
+                str(source),
+            ]
+        )
 
     def reindex(self, *args: str) -> subprocess.Popen[str]:
         """The real ``rag reindex``, as an operator runs it."""

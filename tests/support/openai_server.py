@@ -151,8 +151,14 @@ class FakeOpenAI:
             {"object": "embedding", "index": i, "embedding": self.vector(text, as_base64)}
             for i, text in enumerate(inputs)
         ]
-        return JSONResponse({"object": "list", "data": data, "model": body["model"],
-                             "usage": {"prompt_tokens": 1, "total_tokens": 1}})  # fmt: skip
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        )
 
     def vector(self, text: str, as_base64: bool = False) -> Any:
         """The same text always gets the same (not normalised) vector."""

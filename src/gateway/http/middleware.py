@@ -2,9 +2,11 @@
 
 RequestContext: a request id that is also the correlation id of any event
 the request causes, bound to every log line, echoed in a header, and one
-access-log line with the outcome and duration. BodyLimits: bounded request
-bodies, and no unauthenticated upload read at all. SecurityHeaders: the
-headers every response carries."""
+access-log line with the outcome and duration (``Request finished``, INFO;
+on a terminal, a quick successful read's is DEBUG, so a polling client does
+not scroll the rest away). BodyLimits: bounded request bodies, and no
+unauthenticated upload read at all. SecurityHeaders: the headers every
+response carries."""
 
 from __future__ import annotations
 
@@ -24,12 +26,15 @@ from gateway.http.upload_gate import SpoolFull, UploadGate
 from gateway.identity.security import Tokens
 from shared.config import Settings
 from shared.errors import AuthError, TooManyRequests
-from shared.runtime.logging import bind_correlation
+from shared.runtime.logging import QUIET_ON_TERMINAL, bind_correlation
 
 log = structlog.get_logger("gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# A read slower than this is worth a line on a terminal too.
+SLOW_READ_SECONDS = 1.0
+_READS = frozenset({"GET", "HEAD"})
 REQUEST_SECONDS = Histogram(
     "rag_http_request_duration_seconds",
     "HTTP request duration (for SSE: until the stream ends)",
@@ -82,7 +87,16 @@ class RequestContext:
                     path=scope["path"],
                     status=status,
                     duration_ms=round(elapsed * 1000, 1),
+                    **_quiet_if_routine(scope["method"], status, elapsed),
                 )
+
+
+def _quiet_if_routine(method: str, status: int, seconds: float) -> dict[str, bool]:
+    """A successful, quick read (a client polling a document, a health check)
+    is DEBUG on a terminal; writes, errors (auth failures among them) and slow
+    requests stay INFO there. JSON logs keep every request at INFO."""
+    routine = method in _READS and 200 <= status < 400 and seconds < SLOW_READ_SECONDS
+    return {QUIET_ON_TERMINAL: True} if routine else {}
 
 
 # --- abuse resistance -----------------------------------------------------------

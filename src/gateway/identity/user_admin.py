@@ -60,9 +60,13 @@ async def _create(settings: Settings, tenant: str, creds: Credentials, admin: bo
         except Conflict:
             raise UserCommandError(f"username {creds.username!r} is already taken") from None
         await audit.record(
-            pool, tenant_id=user.tenant_id, actor_id=None, action="user.created", target=user.id,
+            pool,
+            tenant_id=user.tenant_id,
+            actor_id=None,
+            action="user.created",
+            target=user.id,
             detail={"username": user.username, "role": role, "via": "rag user create"},
-        )  # fmt: skip
+        )
     finally:
         await pool.close()
     made = "new tenant" if new_tenant else "existing tenant"

@@ -68,12 +68,17 @@ async def create(
                 tenant_id, role = uuid4(), "admin"
                 await conn.execute(
                     "INSERT INTO tenants (id, name) VALUES ($1, $2)",
-                    tenant_id, self_registered_name(tenant_id),
-                )  # fmt: skip
+                    tenant_id,
+                    self_registered_name(tenant_id),
+                )
             record = await conn.fetchrow(
                 _INSERT,
-                user_id, tenant_id, username, password_hash, role,
-            )  # fmt: skip
+                user_id,
+                tenant_id,
+                username,
+                password_hash,
+                role,
+            )
     except asyncpg.UniqueViolationError:
         raise Conflict("username is already taken") from None
     assert record is not None
@@ -134,8 +139,9 @@ async def create_in_tenant_named(
             tenant_id = await conn.fetchval(
                 "INSERT INTO tenants (id, name) VALUES ($1, $2)"
                 " ON CONFLICT (name) DO NOTHING RETURNING id",
-                uuid4(), tenant,
-            )  # fmt: skip
+                uuid4(),
+                tenant,
+            )
             created = tenant_id is not None
             if not created:
                 tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE name = $1", tenant)

@@ -69,10 +69,14 @@ async def create_user(
         pool, body.username, hashed, tenant_id=admin.tenant_id, role=body.role
     )
     await audit.record(
-        pool, tenant_id=admin.tenant_id, actor_id=admin.id, action="user.created",
-        target=user.id, detail={"username": user.username, "role": user.role},
+        pool,
+        tenant_id=admin.tenant_id,
+        actor_id=admin.id,
+        action="user.created",
+        target=user.id,
+        detail={"username": user.username, "role": user.role},
         ip=client_ip(request),
-    )  # fmt: skip
+    )
     return _member(user)
 
 
@@ -87,10 +91,14 @@ async def _set_disabled(
         if user is None:
             raise NotFound("no such user")
         await audit.record(
-            conn, tenant_id=admin.tenant_id, actor_id=admin.id,
+            conn,
+            tenant_id=admin.tenant_id,
+            actor_id=admin.id,
             action="user.disabled" if disabled else "user.enabled",
-            target=user.id, detail={"username": user.username}, ip=client_ip(request),
-        )  # fmt: skip
+            target=user.id,
+            detail={"username": user.username},
+            ip=client_ip(request),
+        )
     return _member(user)
 
 
@@ -127,8 +135,13 @@ async def audit_log(
     )
     return [
         AuditEntryOut(
-            id=e.id, actor_id=e.actor_id, action=e.action, target=e.target,
-            detail=e.detail, ip=e.ip, created_at=e.created_at,
+            id=e.id,
+            actor_id=e.actor_id,
+            action=e.action,
+            target=e.target,
+            detail=e.detail,
+            ip=e.ip,
+            created_at=e.created_at,
         )
         for e in entries
-    ]  # fmt: skip
+    ]

@@ -51,9 +51,14 @@ async def register(
     hashed = await gateway.tokens.passwords.hash(body.password)
     user = await users.create(pool, body.username, hashed)
     await audit.record(
-        pool, tenant_id=user.tenant_id, actor_id=user.id, action="user.registered",
-        target=user.id, detail={"username": user.username}, ip=client_ip(request),
-    )  # fmt: skip
+        pool,
+        tenant_id=user.tenant_id,
+        actor_id=user.id,
+        action="user.registered",
+        target=user.id,
+        detail={"username": user.username},
+        ip=client_ip(request),
+    )
     log.info("User registered", user_id=str(user.id))
     return UserOut(**asdict(user))
 
@@ -83,15 +88,24 @@ async def login(
     if not valid or user.disabled_at is not None:
         reason = "disabled" if valid else "password"
         await audit.record(
-            pool, tenant_id=user.tenant_id, actor_id=None, action="auth.login_failed",
-            target=user.id, detail={"reason": reason}, ip=client_ip(request),
-        )  # fmt: skip
+            pool,
+            tenant_id=user.tenant_id,
+            actor_id=None,
+            action="auth.login_failed",
+            target=user.id,
+            detail={"reason": reason},
+            ip=client_ip(request),
+        )
         raise AuthError("Invalid username or password")
     pair = await sessions.start(pool, gateway.tokens, user)
     await audit.record(
-        pool, tenant_id=user.tenant_id, actor_id=user.id, action="auth.login",
-        target=user.id, ip=client_ip(request),
-    )  # fmt: skip
+        pool,
+        tenant_id=user.tenant_id,
+        actor_id=user.id,
+        action="auth.login",
+        target=user.id,
+        ip=client_ip(request),
+    )
     return _token_out(pair)
 
 
@@ -123,9 +137,13 @@ async def _refresh(gateway: Gateway, request: Request, body: RefreshBody) -> Tok
     if outcome is sessions.Refused.REUSED:
         log.warning("Refresh token reused: session revoked", user_id=str(user.id))
         await audit.record(
-            pool, tenant_id=user.tenant_id, actor_id=user.id, action="auth.refresh_reused",
-            target=claims.family_id, ip=client_ip(request),
-        )  # fmt: skip
+            pool,
+            tenant_id=user.tenant_id,
+            actor_id=user.id,
+            action="auth.refresh_reused",
+            target=claims.family_id,
+            ip=client_ip(request),
+        )
     if isinstance(outcome, sessions.Refused):
         raise AuthError("Invalid token")
     return _token_out(outcome)
@@ -169,9 +187,13 @@ async def logout(
     pool = gateway.clients.pool
     await sessions.revoke(pool, claims.family_id, "logout")
     await audit.record(
-        pool, tenant_id=claims.tenant_id, actor_id=claims.user_id, action="auth.logout",
-        target=claims.family_id, ip=client_ip(request),
-    )  # fmt: skip
+        pool,
+        tenant_id=claims.tenant_id,
+        actor_id=claims.user_id,
+        action="auth.logout",
+        target=claims.family_id,
+        ip=client_ip(request),
+    )
 
 
 @router.get("/verify", response_model=UserOut)

@@ -13,12 +13,14 @@ from fastapi import APIRouter, Depends, Query
 from gateway.http.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
 from gateway.models import ChatAnswer, ChatBody, TurnOut
 from gateway.streams.chat_stream import collect, open_chat, relay_response
+from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse
 from shared.storage import chat_history
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
+RESET_MESSAGE = "the answer was interrupted and starts again: discard what was shown of it"
 
 
 def to_sse(event: RelayEvent) -> dict[str, str]:
@@ -29,6 +31,8 @@ def to_sse(event: RelayEvent) -> dict[str, str]:
             data = {"message": f"no answer for {seconds:g} seconds", "stream_timeout": seconds}
         case StreamEnded(reason=reason):
             data = {"message": event.message, "reason": reason}
+        case AttemptReset(attempt=attempt):
+            data = {"attempt": attempt, "message": RESET_MESSAGE}
         case _ if event.type == "token":
             data = {"text": event.text, "seq": event.seq}
         case _ if event.type == "sources":

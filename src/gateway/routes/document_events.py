@@ -145,9 +145,13 @@ async def _snapshot(gateway: Gateway, subscription: Subscription) -> list[Status
     """Every document the caller may read, oldest first, as it stands now."""
     rows: list[documents.Document] = []
     while True:
-        page = await documents.list_for(gateway.clients.pool, subscription.tenant_id,
-                                        subscription.user_id, limit=_SNAPSHOT_PAGE,
-                                        offset=len(rows))  # fmt: skip
+        page = await documents.list_for(
+            gateway.clients.pool,
+            subscription.tenant_id,
+            subscription.user_id,
+            limit=_SNAPSHOT_PAGE,
+            offset=len(rows),
+        )
         rows += page
         if len(page) < _SNAPSHOT_PAGE:
             break

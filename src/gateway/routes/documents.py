@@ -225,8 +225,14 @@ async def _set_row_visibility(
             action: audit.Action = (
                 "document.shared" if visibility == "tenant" else "document.unshared"
             )
-            await audit.record(conn, tenant_id=user.tenant_id, actor_id=user.id, action=action,
-                               target=document_id, ip=ip)  # fmt: skip
+            await audit.record(
+                conn,
+                tenant_id=user.tenant_id,
+                actor_id=user.id,
+                action=action,
+                target=document_id,
+                ip=ip,
+            )
 
 
 @router.delete(
@@ -245,9 +251,15 @@ async def delete_document(
         doc = await documents.delete(conn, user.tenant_id, user.id, document_id)
         if doc is None:
             raise NotFound("document not found")
-        await audit.record(conn, tenant_id=user.tenant_id, actor_id=user.id,
-                           action="document.deleted", target=document_id, ip=ip,
-                           detail={"filename": doc.filename})  # fmt: skip
+        await audit.record(
+            conn,
+            tenant_id=user.tenant_id,
+            actor_id=user.id,
+            action="document.deleted",
+            target=document_id,
+            ip=ip,
+            detail={"filename": doc.filename},
+        )
     # The document is gone for the caller; what follows cannot bring it back,
     # so a failure is logged and left (the blob to the reconciler), not a 5xx.
     # Again: a worker finishing this document meanwhile may have added chunks.

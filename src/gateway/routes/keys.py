@@ -47,9 +47,14 @@ async def create_key(
     pool = gateway.clients.pool
     key, secret = await api_keys.create(pool, user, body.name)
     await audit.record(
-        pool, tenant_id=user.tenant_id, actor_id=user.id, action="key.created",
-        target=key.id, detail={"name": key.name, "prefix": key.prefix}, ip=client_ip(request),
-    )  # fmt: skip
+        pool,
+        tenant_id=user.tenant_id,
+        actor_id=user.id,
+        action="key.created",
+        target=key.id,
+        detail={"name": key.name, "prefix": key.prefix},
+        ip=client_ip(request),
+    )
     log.info("API key created", key_id=str(key.id), user_id=str(user.id))
     return KeyCreated(**asdict(key), key=secret)
 
@@ -67,7 +72,11 @@ async def revoke_key(
     if not await api_keys.revoke(pool, user.id, key_id):
         raise NotFound("no such API key")
     await audit.record(
-        pool, tenant_id=user.tenant_id, actor_id=user.id, action="key.revoked",
-        target=key_id, ip=client_ip(request),
-    )  # fmt: skip
+        pool,
+        tenant_id=user.tenant_id,
+        actor_id=user.id,
+        action="key.revoked",
+        target=key_id,
+        ip=client_ip(request),
+    )
     log.info("API key revoked", key_id=str(key_id), user_id=str(user.id))

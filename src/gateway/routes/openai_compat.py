@@ -45,6 +45,7 @@ from gateway.openai_models import (
     Usage,
 )
 from gateway.streams.chat_stream import collect, open_chat, relay_response
+from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse
 from shared.config import Settings
@@ -53,6 +54,7 @@ from shared.errors import InvalidInput, NotFound, RagError, TooManyRequests
 
 log = structlog.get_logger(__name__)
 
+INTERRUPTED = "the answer was interrupted (the worker writing it was lost); please ask again"
 # OpenAI's error types, by HTTP status; ``code`` is ragstream's error code.
 ERROR_TYPES = {
     401: "authentication_error",
@@ -119,9 +121,10 @@ class OpenAIRoute(APIRoute):
             except DEPENDENCY_ERRORS as exc:
                 log.error("Dependency unavailable", error=f"{type(exc).__name__}: {exc}")
                 response = error_response(
-                    503, "a service this request needs is unavailable; try again shortly",
+                    503,
+                    "a service this request needs is unavailable; try again shortly",
                     "unavailable",
-                )  # fmt: skip
+                )
                 response.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
                 return response
 
@@ -234,8 +237,9 @@ def to_chat(body: CompletionRequest, settings: Settings) -> tuple[ChatBody, list
         include={"top_k", "retrieval", "reranking", "hyde", "compression", "document_ids"}
     )
     try:
-        chat = ChatBody(message=text_of(last, index), conversation_id=body.conversation_id,
-                        **options)  # fmt: skip
+        chat = ChatBody(
+            message=text_of(last, index), conversation_id=body.conversation_id, **options
+        )
     except ValidationError as exc:
         reason = exc.errors(include_input=False)[0]["msg"]
         raise InvalidInput(f"messages[{index}].content: {reason}") from None
@@ -321,6 +325,12 @@ async def chunks(
     words: list[str] = []
     sources: list[Source] = []
     async for event in events:
+        if isinstance(event, AttemptReset):
+            if not words:
+                continue  # nothing of the lost attempt was shown: go on seamlessly
+            # An OpenAI stream cannot take back what it sent: no splice.
+            yield {"data": _stream_error(event)}
+            break
         if isinstance(event, StreamTimeout | StreamEnded | ErrorReply):
             yield {"data": _stream_error(event)}
             break
@@ -354,10 +364,12 @@ def _last_chunks(
     return [finish, reply._chunk(choices=[], usage=usage)] if usage_chunk else [finish]
 
 
-def _stream_error(event: StreamTimeout | StreamEnded | ErrorReply) -> str:
+def _stream_error(event: StreamTimeout | StreamEnded | ErrorReply | AttemptReset) -> str:
     """The codes and messages of the same failures of a whole answer."""
     if isinstance(event, StreamTimeout):
         message, kind, code = f"no answer for {event.seconds:g} seconds", "timeout", "timeout"
+    elif isinstance(event, AttemptReset):
+        message, kind, code = INTERRUPTED, "server_error", "interrupted"
     else:
         message, kind, code = event.message, "server_error", "unavailable"
     return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})

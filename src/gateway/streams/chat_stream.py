@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.identity.users import User
 from gateway.models import ChatAnswer, ChatBody
 from gateway.state import Gateway
+from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse, gather_writes
 from shared.config import Settings
@@ -161,6 +162,9 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
     cited: list[int] = []
     grounded = True
     async for event in events:
+        if isinstance(event, AttemptReset):
+            words, sources = [], []  # the lost attempt's words are not the answer
+            continue
         if isinstance(event, StreamTimeout):
             raise DeadlineExceeded(f"no answer for {event.seconds:g} seconds")
         if isinstance(event, StreamEnded):

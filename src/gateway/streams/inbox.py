@@ -4,6 +4,9 @@ attempt, in order, each event once, and no more than the stream may hold.
 - The first answer attempt heard is the one relayed. A request answered twice
   (redelivered after a worker crashed, with no claim to stop it) sends a
   second attempt numbered from 0 again; it is dropped whole, never spliced.
+- Once the relayed attempt is known dead (its worker's lease ran out,
+  ``reopen``), the next attempt heard is relayed instead, after an
+  ``AttemptReset`` if anything of the dead one was: the client starts over.
 - Within the attempt, an event whose ``seq`` is not past the last one relayed
   is dropped: a duplicate (sent twice) or out of order (a late one).
 - The queue is bounded: a client that falls that far behind is cut (the
@@ -21,7 +24,16 @@ from shared.contracts.events import DoneReply, ErrorReply, SourcesReply, TokenRe
 
 AnyReplyEvent = TokenReply | SourcesReply | DoneReply | ErrorReply
 DropReason = Literal["duplicate", "out_of_order", "other_attempt", "overflow", "after_cut"]
-CutReason = Literal["overflow", "shutdown"]
+CutReason = Literal["overflow", "shutdown", "worker_lost"]
+
+
+@dataclass(frozen=True)
+class AttemptReset:
+    """What was relayed so far is void: the answer starts again (attempt
+    ``attempt``, counting from 1)."""
+
+    attempt: int
+    type: Literal["reset"] = "reset"
 
 
 class StreamCut(Exception):
@@ -42,8 +54,11 @@ class Inbox:
     _last_seq: int = -1
     _relayed: set[int] = field(default_factory=set)
     # One slot more than the bound, for the wake-up a cut may need.
-    _queue: asyncio.Queue[AnyReplyEvent | None] = field(init=False)
+    _queue: asyncio.Queue[AnyReplyEvent | AttemptReset | None] = field(init=False)
     _locked: bool = False
+    _dead: set[str | None] = field(default_factory=set)
+    _attempts: int = 1
+    _reset_due: bool = False
 
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(self.size + 1)
@@ -53,18 +68,35 @@ class Inbox:
         if self.cut_reason is not None:
             return "after_cut"
         if not self._locked:
+            if reply.attempt_id in self._dead:
+                return "other_attempt"
             self._locked, self.attempt_id = True, reply.attempt_id
         elif reply.attempt_id != self.attempt_id:
             return "other_attempt"
         if reply.seq <= self._last_seq:
             return "duplicate" if reply.seq in self._relayed else "out_of_order"
-        if self._queue.qsize() >= self.size:
+        if self._queue.qsize() + self._reset_due >= self.size:
             self.cut("overflow")
             return "overflow"
+        if self._reset_due:
+            self._reset_due = False
+            self._queue.put_nowait(AttemptReset(self._attempts))
         self._last_seq = reply.seq
         self._relayed.add(reply.seq)
         self._queue.put_nowait(reply)
         return None
+
+    def reopen(self) -> int:
+        """The attempt relayed so far is dead: relay the next one heard (a
+        reset first, if anything was relayed). Returns the attempt number
+        about to start."""
+        if self._locked:
+            self._dead.add(self.attempt_id)
+        self._reset_due = self._reset_due or bool(self._relayed)
+        self._locked, self.attempt_id = False, None
+        self._last_seq, self._relayed = -1, set()
+        self._attempts += 1
+        return self._attempts
 
     def cut(self, reason: CutReason) -> None:
         """End the stream at the next read, whatever is still queued."""
@@ -73,7 +105,7 @@ class Inbox:
         if self._queue.empty():
             self._queue.put_nowait(None)  # wake a reader waiting on an empty queue
 
-    async def get(self) -> AnyReplyEvent:
+    async def get(self) -> AnyReplyEvent | AttemptReset:
         """The next reply; raises StreamCut once the stream is cut."""
         if self.cut_reason is not None:
             raise StreamCut(self.cut_reason)
@@ -81,6 +113,11 @@ class Inbox:
         if reply is None or self.cut_reason is not None:
             raise StreamCut(self.cut_reason or "shutdown")
         return reply
+
+    @property
+    def attempts(self) -> int:
+        """Answer attempts asked for so far (the first included)."""
+        return self._attempts
 
     def empty(self) -> bool:
         return self._queue.empty()

@@ -1,6 +1,12 @@
 """One chat round trip: publish the request, then yield its replies as they
 arrive on this replica's reply partition, ending with exactly one terminal
-event (done or error from the worker, or a timeout or cut raised here)."""
+event (done or error from the worker, or a timeout or cut raised here).
+
+While it waits, it watches the worker's claim on the stream
+(``shared.storage.chat_claims``): a claim whose lease ran out belongs to a
+worker that died mid-answer, so the request is published again for another
+worker, up to ``CHAT_MAX_ATTEMPTS`` attempts, and the client is told to
+start over (``AttemptReset``) once the new attempt speaks."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from uuid import UUID
 
 import structlog
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from gateway.identity.users import User
 from gateway.state import Gateway
-from gateway.streams.inbox import AnyReplyEvent, CutReason, Inbox, StreamCut
+from gateway.streams.inbox import AnyReplyEvent, AttemptReset, CutReason, Inbox, StreamCut
 from shared.contracts.events import (
     TERMINAL_REPLIES,
     ChatCancel,
@@ -27,7 +34,8 @@ from shared.contracts.events import (
     new_stream_id,
     utcnow,
 )
-from shared.runtime.kafka import publish
+from shared.runtime.kafka import publish, publish_nowait
+from shared.storage import chat_claims
 
 log = structlog.get_logger(__name__)
 
@@ -40,10 +48,15 @@ STREAM_CANCELS = Counter(
     " overflow (the client fell behind), shutdown (the drain's grace ran out)",
     ["reason"],
 )
-CancelReason = Literal["client_left", "timeout", "overflow", "shutdown"]
+ANSWER_RETRIES = Counter(
+    "rag_gateway_answer_retries_total",
+    "Chat requests published again because the worker answering them died",
+)
+CancelReason = Literal["client_left", "timeout", "overflow", "shutdown", "worker_lost"]
 CUT_MESSAGES: dict[CutReason, str] = {
     "overflow": "the answer came faster than it was read; please ask again",
     "shutdown": "this server is restarting; please ask again",
+    "worker_lost": "the answer was interrupted too many times; please ask again",
 }
 
 
@@ -65,7 +78,7 @@ class StreamEnded:
         return CUT_MESSAGES[self.reason]
 
 
-RelayEvent = AnyReplyEvent | StreamTimeout | StreamEnded
+RelayEvent = AnyReplyEvent | AttemptReset | StreamTimeout | StreamEnded
 
 
 @dataclass
@@ -79,6 +92,9 @@ class ChatRelay:
     stream_id: str = field(default_factory=new_stream_id)
     _finished: bool = False
     _inbox: Inbox | None = None
+    _request: ChatRequest | None = None
+    # Attempts whose worker was found dead (the request was asked again).
+    _lost: set[str | None] = field(default_factory=set)
 
     async def start(
         self,
@@ -107,6 +123,7 @@ class ChatRelay:
             reply_to=ReplyTo(topic=replies.topic, partition=replies.partition),
             history=None if history is None else list(history),
         )
+        self._request = request
         try:
             await publish(
                 clients.broker, clients.topics.chat_requests, request, key=self.conversation_id
@@ -145,13 +162,57 @@ class ChatRelay:
                 log.info("Client left before the answer finished")
                 self._end(inbox.cut_reason or "client_left")
 
-    async def _next(self, inbox: Inbox) -> AnyReplyEvent:
+    async def _next(self, inbox: Inbox) -> AnyReplyEvent | AttemptReset:
         if inbox.pending():
             # Only a reader that has to wait pays for a timer: in a burst
             # every reply after the first is already queued.
             return await inbox.get()
-        async with asyncio.timeout(self.timeout):
-            return await inbox.get()
+        lease = self.gateway.clients.settings.chat_claim_lease_seconds
+        idle = 0.0
+        while True:
+            # Every half lease without a reply, a look at the worker's claim.
+            wait = min(lease / 2, self.timeout - idle)
+            try:
+                async with asyncio.timeout(wait):
+                    return await inbox.get()
+            except TimeoutError:
+                idle += wait
+                if idle >= self.timeout:
+                    raise
+            await self._rescue(inbox)
+
+    async def _rescue(self, inbox: Inbox) -> None:
+        """Ask again if the worker answering died (its claim's lease ran out)."""
+        assert self._request is not None
+        clients = self.gateway.clients
+        try:
+            claim = await chat_claims.state(clients.redis, self.user.tenant_id, self.stream_id)
+        except (RedisError, OSError):
+            return  # no claims to read: the stream's timeout still ends it
+        if claim.state != "orphaned" or claim.holder in self._lost:
+            return  # answering, answered, not taken yet, or asked again already
+        self._lost.add(claim.holder)
+        if inbox.attempts >= clients.settings.chat_max_attempts:
+            inbox.cut("worker_lost")
+            return
+        attempt = inbox.reopen()
+        ANSWER_RETRIES.inc()
+        log.warning("Worker answering the stream was lost; asking again", attempt=attempt)
+        await self._ask_again(self._request)
+
+    async def _ask_again(self, request: ChatRequest) -> None:
+        """The request on every partition: the one it went to first may be
+        the dead worker's until its group notices (seconds), while any live
+        worker reading a copy claims it at once; the other copies find it
+        claimed and are skipped."""
+        clients = self.gateway.clients
+        topic, key = clients.topics.chat_requests, self.conversation_id
+        partitions: list[int | None] = list(self.gateway.request_partitions) or [None]
+        sent = [
+            await publish_nowait(clients.broker, topic, request, key=key, partition=p)
+            for p in partitions
+        ]
+        await asyncio.gather(*sent)
 
     def pending(self) -> int:
         """Replies that arrived and are not yet relayed: the next one is

@@ -71,6 +71,9 @@ class ReplyRouter:
     async def stop(self) -> None:
         await self._follower.stop()
 
+    async def partitions_of(self, topic: str) -> list[int]:
+        return await self._follower.partitions(topic)
+
     def open(
         self, stream_id: str, tenant_id: UUID, user_id: UUID, size: int = DEFAULT_QUEUE_SIZE
     ) -> Inbox:

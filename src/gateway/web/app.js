@@ -463,6 +463,18 @@ function onStreamEvent(turn, event) {
       turn.text += event.data.text;
       renderAnswer(turn);
       break;
+    case "reset":
+      // The worker writing the answer was lost; another starts it over:
+      // what was shown of the lost attempt is not part of the answer.
+      turn.text = "";
+      turn.tokens = 0;
+      turn.resets = (turn.resets || 0) + 1;
+      turn.element.dataset.tokens = "0";
+      turn.element.dataset.resets = String(turn.resets);
+      turn.sources = new Map();
+      renderAnswer(turn);
+      renderSources(turn);
+      break;
     case "done":
       conversationId = event.data.conversation_id;
       // An older server sends no "grounded": its answers are grounded.

@@ -27,13 +27,33 @@ _BREAKS = re.compile("[\x0b\x0c]")
 # ASCII cannot be right about them, and they can smuggle in any character.
 _ASCII_COMPATIBLE = frozenset(
     [
-        "ascii", "utf-8", "big5", "big5hkscs", "cp437", "cp850", "cp852", "cp866", "cp874",
-        "cp932", "cp949", "cp950", "euc_jp", "euc_kr", "gb2312", "gbk", "gb18030",
-        "koi8-r", "koi8-u", "mac-cyrillic", "mac-roman", "shift_jis", "tis-620",
+        "ascii",
+        "utf-8",
+        "big5",
+        "big5hkscs",
+        "cp437",
+        "cp850",
+        "cp852",
+        "cp866",
+        "cp874",
+        "cp932",
+        "cp949",
+        "cp950",
+        "euc_jp",
+        "euc_kr",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "koi8-r",
+        "koi8-u",
+        "mac-cyrillic",
+        "mac-roman",
+        "shift_jis",
+        "tis-620",
         *(f"cp125{n}" for n in range(9)),
         *(f"iso8859-{n}" for n in range(1, 17) if n != 12),
     ]
-)  # fmt: skip
+)
 
 
 def clean(text: str) -> str:

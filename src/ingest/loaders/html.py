@@ -23,8 +23,22 @@ from ingest.loaders.headings import HeadingPath
 from ingest.loaders.text import decode
 from shared.errors import UnsupportedDocument
 
-_FURNITURE = ("script", "style", "noscript", "template", "nav", "aside", "iframe", "svg",
-              "canvas", "object", "embed", "button", "select", "datalist")  # fmt: skip
+_FURNITURE = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "aside",
+    "iframe",
+    "svg",
+    "canvas",
+    "object",
+    "embed",
+    "button",
+    "select",
+    "datalist",
+)
 # A header or footer is the page's (logo, menus, copyright) unless it sits in an
 # article or main, where it holds that content's own title or notes.
 _PAGE_FRAME = ("header", "footer")

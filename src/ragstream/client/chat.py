@@ -50,11 +50,21 @@ def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
         yield event, "\n".join(data)
 
 
-def _apply(answer: Answer, event: str, data: Any, on_token: Callable[[str], None]) -> bool:
+def _apply(
+    answer: Answer,
+    event: str,
+    data: Any,
+    on_token: Callable[[str], None],
+    on_reset: Callable[[], None] = lambda: None,
+) -> bool:
     """Folds one event into ``answer``; False once the stream is over."""
     if event == "token":
         answer.text += data["text"]
         on_token(data["text"])
+    elif event == "reset":
+        # The worker writing the answer was lost; another starts it over.
+        answer.text, answer.sources = "", []
+        on_reset()
     elif event == "sources":
         answer.sources = list(data)
     elif event == "done":
@@ -76,6 +86,7 @@ def ask(
     conversation_id: str | None,
     on_token: Callable[[str], None],
     stream_timeout: float | None = None,
+    on_reset: Callable[[], None] = lambda: None,
 ) -> Answer:
     body: dict[str, Any] = {"message": question}
     optional: dict[str, Any] = {
@@ -88,7 +99,7 @@ def ask(
     with session.stream("POST", "/api/chat/stream", json=body) as response:
         answer.conversation_id = response.headers.get("X-Conversation-ID")
         for event, raw in sse_events(response.iter_lines()):
-            if not _apply(answer, event, json.loads(raw), on_token):
+            if not _apply(answer, event, json.loads(raw), on_token, on_reset):
                 return answer
     answer.error = answer.error or "the stream ended before the answer was complete"
     return answer

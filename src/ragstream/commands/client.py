@@ -32,6 +32,11 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False)
 docs_app = typer.Typer(help="list or delete your documents", no_args_is_help=True)
 
+# Where the answer begins on a terminal, to clear it from when it restarts.
+SAVE_CURSOR = "\x1b7"
+RESTORE_AND_CLEAR = "\x1b8\x1b[J"
+RESTARTED = "[the answer was interrupted and starts again]"
+
 
 def login(
     url: UrlOption = None,
@@ -128,13 +133,25 @@ def chat(
     """Ask a question; the answer streams, then its numbered sources (or, when
     the documents do not answer it, the closest passages, not cited)."""
 
+    terminal = sys.stdout.isatty()
+    if terminal and not as_json:
+        sys.stdout.write(SAVE_CURSOR)
+
     def show(text: str) -> None:
         if not as_json:
             sys.stdout.write(printable(text))
             sys.stdout.flush()
 
+    def restart() -> None:
+        """The answer starts over: what was shown of it goes (a pipe, which
+        cannot take text back, gets a line saying so)."""
+        if as_json:
+            return
+        sys.stdout.write(RESTORE_AND_CLEAR if terminal else f"\n{RESTARTED}\n")
+        sys.stdout.flush()
+
     with Session(open_login(url)) as session:
-        answer = chatting.ask(session, question, top_k, conversation, show, timeout)
+        answer = chatting.ask(session, question, top_k, conversation, show, timeout, restart)
     if as_json:
         print(json.dumps(answer.as_json()))
         return 1 if answer.error else 0

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import httpx
 import typer
 
+from ragstream.commands.maintenance import StackDir
+from ragstream.dependencies import DependencyError, reason, url_address
 from ragstream.errors import CliError
+from ragstream.stack_env import DEFAULT_DATA_DIR, GATEWAY_VAR, use
 
 if TYPE_CHECKING:
     from ragstream.evaluation.dataset import Dataset
@@ -25,10 +30,18 @@ class Split(StrEnum):
     all = "all"
 
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
 def evaluate(
-    base_url: Annotated[str, typer.Option("--base-url", help="a running gateway")] = (
-        "http://127.0.0.1:8000"
-    ),
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="a running gateway (default: $RAG_URL, else the local stack's, else"
+            f" {DEFAULT_URL})",
+        ),
+    ] = None,
     dataset: Annotated[
         Path | None, typer.Option("--dataset", help="labelled set folder (default: eval/pydocs)")
     ] = None,
@@ -48,6 +61,7 @@ def evaluate(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="also write the figures to this file")
     ] = None,
+    data_dir: StackDir = DEFAULT_DATA_DIR,
 ) -> int:
     """Score retrieval configurations and their answers on a labelled set, through
     the HTTP API."""
@@ -90,13 +104,40 @@ def evaluate(
             json_path.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
         say(headline(results[-1]) + "\n")
 
+    url, hint = gateway_url(base_url, data_dir)
     try:
-        results = run(base_url, labelled, [known[n] for n in wanted], say=say, scored=write)
+        results = run(url, labelled, [known[n] for n in wanted], say=say, scored=write)
     except (EvalError, ApiError) as exc:
         raise CliError(str(exc)) from exc
+    except httpx.TransportError as exc:
+        where = url_address(url, 80)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            raise DependencyError(
+                f"cannot connect to the gateway at {where}: {reason(exc)} ({hint})"
+            ) from exc
+        raise DependencyError(f"lost the gateway at {where}: {reason(exc)} ({hint})") from exc
     print(header(labelled, split) + "\n")
     print(table(results))
     return 0
+
+
+def gateway_url(flag: str | None, data_dir: Path) -> tuple[str, str]:
+    """``--base-url``, else $RAG_URL, else the local stack's gateway, else
+    the default; and what to do if it does not answer."""
+    if flag:
+        return flag.rstrip("/"), "is --base-url right?"
+    sources = use(data_dir)
+    url = os.environ.get(GATEWAY_VAR) or DEFAULT_URL
+    origin = sources.origin(GATEWAY_VAR)
+    if origin == "file":
+        hint = (
+            f"read from {sources.path}: is the `rag up` that wrote it running? else pass --base-url"
+        )
+    elif origin == "environment":
+        hint = f"is {GATEWAY_VAR} right? else pass --base-url"
+    else:
+        hint = f"is `rag up` running? else pass --base-url or set {GATEWAY_VAR}"
+    return url.rstrip("/"), hint
 
 
 def header(labelled: Dataset, split: Split) -> str:

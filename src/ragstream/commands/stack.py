@@ -15,7 +15,10 @@ from typing import Annotated
 
 import typer
 
+from ragstream.commands.maintenance import StackDir
+from ragstream.dependencies import CHROMA, POSTGRES, connect
 from ragstream.settings import load_settings
+from ragstream.stack_env import DEFAULT_DATA_DIR
 from ragstream.up import StackOptions, UpOptions, migrate, run_services, run_up
 
 
@@ -48,7 +51,7 @@ def _configure_logging(service: str, log_dir: Path | None = None) -> None:
 
 
 def up(
-    data_dir: DataDir = Path(".rag"),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     broker: BrokerOption = Broker.kafka,
     kafka_port: KafkaPort = 9092,
     postgres_port: PostgresPort = 5432,
@@ -81,7 +84,7 @@ def up(
 
 
 def services(
-    data_dir: DataDir = Path(".rag"),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     broker: BrokerOption = Broker.kafka,
     kafka_port: KafkaPort = 9092,
     postgres_port: PostgresPort = 5432,
@@ -149,9 +152,9 @@ def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest or query")]) 
     return 0
 
 
-def migrate_command() -> int:
+def migrate_command(data_dir: StackDir = DEFAULT_DATA_DIR) -> int:
     """Upgrade the database schema, and move chunks to the vector store's current layout."""
-    settings = load_settings()
+    settings = connect(data_dir, POSTGRES, CHROMA)
     migrate(settings.database_url, settings.chroma_url)
     return 0
 

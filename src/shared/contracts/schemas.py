@@ -45,27 +45,54 @@ class _Channel:
 
 # What ragstream's workers receive ...
 _RECEIVED = (
-    _Channel("ingestRequests", _TOPICS.ingest_requests, IngestRequest,
-             "Documents to index; keyed by document id. A claim check: the bytes stay in the"
-             " blob store and a documents row must exist (see docs/integration.md)."),
-    _Channel("chatRequests", _TOPICS.chat_requests, ChatRequest,
-             "Questions to answer; keyed by conversation id. Replies go to reply_to."),
-    _Channel("chatCancel", _TOPICS.chat_cancel, ChatCancel,
-             "Stop generating: the client left or timed out."),
-)  # fmt: skip
+    _Channel(
+        "ingestRequests",
+        _TOPICS.ingest_requests,
+        IngestRequest,
+        "Documents to index; keyed by document id. A claim check: the bytes stay in the"
+        " blob store and a documents row must exist (see docs/integration.md).",
+    ),
+    _Channel(
+        "chatRequests",
+        _TOPICS.chat_requests,
+        ChatRequest,
+        "Questions to answer; keyed by conversation id. Replies go to reply_to.",
+    ),
+    _Channel(
+        "chatCancel",
+        _TOPICS.chat_cancel,
+        ChatCancel,
+        "Stop generating: the client left or timed out.",
+    ),
+)
 # ... and what they send.
 _SENT = (
-    _Channel("ingestEvents", _TOPICS.ingest_events, IngestStatus,
-             "Document status changes (queued, processing, indexed, failed); keyed by document"
-             " id."),
-    _Channel("chatReplies", _TOPICS.chat_replies, AnyReply,
-             "token, sources, done and error events, sent to the partition named in reply_to"
-             " (keyed by correlation id when there is none)."),
-    _Channel("ingestDeadLetters", Topics.dead_letter(_TOPICS.ingest_requests), DeadLetter,
-             "Ingest requests the worker could not handle, with the reason."),
-    _Channel("chatDeadLetters", Topics.dead_letter(_TOPICS.chat_requests), DeadLetter,
-             "Chat requests the worker could not handle, with the reason."),
-)  # fmt: skip
+    _Channel(
+        "ingestEvents",
+        _TOPICS.ingest_events,
+        IngestStatus,
+        "Document status changes (queued, processing, indexed, failed); keyed by document id.",
+    ),
+    _Channel(
+        "chatReplies",
+        _TOPICS.chat_replies,
+        AnyReply,
+        "token, sources, done and error events, sent to the partition named in reply_to"
+        " (keyed by correlation id when there is none).",
+    ),
+    _Channel(
+        "ingestDeadLetters",
+        Topics.dead_letter(_TOPICS.ingest_requests),
+        DeadLetter,
+        "Ingest requests the worker could not handle, with the reason.",
+    ),
+    _Channel(
+        "chatDeadLetters",
+        Topics.dead_letter(_TOPICS.chat_requests),
+        DeadLetter,
+        "Chat requests the worker could not handle, with the reason.",
+    ),
+)
 
 
 def _receiver(payload: Any) -> Callable[..., Awaitable[None]]:
@@ -88,11 +115,16 @@ def spec_broker() -> KafkaBroker:
         " KAFKA_TOPIC_PREFIX, 'rag'.",
     )
     for channel in _RECEIVED:
-        broker.subscriber(channel.address, title=channel.title,
-                          description=channel.description)(_receiver(channel.payload))  # fmt: skip
+        broker.subscriber(channel.address, title=channel.title, description=channel.description)(
+            _receiver(channel.payload)
+        )
     for channel in _SENT:
-        broker.publisher(channel.address, title=channel.title, schema=channel.payload,
-                         description=channel.description)  # fmt: skip
+        broker.publisher(
+            channel.address,
+            title=channel.title,
+            schema=channel.payload,
+            description=channel.description,
+        )
     return broker
 
 

@@ -62,9 +62,10 @@ MAX_MESSAGE_BYTES = 256 * 1024
 _STOP_POLL_SECONDS = 0.2
 
 DEAD_LETTERS = Counter(
-    "rag_dead_letters_total", "Messages dead-lettered, by source topic and reason",
+    "rag_dead_letters_total",
+    "Messages dead-lettered, by source topic and reason",
     ["topic", "reason"],
-)  # fmt: skip
+)
 RETRIES = Counter(
     "rag_ingest_retries_total",
     "Transient failures retried in process (ingestion: a dependency was down)",

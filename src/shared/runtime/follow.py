@@ -41,18 +41,16 @@ async def known_partitions(
     consumer: AIOKafkaConsumer, topic: str, *, tries: int = _METADATA_TRIES
 ) -> list[int]:
     """The topic's partitions, asking the brokers again while they are not
-    known (a consumer's metadata is only fetched for topics it reads, and a
-    topic created a moment ago may not be in it yet)."""
+    known (a topic created a moment ago may not be in their metadata yet)."""
     for attempt in range(tries + 1):
-        if found := consumer.partitions_for_topic(topic):
+        # aiokafka has no public call for the metadata of a topic a consumer
+        # does not read; this is the one place that reaches for it.
+        cluster = await consumer._client.fetch_all_metadata()
+        if found := cluster.partitions_for_topic(topic):
             return sorted(found)
         if attempt == tries:
             break
-        # aiokafka has no public call that refreshes the consumer's own
-        # metadata; this is the one place that reaches for it.
-        await consumer._client.force_metadata_update()
-        if attempt:
-            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)
     raise LookupError(f"topic {topic} does not exist: are the services started?")
 
 
@@ -84,8 +82,9 @@ class PartitionFollower:
         await self._at_end(tps)
         self._task = asyncio.create_task(self._run())
 
-    async def partitions(self) -> list[int]:
-        return await known_partitions(self._consumer, self.topic)
+    async def partitions(self, topic: str | None = None) -> list[int]:
+        """The partitions of ``topic`` (by default, the one followed)."""
+        return await known_partitions(self._consumer, topic or self.topic)
 
     async def add(self, partition: int) -> None:
         """Follow ``partition`` too, from its end; those followed before stay

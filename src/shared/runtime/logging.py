@@ -4,10 +4,15 @@ coloured lines for a person at a terminal (``LOG_FORMAT``).
 Anything bound with ``structlog.contextvars`` (the request's
 ``correlation_id`` above all) lands on every line, including lines from
 libraries that log through the standard library.
+
+A line logged with ``QUIET_ON_TERMINAL`` is routine for a person watching:
+on a terminal it is DEBUG (shown only with ``LOG_LEVEL=DEBUG``), while JSON
+(on stdout, and in ``LOG_DIR``'s files) keeps it at its own level.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +30,8 @@ _SECRET_KEYS = frozenset(
 _NOISY = ("aiokafka", "kafka", "chromadb", "httpx", "httpcore", "faststream")
 # Loggers of this project; any other is a library's.
 _OURS = ("gateway", "ingest", "query", "shared", "ragstream", "__main__")
+# log.info("...", **{QUIET_ON_TERMINAL: True}): DEBUG on a terminal only.
+QUIET_ON_TERMINAL = "_quiet_on_terminal"
 
 
 def console_wanted(log_format: str) -> bool:
@@ -45,6 +52,26 @@ def _ours_or_error(record: logging.LogRecord) -> bool:
     migration steps, server banners) would drown what matters."""
     top = record.name.split(".", 1)[0]
     return top in _OURS or record.levelno >= _CONSOLE_FLOOR.get(top, logging.ERROR)
+
+
+class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
+    """A person's terminal: lines marked QUIET_ON_TERMINAL become DEBUG here
+    (a copy: the other handlers keep the line as it was logged)."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        event = record.msg
+        if isinstance(event, dict) and event.get(QUIET_ON_TERMINAL):
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record = copy.copy(record)
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg = {**event, "level": "DEBUG"}
+        return bool(super().handle(record))
+
+
+def _drop_marks(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop(QUIET_ON_TERMINAL, None)
+    return event_dict
 
 
 def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -72,6 +99,7 @@ def _formatter(shared: list[Processor], renderer: Processor) -> logging.Formatte
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_marks,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -85,7 +113,7 @@ def _handlers(
     renderer: Processor = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
-    terminal = logging.StreamHandler(sys.stdout)
+    terminal = _Terminal(sys.stdout) if console else logging.StreamHandler(sys.stdout)
     terminal.setFormatter(_formatter(shared, renderer))
     handlers: list[logging.Handler] = [terminal]
     folder = log_dir or settings.log_dir

@@ -22,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge, multiprocess
 
+from shared.runtime.follow import known_partitions
+
 log = structlog.get_logger(__name__)
 
 DB_POOL_IN_USE = Gauge(
@@ -100,12 +102,29 @@ class LagReader:
     async def lag(self) -> dict[str, int]:
         return await group_lag(self.admin, self.consumer, self.group)
 
-    async def committed(self, topic: str) -> dict[int, int]:
-        """Per partition of ``topic``: the offset the group has committed (the
-        next record it will read); partitions it never committed are absent."""
+    async def positions(self, topic: str) -> Positions:
+        """Where the group and the log of each partition of ``topic`` stand."""
         offsets = await self.admin.list_consumer_group_offsets(self.group)
         ours = {tp: meta for tp, meta in offsets.items() if tp.topic == topic}
-        return {tp.partition: meta.offset for tp, meta in ours.items() if meta.offset >= 0}
+        committed = {tp.partition: m.offset for tp, m in ours.items() if m.offset >= 0}
+        tps = [TopicPartition(topic, p) for p in await known_partitions(self.consumer, topic)]
+        starts = await self.consumer.beginning_offsets(tps)
+        ends = await self.consumer.end_offsets(tps)
+        return Positions(
+            committed=committed,
+            start={tp.partition: offset for tp, offset in starts.items()},
+            end={tp.partition: offset for tp, offset in ends.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Per partition: the group's committed offset (the next record it will
+    read; absent if it never committed), and the log's first and next offsets."""
+
+    committed: dict[int, int]
+    start: dict[int, int]
+    end: dict[int, int]
 
 
 class Sampler:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     from shared.storage.vectorstore import VectorStore
+
+
+class RequestPositions(Protocol):
+    """Per partition of the requests topic (shared.runtime.metrics.Positions)."""
+
+    @property
+    def committed(self) -> Mapping[int, int]: ...
+    @property
+    def start(self) -> Mapping[int, int]: ...
+    @property
+    def end(self) -> Mapping[int, int]: ...
+
 
 # The pool, or a connection from it in the transaction of an action.
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
@@ -68,10 +80,21 @@ async def insert(pool: Db, doc: Document) -> None:
     await pool.execute(
         f"INSERT INTO documents ({_COLUMNS})"  # noqa: S608
         " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-        doc.id, doc.tenant_id, doc.user_id, doc.filename, doc.content_type, doc.size_bytes,
-        doc.sha256, doc.blob_key, doc.status, doc.chunks, doc.error, doc.created_at,
-        doc.updated_at, doc.visibility,
-    )  # fmt: skip
+        doc.id,
+        doc.tenant_id,
+        doc.user_id,
+        doc.filename,
+        doc.content_type,
+        doc.size_bytes,
+        doc.sha256,
+        doc.blob_key,
+        doc.status,
+        doc.chunks,
+        doc.error,
+        doc.created_at,
+        doc.updated_at,
+        doc.visibility,
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +136,9 @@ async def insert_within_quota(pool: asyncpg.Pool, doc: Document, quota: Quota) -
     insert hold a per-tenant lock, so concurrent uploads cannot all pass a
     check that only one of them should."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
-                           str(doc.tenant_id))  # fmt: skip
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(doc.tenant_id)
+        )
         await check_quota(conn, doc.tenant_id, doc.size_bytes, quota)
         await insert(conn, doc)
 
@@ -290,17 +314,22 @@ async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
 
 # Rows claimed by one sweeper: ``FOR UPDATE SKIP LOCKED``, and their
 # ``updated_at`` moved on, so no other sweeper takes them until the next
-# ``stuck_seconds`` have passed. A row whose request sits on the requests
-# topic ($3) at or after the offset its group has committed on that
-# partition ($4, indexed by partition + 1; NULL where nothing was committed)
-# is waiting its turn, not stuck.
+# ``stuck_seconds`` have passed. Of those whose request sits on the requests
+# topic ($3), one is stuck when its group has read past it (committed, $4),
+# or the log no longer holds it (before the log's start, $5, or at or past
+# its end, $6: deleted by retention, or the topic made anew); one in between
+# is waiting its turn. Arrays are indexed by partition + 1; a missing figure
+# never makes a document stuck. Requests on another topic are another
+# deployment's (another prefix); a row with no recorded request is stuck.
 _STUCK = f"""
 UPDATE documents AS d SET updated_at = now()
 FROM (
     SELECT id FROM documents
     WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
-      AND (request_offset IS NULL OR request_topic IS DISTINCT FROM $3
-           OR request_offset < ($4::bigint[])[request_partition + 1])
+      AND (request_offset IS NULL OR (request_topic = $3 AND (
+           request_offset < coalesce(($4::bigint[])[request_partition + 1], -1)
+        OR request_offset < coalesce(($5::bigint[])[request_partition + 1], -1)
+        OR request_offset >= coalesce(($6::bigint[])[request_partition + 1], {2**63 - 1}))))
     ORDER BY updated_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -310,17 +339,31 @@ RETURNING {", ".join("d." + name for name in _FIELDS)}, d.attempts
 """  # noqa: S608
 
 
+def _by_partition(offsets: Mapping[int, int]) -> list[int | None]:
+    return [offsets.get(p) for p in range(max(offsets, default=-1) + 1)]
+
+
 async def claim_stuck(
-    conn: Conn, stuck_seconds: float, limit: int, topic: str, committed: Mapping[int, int]
+    conn: Conn,
+    stuck_seconds: float,
+    limit: int,
+    topic: str,
+    positions: RequestPositions,
 ) -> list[tuple[Document, int]]:
     """Up to ``limit`` documents still ``queued`` or ``processing`` after
-    ``stuck_seconds`` without a change whose request was consumed (its
-    offset on ``topic`` is below the group's ``committed`` one for its
-    partition), was sent elsewhere, or was never recorded; with their
+    ``stuck_seconds`` without a change whose request on ``topic`` was
+    consumed, or is gone from the log, or was never recorded; with their
     attempt counts. Held (and skipped by other sweepers) until ``conn``'s
     transaction ends."""
-    ends = [committed.get(p) for p in range(max(committed, default=-1) + 1)]
-    rows = await conn.fetch(_STUCK, float(stuck_seconds), limit, topic, ends)
+    rows = await conn.fetch(
+        _STUCK,
+        float(stuck_seconds),
+        limit,
+        topic,
+        _by_partition(positions.committed),
+        _by_partition(positions.start),
+        _by_partition(positions.end),
+    )
     return [(Document.from_record(row), row["attempts"]) for row in rows]
 
 

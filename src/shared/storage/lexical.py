@@ -129,9 +129,16 @@ ORDER BY s.score DESC, c.id
 
 INDEX_BATCH = 2000
 _CHUNK_COLUMNS = [
-    "id", "document_id", "tenant_id", "user_id", "chunk_index", "text", "page", "section",
+    "id",
+    "document_id",
+    "tenant_id",
+    "user_id",
+    "chunk_index",
+    "text",
+    "page",
+    "section",
     "length",
-]  # fmt: skip
+]
 _Row = tuple[object, ...]
 
 
@@ -145,9 +152,18 @@ def _rows(
         terms = Counter(tokenize(c.indexed_text or c.text))
         length = sum(terms.values())
         chunk_rows.append(
-            (c.id, document_id, tenant_id, user_id, c.chunk_index, c.text, c.page, c.section,
-             length)
-        )  # fmt: skip
+            (
+                c.id,
+                document_id,
+                tenant_id,
+                user_id,
+                c.chunk_index,
+                c.text,
+                c.page,
+                c.section,
+                length,
+            )
+        )
         term_rows.extend((tenant_id, term, c.id, tf, length) for term, tf in terms.items())
     return chunk_rows, term_rows
 
@@ -199,9 +215,15 @@ class LexicalIndex:
         if not terms:
             return []
         rows = await self._pool.fetch(
-            _SEARCH, tenant_id, user_id, terms, k, K1, B,
+            _SEARCH,
+            tenant_id,
+            user_id,
+            terms,
+            k,
+            K1,
+            B,
             list(document_ids) if document_ids is not None else None,
-        )  # fmt: skip
+        )
         return [
             Hit(
                 chunk_id=row["id"],

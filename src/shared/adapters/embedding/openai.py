@@ -20,8 +20,11 @@ from shared.config import Settings
 from shared.errors import Unavailable
 
 DEFAULT_MODEL = "text-embedding-3-small"
-KNOWN_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
-              "text-embedding-ada-002": 1536}  # fmt: skip
+KNOWN_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 _PROBE = "dimension probe"
 
 

@@ -1,0 +1,450 @@
+"""The manifests in deploy/ are valid Kubernetes objects, tied together by
+their kustomizations, and use the names the runbook's commands rely on
+(deployment/rag-api, app=rag-api, the Secret rag-api-secrets).
+
+Core objects are checked against the Kubernetes OpenAPI schemas
+(kubernetes-validate, offline, strict: an unknown or misspelt field fails).
+Custom resources (PrometheusRule, PodMonitor, ScaledObject) have no schema
+there; their required fields are checked by hand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[3]
+DEPLOY = ROOT / "deploy"
+APP = DEPLOY / "k8s"
+# The oldest release still supported upstream when this was written; the
+# manifests use nothing newer (the pod-index label needs 1.28).
+K8S_VERSION = "1.32"
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "keda.sh/", "cert-manager.io/")
+POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet")
+SECRET = "rag-api-secrets"
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kustomization:
+    path: Path
+    body: Doc
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def entries(self, key: str) -> list[str]:
+        return [str(e) for e in self.body.get(key) or []]
+
+    def generator_files(self, key: str) -> list[Path]:
+        files: list[Path] = []
+        for generator in self.body.get(key) or []:
+            for entry in [*generator.get("files", []), *generator.get("envs", [])]:
+                files.append(self.folder / str(entry).split("=")[-1])
+        return files
+
+
+def kustomizations() -> list[Kustomization]:
+    return [
+        Kustomization(path, yaml.safe_load(path.read_text()))
+        for path in sorted(DEPLOY.rglob("kustomization.yaml"))
+    ]
+
+
+def by_folder(folder: Path) -> Kustomization:
+    return next(k for k in kustomizations() if k.folder == folder)
+
+
+def docs(path: Path) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def is_manifest(path: Path) -> bool:
+    return any("apiVersion" in d and "kind" in d for d in docs(path))
+
+
+def resources(k: Kustomization) -> Iterator[tuple[Path, Doc]]:
+    """Every object a kustomization lists, following folders and components."""
+    for entry in [*k.entries("resources"), *k.entries("components")]:
+        target = k.folder / entry
+        if target.is_dir():
+            yield from resources(by_folder(target))
+        else:
+            for doc in docs(target):
+                yield target, doc
+
+
+def all_objects() -> list[tuple[Path, Doc]]:
+    seen: dict[tuple[str, str, str], tuple[Path, Doc]] = {}
+    for k in kustomizations():
+        for path, doc in resources(k):
+            seen[(str(path), doc["kind"], doc["metadata"]["name"])] = (path, doc)
+    return list(seen.values())
+
+
+def objects_of(folder: Path) -> dict[tuple[str, str], Doc]:
+    return {(d["kind"], d["metadata"]["name"]): d for _, d in resources(by_folder(folder))}
+
+
+def pod_template(doc: Doc) -> Doc:
+    spec = doc["spec"]
+    return dict(spec.get("jobTemplate", {}).get("spec", spec)["template"])
+
+
+def pod_spec(doc: Doc) -> Doc:
+    return dict(pod_template(doc)["spec"])
+
+
+def containers(doc: Doc) -> list[Doc]:
+    pod = pod_spec(doc)
+    return [*pod.get("containers", []), *pod.get("initContainers", [])]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    pairs = [ln.split("=", 1) for ln in lines if ln and not ln.startswith("#")]
+    return dict(pairs)
+
+
+# --- kustomizations ---------------------------------------------------------
+
+
+def test_kustomizations_list_only_files_that_exist() -> None:
+    missing = []
+    for k in kustomizations():
+        for entry in [*k.entries("resources"), *k.entries("components")]:
+            if not (k.folder / entry).exists():
+                missing.append(f"{k.path.relative_to(ROOT)}: {entry}")
+        for path in k.generator_files("configMapGenerator"):
+            if not path.is_file():
+                missing.append(f"{k.path.relative_to(ROOT)}: {path.name}")
+    assert missing == []
+
+
+def test_secret_generators_read_a_git_ignored_file_with_a_committed_template() -> None:
+    env_files = [p for k in kustomizations() for p in k.generator_files("secretGenerator")]
+    assert {p.relative_to(DEPLOY).as_posix() for p in env_files} == {
+        "k8s/secrets/secrets.env",
+        "k8s/infra/postgres.env",
+    }
+    for path in env_files:
+        assert path.with_name(path.name + ".example").is_file(), path
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, f"{path} would be committed"
+        template = subprocess.run(
+            ["git", "check-ignore", "-q", str(path) + ".example"], cwd=ROOT, check=False
+        )
+        assert template.returncode == 1, f"{path}.example is ignored"
+
+
+def test_every_manifest_is_in_some_kustomization() -> None:
+    listed = {path for path, _ in all_objects()}
+    files = [p for p in sorted(DEPLOY.rglob("*.yaml")) if p.name != "kustomization.yaml"]
+    manifests = [p for p in files if is_manifest(p)]
+    assert len(manifests) >= 15, "too few manifests found: the test reads the wrong folder"
+    assert [p.relative_to(ROOT).as_posix() for p in manifests if p not in listed] == []
+
+
+def test_the_app_kustomization_leaves_secrets_infra_and_keda_out() -> None:
+    kinds = {kind for kind, _ in objects_of(APP)}
+    assert "Secret" not in kinds  # applying the app never overwrites credentials
+    assert "StatefulSet" not in kinds
+    assert "ScaledObject" not in kinds
+    assert by_folder(APP / "keda").body["kind"] == "Component"
+
+
+# --- schemas ----------------------------------------------------------------
+
+
+def core_objects() -> list[tuple[Path, Doc]]:
+    return [(p, d) for p, d in all_objects() if not d["apiVersion"].startswith(CUSTOM_GROUPS)]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [d for _, d in core_objects()],
+    ids=[f"{p.relative_to(DEPLOY)}:{d['kind']}/{d['metadata']['name']}" for p, d in core_objects()],
+)
+def test_core_objects_match_the_kubernetes_schema(doc: Doc) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_validator_rejects_a_misspelt_field() -> None:
+    deployment = objects_of(APP)[("Deployment", "rag-api")]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRefs"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_generated_secrets_are_valid_objects() -> None:
+    for k in kustomizations():
+        options = k.body.get("generatorOptions", {})
+        for generator in k.body.get("secretGenerator") or []:
+            assert options.get("disableNameSuffixHash") is True, k.path
+            data: dict[str, str] = {}
+            for entry in generator["envs"]:
+                data |= env_file(k.folder / f"{entry}.example")
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": generator["name"], "labels": options.get("labels", {})},
+                "type": generator.get("type", "Opaque"),
+                "stringData": data,
+            }
+            kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+
+
+def custom_objects() -> list[Doc]:
+    return [d for _, d in all_objects() if d["apiVersion"].startswith(CUSTOM_GROUPS)]
+
+
+def test_custom_resources_have_their_required_fields() -> None:
+    found = {d["kind"] for d in custom_objects()}
+    assert found == {"PrometheusRule", "PodMonitor", "ScaledObject"}
+    for doc in custom_objects():
+        assert doc["metadata"]["name"]
+        spec = doc["spec"]
+        if doc["kind"] == "PrometheusRule":
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            assert spec["groups"] and all(g["name"] and g["rules"] for g in spec["groups"])
+        elif doc["kind"] == "PodMonitor":
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            assert spec["selector"] and spec["podMetricsEndpoints"]
+        else:
+            assert doc["apiVersion"] == "keda.sh/v1alpha1"
+            assert spec["scaleTargetRef"]["name"]
+            for trigger in spec["triggers"]:
+                meta = trigger["metadata"]
+                assert trigger["type"] == "kafka"
+                assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(meta)
+
+
+def test_pod_monitors_scrape_ports_the_pods_name() -> None:
+    pods = [d for _, d in all_objects() if d["kind"] in POD_KINDS]
+    for monitor in (d for d in custom_objects() if d["kind"] == "PodMonitor"):
+        selected = [p for p in pods if selects(monitor["spec"]["selector"], pod_labels(p))]
+        assert selected, monitor["metadata"]["name"]
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            for pod in selected:
+                names = {port["name"] for c in containers(pod) for port in c.get("ports", [])}
+                assert endpoint["port"] in names, (monitor["metadata"]["name"], pod["metadata"])
+
+
+# --- names the runbook relies on ---------------------------------------------
+
+
+def test_the_gateway_is_deployment_rag_api_labelled_app_rag_api() -> None:
+    objects = objects_of(APP)
+    deployment = objects[("Deployment", "rag-api")]
+    assert deployment["metadata"]["labels"]["app"] == "rag-api"
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app": "rag-api"}
+    assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "rag-api"
+    assert objects[("Service", "rag-api")]["spec"]["selector"] == {"app": "rag-api"}
+    hpa = objects[("HorizontalPodAutoscaler", "rag-api")]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "rag-api",
+    }
+    assert objects[("PodDisruptionBudget", "rag-api")]["spec"]["selector"]["matchLabels"] == {
+        "app": "rag-api"
+    }
+
+
+def secret_refs(container: Doc) -> dict[str, str]:
+    """Variable (or `*` for a whole-Secret envFrom) -> the Secret it comes from."""
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    for source in container.get("envFrom", []):
+        if "secretRef" in source:
+            refs["*"] = source["secretRef"]["name"]
+    return refs
+
+
+def test_app_pods_take_credentials_from_rag_api_secrets() -> None:
+    pods = {name: d for (kind, name), d in objects_of(APP).items() if kind in POD_KINDS}
+    assert {"rag-api", "rag-ingest-worker", "rag-query-worker", "rag-migrate"} <= set(pods)
+    for name, pod in pods.items():
+        for container in containers(pod):
+            refs = secret_refs(container)
+            plain = {e["name"] for e in container.get("env", []) if "value" in e}
+            # Credentials never sit in a manifest as plain values.
+            assert not plain & {"DATABASE_URL", "SECRET_KEY", "SECRET_KEY_PREVIOUS"}, name
+            assert set(refs.values()) <= {SECRET}, name
+            if name != "rag-api":
+                assert refs.get("DATABASE_URL") == SECRET, name
+    gateway = secret_refs(containers(pods["rag-api"])[0])
+    assert gateway["SECRET_KEY"] == gateway["*"] == SECRET
+
+
+def test_the_secrets_kustomization_makes_rag_api_secrets_with_every_key() -> None:
+    k = by_folder(APP / "secrets")
+    [generator] = k.body["secretGenerator"]
+    assert generator["name"] == SECRET
+    keys = env_file(k.folder / "secrets.env.example")
+    assert {"SECRET_KEY", "DATABASE_URL"} <= set(keys)
+    # The variables the app pods read from the Secret by name all exist in
+    # the template (SECRET_KEY_PREVIOUS is optional and commented out).
+    named = {
+        var
+        for (kind, _), d in objects_of(APP).items()
+        if kind in POD_KINDS
+        for c in containers(d)
+        for var in secret_refs(c)
+    } - {"*", "SECRET_KEY_PREVIOUS"}
+    assert named <= set(keys)
+
+
+# --- infrastructure and scaling ------------------------------------------------
+
+
+def test_infra_services_are_where_the_app_looks_for_them() -> None:
+    config = objects_of(APP)[("ConfigMap", "rag-api-config")]["data"]
+    services = {
+        name: d["spec"]["ports"][0]["port"]
+        for (kind, name), d in objects_of(APP / "infra").items()
+        if kind == "Service"
+    }
+    kafka_host, kafka_port = config["KAFKA_BOOTSTRAP_SERVERS"].split(":")
+    database = env_file(APP / "secrets" / "secrets.env.example")["DATABASE_URL"]
+    wanted = [(kafka_host, int(kafka_port))]
+    for url in (config["REDIS_URL"], config["CHROMA_URL"], database):
+        parts = urlsplit(url)
+        wanted.append((str(parts.hostname), int(parts.port or 0)))
+    assert [(host, services.get(host)) for host, _ in wanted] == wanted
+
+
+def test_kafka_quorum_names_every_node() -> None:
+    kafka = objects_of(APP / "infra")[("StatefulSet", "rag-kafka")]
+    env = {e["name"]: e.get("value") for e in containers(kafka)[0]["env"]}
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    replicas = kafka["spec"]["replicas"]
+    assert voters == [f"{i}@rag-kafka-{i}.rag-kafka-headless:9093" for i in range(replicas)]
+    config = objects_of(APP)[("ConfigMap", "rag-api-config")]["data"]
+    assert int(config["KAFKA_REPLICATION_FACTOR"]) <= replicas
+
+
+def test_no_autoscaler_goes_beyond_the_partitions() -> None:
+    objects = objects_of(APP)
+    config = objects[("ConfigMap", "rag-api-config")]["data"]
+    requests, replies = (
+        int(config["KAFKA_REQUEST_PARTITIONS"]),
+        int(config["KAFKA_REPLY_PARTITIONS"]),
+    )
+    assert (
+        objects[("HorizontalPodAutoscaler", "rag-query-worker")]["spec"]["maxReplicas"] <= requests
+    )
+    assert objects[("HorizontalPodAutoscaler", "rag-api")]["spec"]["maxReplicas"] <= replies
+    scaled = [d for (kind, _), d in objects_of(APP / "keda").items() if kind == "ScaledObject"]
+    assert {d["spec"]["scaleTargetRef"]["name"] for d in scaled} == {
+        "rag-query-worker",
+        "rag-ingest-worker",
+    }
+    for doc in scaled:
+        assert doc["spec"]["maxReplicaCount"] <= requests
+
+
+def test_keda_replaces_the_query_worker_hpa() -> None:
+    # Two HPAs on one Deployment fight; the component deletes the CPU one.
+    [patch] = by_folder(APP / "keda").body["patches"]
+    deleted = yaml.safe_load(patch["patch"])
+    assert deleted["$patch"] == "delete"
+    assert (deleted["kind"], deleted["metadata"]["name"]) in objects_of(APP)
+
+
+# --- exposure -------------------------------------------------------------------
+
+
+def pod_labels(doc: Doc) -> dict[str, str]:
+    return dict(pod_template(doc)["metadata"]["labels"])
+
+
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        present = expr["key"] in labels
+        inside = present and labels[expr["key"]] in expr.get("values", [])
+        wanted = {"In": inside, "NotIn": not inside, "Exists": present}
+        if not wanted.get(expr["operator"], not present):
+            return False
+    return True
+
+
+def policies() -> list[Doc]:
+    return [d for _, d in all_objects() if d["kind"] == "NetworkPolicy"]
+
+
+def test_every_pod_is_closed_to_inbound_by_default() -> None:
+    deny = objects_of(APP)[("NetworkPolicy", "default-deny-ingress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_only_the_gateway_is_reachable_from_outside_the_namespace() -> None:
+    outside: dict[str, set[str]] = {}
+    for policy in policies():
+        spec = policy["spec"]
+        for rule in spec.get("ingress", []):
+            assert rule.get("from"), f"{policy['metadata']['name']} admits every source"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer
+                if "namespaceSelector" in peer:
+                    ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    outside.setdefault(ns, set()).add(policy["metadata"]["name"])
+    assert outside == {
+        "ingress-nginx": {"rag-api"},  # clients, through the Ingress
+        "monitoring": {"rag-api", "rag-workers-metrics"},  # scrapes only
+        "keda": {"rag-kafka-from-keda"},  # the optional component's lag reads
+    }
+    gateway = next(p for p in policies() if p["metadata"]["name"] == "rag-api")
+    assert gateway["spec"]["podSelector"] == {"matchLabels": {"app": "rag-api"}}
+
+
+def test_infra_admits_only_the_app_pods() -> None:
+    app_pods = [d for (kind, _), d in objects_of(APP).items() if kind in POD_KINDS]
+    infra = objects_of(APP / "infra")
+    pods = [*app_pods, *(d for (kind, _), d in infra.items() if kind == "StatefulSet")]
+    for (kind, name), sts in infra.items():
+        if kind != "StatefulSet":
+            continue
+        guarding = [
+            p
+            for (k, _), p in infra.items()
+            if k == "NetworkPolicy" and selects(p["spec"]["podSelector"], pod_labels(sts))
+        ]
+        assert guarding, f"{name} has no policy"
+        peers = [peer for p in guarding for rule in p["spec"]["ingress"] for peer in rule["from"]]
+        assert all(set(peer) == {"podSelector"} for peer in peers), name  # this namespace only
+        admitted = [
+            d for peer in peers for d in pods if selects(peer["podSelector"], pod_labels(d))
+        ]
+        assert admitted, f"no app pod may reach {name}"
+        # Besides the app, only the service's own pods (Kafka's quorum).
+        assert [d["metadata"]["name"] for d in admitted if d not in [*app_pods, sts]] == []
+
+
+def test_the_ingress_serves_the_api_over_tls_but_not_metrics() -> None:
+    ingress = objects_of(APP)[("Ingress", "rag-api")]["spec"]
+    hosts = {h for t in ingress["tls"] for h in t["hosts"]}
+    paths = []
+    for rule in ingress["rules"]:
+        assert rule["host"] in hosts
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"] == {"name": "rag-api", "port": {"name": "http"}}
+            paths.append(path["path"])
+    assert {"/api", "/health", "/docs"} <= set(paths)
+    assert not [p for p in paths if "/metrics".startswith(p)]
