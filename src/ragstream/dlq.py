@@ -200,8 +200,9 @@ async def _replay(settings: Any, args: ReplayOptions) -> int:
         await broker.stop()
         await consumer.stop()
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"{verb} {tally.replayed} letters; {tally.skipped} left pending; "
-          f"{tally.unusable} unusable")  # fmt: skip
+    print(
+        f"{verb} {tally.replayed} letters; {tally.skipped} left pending; {tally.unusable} unusable"
+    )
     return 0
 
 

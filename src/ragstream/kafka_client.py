@@ -286,15 +286,20 @@ class RagKafkaClient:
         ``TimeoutError`` (and a cancel to the workers)."""
         assert self._replies is not None, "RagKafkaClient is not started: use `async with`"
         request = ChatRequest(
-            correlation_id=f"internal-{uuid.uuid4().hex}", tenant_id=tenant_id,
-            user_id=user_id, conversation_id=conversation_id or uuid.uuid4(), message=message,
-            top_k=top_k, options=options or ChatOptions(),
+            correlation_id=f"internal-{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            user_id=user_id,
+            conversation_id=conversation_id or uuid.uuid4(),
+            message=message,
+            top_k=top_k,
+            options=options or ChatOptions(),
             deadline=utcnow() + timedelta(seconds=deadline_seconds),
             reply_to=ReplyTo(topic=self.topics.chat_replies, partition=self.reply_partition),
-        )  # fmt: skip
+        )
         with self._replies.follow(request.stream_id) as queue:
-            await publish(self.broker, self.topics.chat_requests, request,
-                          key=request.conversation_id)  # fmt: skip
+            await publish(
+                self.broker, self.topics.chat_requests, request, key=request.conversation_id
+            )
             finished = False
             try:
                 async with asyncio.timeout(deadline_seconds):
@@ -306,9 +311,13 @@ class RagKafkaClient:
                     await self._cancel(request)
 
     async def _cancel(self, request: ChatRequest) -> None:
-        cancel = ChatCancel(correlation_id=request.correlation_id, tenant_id=request.tenant_id,
-                            user_id=request.user_id, stream_id=request.stream_id,
-                            reason="timeout")  # fmt: skip
+        cancel = ChatCancel(
+            correlation_id=request.correlation_id,
+            tenant_id=request.tenant_id,
+            user_id=request.user_id,
+            stream_id=request.stream_id,
+            reason="timeout",
+        )
         with contextlib.suppress(Exception):  # best effort: the deadline stops it too
             await publish(self.broker, self.topics.chat_cancel, cancel)
 
@@ -330,9 +339,16 @@ async def _replies_of(request: ChatRequest, queue: asyncio.Queue[bytes]) -> Asyn
 
 
 def _row_status(doc: Document) -> IngestStatus:
-    return IngestStatus(correlation_id="row", tenant_id=doc.tenant_id, user_id=doc.user_id,
-                        document_id=doc.id, status=doc.status, chunks=doc.chunks,
-                        error=doc.error, created_at=doc.updated_at)  # fmt: skip
+    return IngestStatus(
+        correlation_id="row",
+        tenant_id=doc.tenant_id,
+        user_id=doc.user_id,
+        document_id=doc.id,
+        status=doc.status,
+        chunks=doc.chunks,
+        error=doc.error,
+        created_at=doc.updated_at,
+    )
 
 
 __all__ = ["RagKafkaClient", "Reply", "Submitted"]

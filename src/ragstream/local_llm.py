@@ -107,8 +107,11 @@ def serve(path: Path, options: ServerOptions, alias: str) -> int:
     _server = start_server(path, options, alias)  # held: it serves while referenced
     logger.info(
         "LLM server listening on http://%s:%d/v1 (model %s, %s)",
-        options.host, options.port, alias, path.name,
-    )  # fmt: skip
+        options.host,
+        options.port,
+        alias,
+        path.name,
+    )
     wanted = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
     received = signal.sigwait(wanted)

@@ -168,9 +168,11 @@ class _Job:
             if progress.settled != before:
                 last_change = now
             elif now - last_change > stall_seconds:
-                print(f"{progress.line()}; nothing settled for {stall_seconds:.0f} s:"
-                      " are the ingest workers running? Queued documents stay queued"
-                      " and are indexed when they are.")  # fmt: skip
+                print(
+                    f"{progress.line()}; nothing settled for {stall_seconds:.0f} s:"
+                    " are the ingest workers running? Queued documents stay queued"
+                    " and are indexed when they are."
+                )
                 return 1
             ticker.show(progress, now)
             if progress.settled < progress.total:
@@ -205,8 +207,10 @@ class _Job:
 
     async def _summary(self, progress: Progress, seconds: float) -> None:
         seconds = max(seconds, 1e-6)
-        print(f"reindex: {progress.done} documents ({progress.chunks} chunks) in {seconds:.1f} s:"
-              f" {progress.done / seconds:.2f} documents/s,"
-              f" {progress.chunks / seconds:.1f} chunks/s")  # fmt: skip
+        print(
+            f"reindex: {progress.done} documents ({progress.chunks} chunks) in {seconds:.1f} s:"
+            f" {progress.done / seconds:.2f} documents/s,"
+            f" {progress.chunks / seconds:.1f} chunks/s"
+        )
         for doc_id, error in await documents.failures(self.pool, progress.queued):
             print(f"reindex: failed {doc_id}: {error}")

@@ -191,9 +191,14 @@ def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
     for doc in found:
         name = escape(printable(str(doc["filename"])))
         table.add_row(
-            str(doc["id"]), name, str(doc["status"]), str(doc["chunks"]), str(doc["size_bytes"]),
-            str(doc.get("visibility", "")), str(doc["created_at"])[:19],
-        )  # fmt: skip
+            str(doc["id"]),
+            name,
+            str(doc["status"]),
+            str(doc["chunks"]),
+            str(doc["size_bytes"]),
+            str(doc.get("visibility", "")),
+            str(doc["created_at"])[:19],
+        )
     out.print(table)
     return 0
 
