@@ -31,6 +31,10 @@ async def test_health_docs_and_metrics(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"/api/chat/stream", "/api/documents", "/api/auth/verify"} <= set(paths)
     assert "requestBody" in paths["/api/chat/stream"]["post"]
+    # The SSE contract names every event a client must handle.
+    described = paths["/api/chat/stream"]["post"]["responses"]["200"]["description"]
+    for event in ("sources", "token", "done", "error", "timeout", "reset"):
+        assert f"`{event}`" in described, event
     metrics = (await client.get("/metrics")).text
     assert 'rag_http_request_duration_seconds_count{method="GET",route="/health"' in metrics
     assert "process_resident_memory_bytes" in metrics

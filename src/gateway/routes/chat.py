@@ -21,6 +21,13 @@ from shared.storage import chat_history
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 Body = Annotated[ChatBody, Depends(json_body(ChatBody))]
 RESET_MESSAGE = "the answer was interrupted and starts again: discard what was shown of it"
+SSE_EVENTS = (
+    "SSE events: `sources` (the numbered passages), `token` (`text`, `seq`), then exactly"
+    " one of `done` (`conversation_id`, `cited`, `grounded`), `error` (`message`, and"
+    " `reason` when the gateway ended it) or `timeout` (`stream_timeout`). `reset`"
+    " (`attempt`, `message`): the worker writing the answer died and another answers"
+    " again; discard what was shown, the whole new answer follows."
+)
 
 
 def to_sse(event: RelayEvent) -> dict[str, str]:
@@ -53,7 +60,7 @@ def to_sse(event: RelayEvent) -> dict[str, str]:
     "/stream",
     response_class=RelayResponse,
     openapi_extra=json_body_schema(ChatBody),
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE events"}},
+    responses={200: {"content": {"text/event-stream": {}}, "description": SSE_EVENTS}},
 )
 async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
