@@ -214,7 +214,15 @@ async def test_sharing_before_indexing_reaches_every_chunk(
 
 @pytest.fixture(scope="module")
 def quota_gateway(app_env: dict[str, str], log_dir: Path) -> Iterator[Component]:
-    env = {**app_env, "TENANT_MAX_DOCUMENTS": "2", "TENANT_MAX_MB": "1"}
+    # Its uploads go where no worker reads: these tests need rows and blobs,
+    # not indexing, and a 700 kB document (1,030 chunks) would hold up the
+    # shared ingest worker's partitions for the tests after them.
+    env = {
+        **app_env,
+        "TENANT_MAX_DOCUMENTS": "2",
+        "TENANT_MAX_MB": "1",
+        "KAFKA_TOPIC_PREFIX": app_env["KAFKA_TOPIC_PREFIX"] + "-quota",
+    }
     component = start_gateway("gateway-quota", env, log_dir)
     yield component
     component.stop()
