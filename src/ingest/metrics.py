@@ -3,7 +3,7 @@ where they happen, in ``shared.runtime.consumer``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 INGEST_DURATION = Histogram(
     "rag_ingest_duration_seconds",
@@ -20,4 +20,9 @@ INGEST_OLDEST_WAIT = Gauge(
     "rag_ingest_oldest_wait_seconds",
     "Since the upload of the tenant's oldest document still queued or processing",
     ["tenant"],
+)
+INGEST_RELEASED = Counter(
+    "rag_ingest_released_total",
+    "Documents released from waiting in PostgreSQL to the ingest workers, by lane",
+    ["lane"],
 )

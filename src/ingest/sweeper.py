@@ -5,11 +5,12 @@ gone from the log (deleted by retention before it was read, or the topic
 was made anew), or was never recorded. A request on another topic is
 another deployment's (another ``KAFKA_TOPIC_PREFIX``) and left alone.
 
-A document waiting its turn is not stuck: every request's place on Kafka
-(topic, partition, offset) is recorded on its row when it is published, and
-a request at or past the ingest group's committed offset on its partition
-has not been read yet, however long the backlog in front of it. So a bulk
-import is not re-published over and over while it waits.
+A document waiting its turn is not stuck. One not released yet waits in
+PostgreSQL for the releasers (``ingest.release``). Once released, its
+request's place on Kafka (topic, partition, offset) is recorded on its row,
+and a request at or past the ingest group's committed offset on its
+partition has not been read yet, however long the backlog in front of it.
+So a bulk import is not re-published over and over while it waits.
 
 Every ingest worker sweeps, every ``ingest_sweep_seconds``. Two sweepers
 never re-queue the same document: each claims its rows with
@@ -27,7 +28,7 @@ import uuid
 import structlog
 from pydantic import ValidationError
 
-from shared.intake import queue
+from ingest.release import broker_started, resend
 from shared.runtime.clients import Clients
 from shared.runtime.metrics import Positions
 from shared.storage import documents
@@ -53,11 +54,8 @@ async def sweep_once(clients: Clients, stuck_seconds: float, positions: Position
 
 async def _requeue(clients: Clients, conn: Conn, doc: Document, attempts: int) -> None:
     correlation_id = f"requeue-{uuid.uuid4().hex}"
-    # A document its readers saw ``processing`` is not announced ``queued``
-    # again: only the request goes out.
-    announce = doc.status == "queued"
     try:
-        await queue(clients.broker, clients.topics, doc, correlation_id, db=conn, announce=announce)
+        await resend(clients.broker, clients.topics, conn, doc, correlation_id)
     except ValidationError as exc:
         # Only a row the gateway never finished (no checksum) fails here:
         # no worker could index it; the reconciler removes such rows.
@@ -78,7 +76,7 @@ async def sweep_forever(clients: Clients) -> None:
     settings = clients.settings
     if settings.ingest_sweep_seconds <= 0:
         return
-    await _started(clients)
+    await broker_started(clients)
     while True:
         try:
             positions = await _positions(clients)
@@ -97,11 +95,3 @@ async def _positions(clients: Clients) -> Positions:
     if clients.lag is None:
         raise RuntimeError("the sweeper needs the ingest group's offsets (open_clients lag_group)")
     return await clients.lag.positions(clients.topics.ingest_requests)
-
-
-async def _started(clients: Clients) -> None:
-    """Wait for the worker's broker to start: re-queuing publishes on it."""
-    for _ in range(3000):
-        if clients.broker.running:
-            return
-        await asyncio.sleep(0.1)

@@ -9,6 +9,7 @@ from ingest.metrics import INGEST_DURATION
 from ingest.parser_pool import ParserPool
 from ingest.pipeline import Indexer
 from ingest.reconciler import reconcile_forever
+from ingest.release import release_forever
 from ingest.sweeper import sweep_forever
 from shared.config import Settings
 from shared.contracts.events import IngestRequest
@@ -43,7 +44,12 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         max_seconds_per_message=clients.settings.ingest_max_document_seconds,
     )
-    return [sweep_forever(clients), reconcile_forever(clients), sample_forever(clients)]
+    return [
+        release_forever(clients),
+        sweep_forever(clients),
+        reconcile_forever(clients),
+        sample_forever(clients),
+    ]
 
 
 async def run(settings: Settings) -> None:

@@ -70,7 +70,7 @@ from shared.runtime.kafka import create_broker, kafka_security, publish
 from shared.storage import documents
 from shared.storage.blobs import LocalBlobStore
 from shared.storage.db import create_pool
-from shared.storage.documents import Document, Visibility
+from shared.storage.documents import Document, Lane, Visibility
 
 log = structlog.get_logger(__name__)
 Reply = TokenReply | SourcesReply | DoneReply | ErrorReply
@@ -214,11 +214,13 @@ class RagKafkaClient:
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         visibility: Visibility = "private",
+        lane: Lane = "interactive",
         correlation_id: str | None = None,
     ) -> Submitted:
         """Store ``data`` as ``filename`` of ``user_id`` and queue it for
         indexing, as an upload through the gateway is (``shared.intake``: the
-        same checks, the same refusals). Refused (``InvalidInput``,
+        same checks, the same refusals). ``lane="bulk"`` for an import or a
+        sync: the tenant's interactive uploads are indexed first. Refused (``InvalidInput``,
         ``UnsupportedDocument``, ``PayloadTooLarge``, ``Forbidden`` over
         quota, ``NotFound`` for an unknown or disabled user) before anything
         is written; ``Unavailable`` when a store fails (nothing is kept)."""
@@ -231,6 +233,7 @@ class RagKafkaClient:
             size_bytes=len(data),
             limit_bytes=self.settings.max_upload_bytes,
             visibility=visibility,
+            lane=lane,
         )
         correlation_id = correlation_id or f"internal-{uuid.uuid4().hex}"
         await self.intake.admit(doc)

@@ -12,13 +12,13 @@ only after the new ones are stored, and the BM25 rows are replaced in one
 transaction: the document stays searchable throughout. Its messages are
 recognised in the logs by their correlation id, ``reindex-<run>-<n>``.
 
-Each document's row goes ``indexed`` -> ``queued`` in the same transaction as
-its message is published (a failed publish leaves it ``indexed``), then the
-worker takes it through ``processing`` back to ``indexed`` (or ``failed``):
-the rows are the progress. A message lost after the commit is re-sent by the
-ingest workers' sweeper, as for any ``queued`` document. Only a window of
-documents is queued at a time, so an upload made during a re-index waits
-behind that window, not behind the whole corpus.
+Each document's row goes ``indexed`` -> ``queued`` (waiting for release, as
+bulk work) in the same transaction as its ``queued`` status is published (a
+failed publish leaves it ``indexed``); the ingest workers' releasers publish
+its request, after the tenant's interactive uploads and in turns with other
+tenants, then a worker takes it through ``processing`` back to ``indexed``
+(or ``failed``): the rows are the progress. Only a window of documents is
+queued at a time, so the re-index holds few row locks at once.
 
 Each embedding model has its own Chroma collections, one per tenant
 (``shared.storage.vectorstore``): ingest workers started with a new model fill
@@ -40,9 +40,9 @@ from faststream.kafka import KafkaBroker
 
 from shared.config import Settings
 from shared.contracts.topics import Topics
-from shared.intake import queue
-from shared.runtime.kafka import create_broker
-from shared.storage import documents
+from shared.intake import queued_status
+from shared.runtime.kafka import create_broker, publish
+from shared.storage import documents, ingest_queue
 from shared.storage.db import create_pool
 
 # Documents queued at a time while waiting (with --no-wait, all of them).
@@ -181,13 +181,19 @@ class _Job:
         return 1 if progress.failed else 0
 
     async def queue(self, ids: list[UUID], progress: Progress) -> None:
-        """Mark these documents queued and publish their requests, in one
-        transaction: a publish that fails leaves them ``indexed``. A document
-        no longer indexed is skipped: deleted, or already being ingested."""
+        """Make these documents wait for release again, as bulk work, each
+        announced ``queued`` before its transaction commits (so before any
+        releaser can see it): a failed announcement leaves them ``indexed``.
+        A document no longer indexed is skipped: deleted, or already being
+        ingested."""
+        first = len(progress.queued) + progress.skipped
+        cids = [f"reindex-{self.run_id}-{n}" for n in range(first, first + len(ids))]
         async with self.pool.acquire() as conn, conn.transaction():
-            docs = await documents.requeue_indexed(conn, ids)
-            for n, doc in enumerate(docs, start=len(progress.queued)):
-                await queue(self.broker, self.topics, doc, f"reindex-{self.run_id}-{n}", db=conn)
+            docs = await ingest_queue.wait_again(conn, ids, cids, self.topics.ingest_requests)
+            by_id = dict(zip(ids, cids, strict=True))
+            for doc in docs:
+                event = queued_status(doc, by_id[doc.id])
+                await publish(self.broker, self.topics.ingest_events, event, key=doc.id)
         progress.queued += [doc.id for doc in docs]
         progress.skipped += len(ids) - len(docs)
 

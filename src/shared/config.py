@@ -486,6 +486,25 @@ class Settings(BaseSettings):
         " above the longest time one document takes to index. At least 10.",
         json_schema_extra=_doc("ingestion"),
     )
+    ingest_tenant_window: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Documents of one tenant released to the ingest workers and not yet"
+        " indexed or failed, at most; the rest wait in PostgreSQL and are released in turns"
+        " across tenants, interactive uploads before bulk work. So another tenant's upload"
+        " waits behind this many of a bulk import, not the whole import. About twice the"
+        " number of ingest workers keeps every worker busy with one tenant alone.",
+        json_schema_extra=_doc("ingestion"),
+    )
+    ingest_release_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each ingest worker looks for documents to release when no"
+        " PostgreSQL notification woke it (a missed one, or a lost connection).",
+        json_schema_extra=_doc("ingestion"),
+    )
     ingest_sweep_seconds: int = Field(
         default=60,
         ge=0,

@@ -14,6 +14,7 @@ import asyncio
 import io
 import time
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -112,6 +113,9 @@ async def test_hostile_files_settle_with_a_reason_and_never_hold_up_the_next_upl
 
     settled = await asyncio.gather(*(wait_for_status(client, user, i, 120) for i in ids.values()))
     outcomes = dict(zip(ids, settled, strict=True))
+    for name, doc in outcomes.items():
+        took = datetime.fromisoformat(doc["updated_at"]) - datetime.fromisoformat(doc["created_at"])
+        print(f"{name}: {doc['status']} in {took.total_seconds():.2f} s ({doc['error']})")
     for name, (_, expected) in corpus.items():
         doc = outcomes[name]
         if expected == "indexed":

@@ -20,6 +20,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from ingest.release import release_once
+from shared.config import Settings
+from shared.runtime.clients import open_clients
 from tests.faults.conftest import FaultStack
 from tests.support.api import User, new_user, stream_chat, upload, wait_for_status
 from tests.support.kafka import produce, read_until
@@ -316,7 +319,8 @@ async def test_a_lost_request_is_requeued_and_a_poison_document_is_given_up(
             await conn.execute(
                 "UPDATE documents SET updated_at = now() - interval '1 hour',"
                 " attempts = CASE WHEN id = $2 THEN 2 ELSE 0 END, status = 'processing',"
-                " request_topic = $3, request_partition = 0, request_offset = 1000000000"
+                " request_topic = $3, request_partition = 0, request_offset = 1000000000,"
+                " released_at = now() - interval '1 hour'"
                 " WHERE id = ANY($1::uuid[])",
                 [uuid.UUID(stuck), uuid.UUID(poison)],
                 uuid.UUID(poison),
@@ -350,10 +354,10 @@ async def test_a_lost_request_is_requeued_and_a_poison_document_is_given_up(
 async def test_documents_waiting_behind_a_backlog_are_not_requeued(
     fault_stack: FaultStack,
 ) -> None:
-    """Requests published while no ingest worker reads them, their rows
-    then an hour old: waiting, not stuck; each is indexed once. One whose
-    request was consumed without an outcome is re-queued, and its readers,
-    who saw it ``processing``, are not told ``queued`` again."""
+    """Requests released while no ingest worker reads them, their rows then
+    an hour old: waiting, not stuck; each is indexed once. One whose request
+    was consumed without an outcome is re-queued, and its readers, who saw
+    it ``processing``, are not told ``queued`` again."""
     prefix = fault_stack.env["KAFKA_TOPIC_PREFIX"] + "-backlog"
     env = {"KAFKA_TOPIC_PREFIX": prefix, **FAST}
     gateway = fault_stack.gateway("gateway-backlog", **env)
@@ -361,6 +365,7 @@ async def test_documents_waiting_behind_a_backlog_are_not_requeued(
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
         user = await new_user(client)
         ids = await _upload_many(client, user, 8)
+        assert await _release({**fault_stack.env, **env}) == len(ids)
         await _age(db, ids, "queued")
         worker = fault_stack.worker("ingest", "ingest-backlog", INGEST_SWEEP_SECONDS="1", **env)
         rows = await _wait_settled(db, ids, timeout=90)
@@ -385,6 +390,15 @@ async def test_documents_waiting_behind_a_backlog_are_not_requeued(
         "processing",
         "indexed",
     ]
+
+
+async def _release(env: dict[str, str]) -> int:
+    """One release pass of the deployment ``env`` describes, from here:
+    requests on Kafka with no worker to read them."""
+    settings = Settings(**{name.lower(): value for name, value in env.items()})
+    async with open_clients(settings, "test-release", embedder=False) as clients:
+        await clients.broker.start()
+        return await release_once(clients)
 
 
 async def _age(database_url: str, ids: list[str], status: str) -> None:

@@ -45,7 +45,7 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    assert "0008 (head)" in result.stdout
+    assert "0009 (head)" in result.stdout
 
 
 @asynccontextmanager

@@ -62,12 +62,14 @@ def collect(paths: Sequence[Path]) -> Plan:
     return plan
 
 
-def upload(session: Session, item: Item) -> None:
+def upload(session: Session, item: Item, *, bulk: bool = False) -> None:
+    """``bulk``: indexed after the tenant's interactive uploads (an import)."""
     content_type = mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
+    form = {"lane": "bulk" if bulk else "interactive"}
     try:
         with item.path.open("rb") as body:
             files = {"file": (item.path.name, body, content_type)}
-            response = session.request("POST", "/api/documents", files=files)
+            response = session.request("POST", "/api/documents", files=files, data=form)
     except OSError as exc:
         item.status, item.detail = "refused", f"cannot read: {exc.strerror or exc}"
         return

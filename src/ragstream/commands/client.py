@@ -67,6 +67,10 @@ def ingest_command(
     paths: Annotated[list[Path], typer.Argument(help="files and folders (recursive)")],
     url: UrlOption = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for indexing")] = 600.0,
+    bulk: Annotated[
+        bool,
+        typer.Option("--bulk", help="an import: indexed after your tenant's other uploads"),
+    ] = False,
 ) -> int:
     """Upload documents and wait until each is indexed or failed."""
     plan = ingest.collect(paths)
@@ -76,7 +80,7 @@ def ingest_command(
         task = progress.add_task("uploading", total=len(plan.items))
         for item in plan.items:
             progress.update(task, description=f"uploading {escape(item.shown)}")
-            ingest.upload(session, item)
+            ingest.upload(session, item, bulk=bulk)
             if item.status == "refused":
                 progress.advance(task)
         progress.update(task, description="indexing")

@@ -8,13 +8,14 @@ through the same three steps, here:
   whichever door they came in by, before anything is written;
 - ``Intake.admit`` and ``Intake.store``: the tenant's quota, the blob, the
   row, then the queueing, undone on any failure (nothing is half-accepted);
-- ``queue``: a ``queued`` status, then the ingest request, on the document's
-  key. The sweeper (a document whose request was lost) and ``rag reindex``
-  (an indexed document sent through again) queue existing rows with it.
+- ``wait``: a ``queued`` status, then the document waits in PostgreSQL
+  until a releaser in an ingest worker publishes its ingest request, fairly
+  across tenants (``ingest.release``). ``rag reindex`` makes indexed
+  documents wait again, as bulk work (``shared.storage.ingest_queue``).
 """
 
 from shared.intake.checks import check_content_type, check_filename, check_size, new_document
-from shared.intake.queue import ingest_request, queue, queued_status
+from shared.intake.queue import ingest_request, queued_status, wait
 from shared.intake.store import Intake
 
 __all__ = [
@@ -24,6 +25,6 @@ __all__ = [
     "check_size",
     "ingest_request",
     "new_document",
-    "queue",
     "queued_status",
+    "wait",
 ]

@@ -10,7 +10,7 @@ from shared.contracts.events import utcnow
 from shared.errors import InvalidInput, PayloadTooLarge, UnsupportedDocument
 from shared.formats import SUPPORTED_SUFFIXES, describe_supported
 from shared.storage.blobs import blob_key
-from shared.storage.documents import Document, Visibility
+from shared.storage.documents import Document, Lane, Visibility
 
 MAX_FILENAME = 255
 MAX_CONTENT_TYPE = 255
@@ -60,6 +60,7 @@ def new_document(
     size_bytes: int,
     limit_bytes: int,
     visibility: Visibility = "private",
+    lane: Lane = "interactive",
     doc_id: UUID | None = None,
 ) -> Document:
     """The row to store, or the reason it is refused (``InvalidInput``,
@@ -84,4 +85,5 @@ def new_document(
         created_at=now,
         updated_at=now,
         visibility=visibility,
+        lane=lane,
     )

@@ -1,6 +1,13 @@
-"""Queueing a stored document for indexing: a ``queued`` status, then the
-ingest request, both keyed by the document, so they share a partition and a
-worker's ``processing`` always comes after the ``queued`` it follows."""
+"""Queueing a stored document for indexing.
+
+A document is announced ``queued`` and then waits in PostgreSQL
+(``wait``) until a releaser in an ingest worker publishes its ingest
+request (``ingest.release``), a few per tenant at a time, so one tenant's backlog
+never stands in front of another's upload (docs/architecture.md, "Fair
+ingestion"). The announcement goes out before the document can be
+released, and both are keyed by the document, so a worker's ``processing``
+always comes after the ``queued`` it follows.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from faststream.kafka import KafkaBroker
 from shared.contracts.events import IngestRequest, IngestStatus
 from shared.contracts.topics import Topics
 from shared.runtime.kafka import publish
-from shared.storage import documents
+from shared.storage import ingest_queue
 from shared.storage.documents import Db, Document
 
 
@@ -39,22 +46,11 @@ def queued_status(doc: Document, correlation_id: str) -> IngestStatus:
     )
 
 
-async def queue(
-    broker: KafkaBroker,
-    topics: Topics,
-    doc: Document,
-    correlation_id: str,
-    *,
-    db: Db,
-    announce: bool = True,
+async def wait(
+    broker: KafkaBroker, topics: Topics, doc: Document, correlation_id: str, *, db: Db
 ) -> None:
-    """Publish ``doc``'s ``queued`` status (unless ``announce`` is false: a
-    document seen ``processing`` stays so for its readers) and its ingest
-    request, then record where the request sits (``db``: the connection
-    whose transaction holds the row, if one does). Returns once the broker
-    has both."""
-    request = ingest_request(doc, correlation_id)  # refused before anything is sent
-    if announce:
-        await publish(broker, topics.ingest_events, queued_status(doc, correlation_id), key=doc.id)
-    sent = await publish(broker, topics.ingest_requests, request, key=doc.id)
-    await documents.record_request(db, doc.id, sent.topic, sent.partition, sent.offset)
+    """Announce ``doc`` ``queued`` and leave it waiting for a releaser of
+    this deployment. Returns once the broker has the announcement."""
+    ingest_request(doc, correlation_id)  # refused before anything is sent
+    await publish(broker, topics.ingest_events, queued_status(doc, correlation_id), key=doc.id)
+    await ingest_queue.hand_over(db, doc.id, topics.ingest_requests, correlation_id)

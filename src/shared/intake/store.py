@@ -15,7 +15,7 @@ from faststream.kafka import KafkaBroker
 from shared.config import Settings
 from shared.contracts.topics import Topics
 from shared.errors import Unavailable
-from shared.intake.queue import queue
+from shared.intake.queue import wait
 from shared.runtime.clients import Clients
 from shared.storage import documents
 from shared.storage.blobs import LocalBlobStore
@@ -69,7 +69,7 @@ class Intake:
         checkpoint: Callable[[], None] = _go_on,
         accepted: Hook | None = None,
     ) -> Document:
-        """Blob, row, ``queued`` and the ingest request, then ``accepted``
+        """Blob, row, ``queued``, then waiting for release, then ``accepted``
         (the gateway's audit entry: a document no entry accounts for is not
         kept). On any failure, neither blob nor row is left, and a store's
         failure is ``Unavailable`` (retry). ``checkpoint`` runs between the
@@ -84,7 +84,7 @@ class Intake:
             await documents.insert_within_quota(self.pool, doc, self.quota)
             inserted = True
             checkpoint()
-            await queue(self.broker, self.topics, doc, correlation_id, db=self.pool)
+            await wait(self.broker, self.topics, doc, correlation_id, db=self.pool)
             if accepted is not None:
                 await accepted(doc)
         except BaseException as exc:

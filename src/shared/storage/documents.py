@@ -42,12 +42,14 @@ Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg
 Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 Visibility = Literal["private", "tenant"]
+# Interactive uploads are released for indexing before a tenant's bulk work.
+Lane = Literal["interactive", "bulk"]
 
-_COLUMNS = (
+COLUMNS = (
     "id, tenant_id, user_id, filename, content_type, size_bytes, sha256, blob_key,"
-    " status, chunks, error, created_at, updated_at, visibility"
+    " status, chunks, error, created_at, updated_at, visibility, lane"
 )
-_FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
+FIELDS = tuple(name.strip() for name in COLUMNS.split(","))
 # What a caller may read: their own documents and their tenant's shared ones.
 # $1 is the tenant, $2 the caller.
 _READABLE = "tenant_id=$1 AND (user_id=$2 OR visibility='tenant')"
@@ -69,17 +71,18 @@ class Document:
     created_at: datetime
     updated_at: datetime
     visibility: Visibility = "private"
+    lane: Lane = "interactive"
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Document:
         """The document of a row that has (at least) its columns."""
-        return cls(**{name: record[name] for name in _FIELDS if name in record})
+        return cls(**{name: record[name] for name in FIELDS if name in record})
 
 
 async def insert(pool: Db, doc: Document) -> None:
     await pool.execute(
-        f"INSERT INTO documents ({_COLUMNS})"  # noqa: S608
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+        f"INSERT INTO documents ({COLUMNS})"  # noqa: S608
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
         doc.id,
         doc.tenant_id,
         doc.user_id,
@@ -94,6 +97,7 @@ async def insert(pool: Db, doc: Document) -> None:
         doc.created_at,
         doc.updated_at,
         doc.visibility,
+        doc.lane,
     )
 
 
@@ -146,7 +150,7 @@ async def insert_within_quota(pool: asyncpg.Pool, doc: Document, quota: Quota) -
 async def get(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
     """The document if the caller owns it."""
     record = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3",  # noqa: S608
+        f"SELECT {COLUMNS} FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3",  # noqa: S608
         doc_id,
         tenant_id,
         user_id,
@@ -157,7 +161,7 @@ async def get(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Documen
 async def readable(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
     """The document if the caller owns it or their tenant shares it."""
     record = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM documents WHERE {_READABLE} AND id=$3",  # noqa: S608
+        f"SELECT {COLUMNS} FROM documents WHERE {_READABLE} AND id=$3",  # noqa: S608
         tenant_id,
         user_id,
         doc_id,
@@ -196,7 +200,7 @@ async def list_for(
 ) -> list[Document]:
     """The caller's documents and the tenant's shared ones, newest first."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM documents WHERE {_READABLE}"  # noqa: S608
+        f"SELECT {COLUMNS} FROM documents WHERE {_READABLE}"  # noqa: S608
         " ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
         tenant_id,
         user_id,
@@ -257,7 +261,7 @@ async def sync_visibility(
 
 async def delete(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Document | None:
     record = await pool.fetchrow(
-        f"DELETE FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3 RETURNING {_COLUMNS}",  # noqa: S608
+        f"DELETE FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3 RETURNING {COLUMNS}",  # noqa: S608
         doc_id,
         tenant_id,
         user_id,
@@ -266,7 +270,7 @@ async def delete(pool: Db, tenant_id: UUID, user_id: UUID, doc_id: UUID) -> Docu
 
 
 async def set_status(
-    pool: asyncpg.Pool,
+    pool: Db,
     doc_id: UUID,
     status: DocumentStatus,
     *,
@@ -290,9 +294,12 @@ async def set_status(
 async def claim(pool: asyncpg.Pool, doc_id: UUID) -> int | None:
     """A delivery starts processing the document: ``processing``, one more
     attempt, in one write. The attempts so far; ``None``: no such document."""
+    # A request can arrive for a row never marked released (its releaser
+    # died after publishing): from here it is released, the sweeper's.
     attempts: int | None = await pool.fetchval(
         "UPDATE documents SET status='processing', error=NULL, attempts=attempts+1,"
-        " updated_at=now() WHERE id=$1 RETURNING attempts",
+        " released_at=coalesce(released_at, now()), updated_at=now() WHERE id=$1"
+        " RETURNING attempts",
         doc_id,
     )
     return attempts
@@ -308,26 +315,30 @@ async def touch(pool: asyncpg.Pool, doc_id: UUID) -> None:
 async def by_id(pool: asyncpg.Pool, doc_id: UUID) -> Document | None:
     """For workers only: the row whatever its owner, because a message's
     claims about the owner are checked against it, not trusted."""
-    record = await pool.fetchrow(f"SELECT {_COLUMNS} FROM documents WHERE id=$1", doc_id)  # noqa: S608
+    record = await pool.fetchrow(f"SELECT {COLUMNS} FROM documents WHERE id=$1", doc_id)  # noqa: S608
     return Document.from_record(record) if record else None
 
 
 # Rows claimed by one sweeper: ``FOR UPDATE SKIP LOCKED``, and their
 # ``updated_at`` moved on, so no other sweeper takes them until the next
-# ``stuck_seconds`` have passed. Of those whose request sits on the requests
-# topic ($3), one is stuck when its group has read past it (committed, $4),
-# or the log no longer holds it (before the log's start, $5, or at or past
-# its end, $6: deleted by retention, or the topic made anew); one in between
-# is waiting its turn. Arrays are indexed by partition + 1; a missing figure
-# never makes a document stuck. Requests on another topic are another
-# deployment's (another prefix); a row with no recorded request is stuck.
+# ``stuck_seconds`` have passed. Of those released on the requests topic
+# ($3), one is stuck when its group has read past its request (committed,
+# $4), or the log no longer holds it (before the log's start, $5, or at or
+# past its end, $6: deleted by retention, or the topic made anew); one in
+# between is waiting its turn. Arrays are indexed by partition + 1; a
+# missing figure never makes a document stuck. One waiting for release is
+# the releasers' (shared.storage.ingest_queue), and a topic not ours is
+# another deployment's (another prefix). A row never handed to any topic
+# (its upload died half-way, or it predates the recording) is stuck, and so
+# is a released one whose request was never recorded.
 _STUCK = f"""
 UPDATE documents AS d SET updated_at = now()
 FROM (
     SELECT id FROM documents
     WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => $1)
-      AND (request_offset IS NULL OR (request_topic = $3 AND (
-           request_offset < coalesce(($4::bigint[])[request_partition + 1], -1)
+      AND (request_topic IS NULL OR (request_topic = $3 AND released_at IS NOT NULL AND (
+           request_offset IS NULL
+        OR request_offset < coalesce(($4::bigint[])[request_partition + 1], -1)
         OR request_offset < coalesce(($5::bigint[])[request_partition + 1], -1)
         OR request_offset >= coalesce(($6::bigint[])[request_partition + 1], {2**63 - 1}))))
     ORDER BY updated_at
@@ -335,7 +346,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS stuck
 WHERE d.id = stuck.id
-RETURNING {", ".join("d." + name for name in _FIELDS)}, d.attempts
+RETURNING {", ".join("d." + name for name in FIELDS)}, d.attempts
 """  # noqa: S608
 
 
@@ -375,28 +386,6 @@ async def indexed_ids(pool: Db, tenant_id: UUID | None) -> list[UUID]:
         tenant_id,
     )
     return [row["id"] for row in rows]
-
-
-_REQUEUE_INDEXED = f"""
-UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'indexed'
-RETURNING {_COLUMNS}
-"""  # noqa: S608
-
-
-_REQUEUE_INDEXED = f"""
-UPDATE documents SET status = 'queued', error = NULL, attempts = 0, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'indexed'
-RETURNING {_COLUMNS}
-"""  # noqa: S608
-
-
-async def requeue_indexed(conn: Conn, ids: Collection[UUID]) -> list[Document]:
-    """Mark those of ``ids`` still indexed ``queued`` again (a re-index);
-    one deleted or already being ingested is left alone. The rows stay
-    locked until ``conn``'s transaction ends: a concurrent delete waits."""
-    rows = await conn.fetch(_REQUEUE_INDEXED, list(ids))
-    return [Document.from_record(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -448,7 +437,7 @@ async def blob_keys_of(pool: Db, ids: Collection[UUID]) -> set[str]:
 async def created_before(pool: Db, cutoff: datetime, after: UUID, limit: int) -> list[Document]:
     """A page of the documents created before ``cutoff``, by id after ``after``."""
     rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM documents"  # noqa: S608
+        f"SELECT {COLUMNS} FROM documents"  # noqa: S608
         " WHERE created_at < $1 AND id > $2 ORDER BY id LIMIT $3",
         cutoff,
         after,
@@ -464,10 +453,11 @@ async def delete_created_before(pool: Db, doc_id: UUID, cutoff: datetime) -> Non
 
 
 async def record_request(db: Db, doc_id: UUID, topic: str, partition: int, offset: int) -> None:
-    """Where the document's latest ingest request sits (``claim_stuck``)."""
+    """Where the document's latest ingest request sits (``claim_stuck``);
+    from now on it is released."""
     await db.execute(
-        "UPDATE documents SET request_topic = $2, request_partition = $3, request_offset = $4"
-        " WHERE id = $1",
+        "UPDATE documents SET request_topic = $2, request_partition = $3, request_offset = $4,"
+        " released_at = coalesce(released_at, now()) WHERE id = $1",
         doc_id,
         topic,
         partition,
