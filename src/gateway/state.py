@@ -16,6 +16,7 @@ from gateway.readiness import ReadinessCache
 from gateway.streams.lease import PartitionLease
 from gateway.streams.replies import ReplyRouter
 from shared.runtime.clients import Clients
+from shared.storage.migrate import Revisions, code_revisions
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,8 @@ class Gateway:
     draining: bool = False
     # The last dependency checks (gateway.routes.health), shared for a second.
     readiness: ReadinessCache[Any] = field(default_factory=ReadinessCache)
+    # The schema revision this code needs: readiness waits for it.
+    revisions: Revisions = field(default_factory=code_revisions)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:

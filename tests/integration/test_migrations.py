@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from alembic import command as alembic
 
 from shared.storage.migrate import alembic_config, upgrade
+from tests.support.deployment import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,27 +45,6 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
         )
         assert result.returncode == 0, result.stderr
     assert "0009 (head)" in result.stdout
-
-
-@asynccontextmanager
-async def scratch_database(
-    url: str, revision: str
-) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    """A database of its own, migrated to ``revision``: its URL and a connection."""
-    name = f"migrate_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f"CREATE DATABASE {name}")
-    own = url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, own, revision)
-        conn = await asyncpg.connect(own)
-        try:
-            yield own, conn
-        finally:
-            await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,27 @@ from tests.support.processes import Component, start_gateway, start_worker
 from tests.support.stores import CHROMA_COLLECTIONS
 
 RAG = Path(sys.executable).with_name("rag")
+
+
+@asynccontextmanager
+async def scratch_database(
+    url: str, revision: str
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database of its own, migrated to ``revision``: its URL and a connection."""
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    own = url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, own, revision)
+        conn = await asyncpg.connect(own)
+        try:
+            yield own, conn
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
 
 
 def with_database(url: str, name: str) -> str:

@@ -30,6 +30,7 @@ from prometheus_client import (
 
 from gateway.http.deps import GatewayDep
 from gateway.state import Gateway
+from shared.storage.migrate import schema_behind
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
@@ -53,6 +54,12 @@ DEPENDENCY_CHECKS = Counter(
 # Without these the gateway cannot serve anything; Redis (caches, leases) and
 # Chroma (only deletes go there from the gateway) degrade it instead.
 REQUIRED = ("postgres", "kafka")
+# Not a dependency: whether the database's schema is the one this code needs.
+SCHEMA = "schema"
+
+
+class SchemaBehind(Exception):
+    """The database's schema is older than this code's (``rag migrate``)."""
 
 
 @dataclass(frozen=True)
@@ -88,18 +95,25 @@ async def check_dependencies(gateway: Gateway) -> dict[str, Check]:
         if not await clients.broker.ping(timeout):
             raise ConnectionError("broker did not answer")
 
+    async def schema() -> None:
+        behind = await schema_behind(clients.pool, gateway.revisions)
+        if behind is not None:
+            raise SchemaBehind(behind)
+
     probes: dict[str, Callable[[], Awaitable[Any]]] = {
         "postgres": lambda: clients.pool.fetchval("SELECT 1"),
         "kafka": kafka,
         "redis": clients.redis.ping,
         "chroma": clients.vectors.heartbeat,
+        SCHEMA: schema,
     }
     DEPENDENCY_CHECKS.inc()
     results = await asyncio.gather(*(_check(p, timeout) for p in probes.values()))
     checks = dict(zip(probes, results, strict=True))
     for name, check in checks.items():
-        DEPENDENCY_UP.labels(name).set(1 if check.ok else 0)
-        DEPENDENCY_SECONDS.labels(name).set(check.seconds)
+        if name != SCHEMA:
+            DEPENDENCY_UP.labels(name).set(1 if check.ok else 0)
+            DEPENDENCY_SECONDS.labels(name).set(check.seconds)
     return checks
 
 
@@ -109,6 +123,10 @@ def _log_failures(checks: dict[str, Check]) -> None:
             continue
         if name == "postgres":
             log.error("Database connection failed", error=check.error)
+        elif name == SCHEMA and checks["postgres"].ok:
+            log.error("Database schema is behind the code; run rag migrate", error=check.error)
+        elif name == SCHEMA:
+            continue  # the database is down: said above
         else:
             log.error("Dependency check failed", dependency=name, error=check.error)
 
@@ -116,13 +134,17 @@ def _log_failures(checks: dict[str, Check]) -> None:
 @router.get("/health/ready")
 async def ready(gateway: GatewayDep) -> JSONResponse:
     """Readiness: the database and the broker answer within
-    DEPENDENCY_TIMEOUT, replies are being read, and the replica is not
-    draining for a shutdown. The dependencies are checked at most once a
-    second per process (gateway.readiness)."""
+    DEPENDENCY_TIMEOUT, the database's schema is the one this code needs
+    (``migrations pending`` until ``rag migrate`` ran), replies are being
+    read, and the replica is not draining for a shutdown. The dependencies
+    are checked at most once a second per process (gateway.readiness)."""
     checks, fresh = await gateway.readiness.get(lambda: check_dependencies(gateway))
     if fresh:
         _log_failures(checks)
     failed = [name for name in REQUIRED if not checks[name].ok]
+    if checks["postgres"].ok and not checks[SCHEMA].ok:
+        # New pods must not serve on an old schema during a rollout.
+        failed.append("migrations pending")
     if not gateway.replies.running:
         failed.append("replies")
     if gateway.draining:
@@ -131,7 +153,9 @@ async def ready(gateway: GatewayDep) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "unavailable" if failed else "ready",
         "failed": failed,
-        "degraded": sorted(n for n, c in checks.items() if n not in REQUIRED and not c.ok),
+        "degraded": sorted(
+            n for n, c in checks.items() if n not in (*REQUIRED, SCHEMA) and not c.ok
+        ),
         "reply_lease": gateway.lease.state,
     }
     return JSONResponse(body, status_code=503 if failed else 200)
