@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from shared.storage import documents
 from shared.storage.cache import answer_generation, bump_answer_generation
 from shared.storage.migrate import upgrade
+from tests.support.rows import document_row
 
 
 @pytest.fixture(scope="module")
@@ -35,22 +35,7 @@ async def _tenant_with_document(pool: asyncpg.Pool) -> tuple[uuid.UUID, uuid.UUI
         tenant,
         f"gen-{user}",
     )
-    now = datetime.now(UTC)
-    doc = documents.Document(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        user_id=user,
-        filename="policy.md",
-        content_type="text/markdown",
-        size_bytes=1,
-        sha256="0" * 64,
-        blob_key="k",
-        status="queued",
-        chunks=0,
-        error=None,
-        created_at=now,
-        updated_at=now,
-    )
+    doc = document_row(tenant, user, status="queued", filename="policy.md")
     await documents.insert(pool, doc)
     return tenant, user, doc.id
 

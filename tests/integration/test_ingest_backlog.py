@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -14,10 +13,10 @@ from prometheus_client import REGISTRY
 
 from ingest.backlog import sample_once
 from shared.storage import documents
-from shared.storage.blobs import blob_key
 from shared.storage.db import asyncpg_dsn
 from shared.storage.migrate import upgrade
 from tests.support.deployment import with_database
+from tests.support.rows import document_row
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +49,7 @@ async def _tenant(pool: asyncpg.Pool, name: str) -> uuid.UUID:
 
 async def _documents(pool: asyncpg.Pool, tenant: uuid.UUID, status: str, ages: list[int]) -> None:
     for age in ages:
-        doc, then = uuid.uuid4(), datetime.now(UTC) - timedelta(seconds=age)
-        row = documents.Document(
-            id=doc,
-            tenant_id=tenant,
-            user_id=tenant,
-            filename="notes.txt",
-            content_type="text/plain",
-            size_bytes=9,
-            sha256="0" * 64,
-            blob_key=blob_key(tenant, doc),
-            status=status,  # type: ignore[arg-type]
-            chunks=0,
-            error=None,
-            created_at=then,
-            updated_at=then,
-        )
-        await documents.insert(pool, row)
+        await documents.insert(pool, document_row(tenant, status=status, age_seconds=age))
 
 
 def _gauge(name: str, tenant: str) -> float | None:

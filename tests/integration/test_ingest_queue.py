@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -21,6 +20,7 @@ from shared.storage.db import asyncpg_dsn
 from shared.storage.documents import Document, Lane
 from shared.storage.migrate import upgrade
 from tests.support.deployment import with_database
+from tests.support.rows import document_row
 
 TOPIC = "rag.ingest.requests"
 OTHER = "other.ingest.requests"
@@ -72,26 +72,11 @@ async def _waiting(
     """``count`` documents handed over to wait on ``topic``, oldest first."""
     ids = []
     for n in range(count):
-        doc, then = uuid.uuid4(), datetime.now(UTC) - timedelta(minutes=minutes_ago, seconds=-n)
-        row = Document(
-            id=doc,
-            tenant_id=tenant,
-            user_id=tenant,
-            filename=f"doc-{n}.txt",
-            content_type="text/plain",
-            size_bytes=9,
-            sha256="0" * 64,
-            blob_key=blob_key(tenant, doc),
-            status="queued",
-            chunks=0,
-            error=None,
-            created_at=then,
-            updated_at=then,
-            lane=lane,
-        )
+        age = minutes_ago * 60 - n  # later ones newer
+        row = document_row(tenant, status="queued", lane=lane, age_seconds=age)
         await documents.insert(pool, row)
-        await ingest_queue.hand_over(pool, doc, topic, f"upload-{doc}")
-        ids.append(doc)
+        await ingest_queue.hand_over(pool, row.id, topic, f"upload-{row.id}")
+        ids.append(row.id)
     return ids
 
 

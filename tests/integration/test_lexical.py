@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
 import bm25s
@@ -18,6 +17,7 @@ import pytest
 from shared.storage import documents
 from shared.storage.lexical import IndexedChunk, LexicalIndex, tokenize
 from shared.storage.migrate import upgrade
+from tests.support.rows import document_row
 
 CORPUS = [
     "To claim travel expenses, submit the expense report within 30 days of the trip.",
@@ -56,23 +56,7 @@ async def _document(
         tenant,
         f"lex-{user}",
     )
-    now = datetime.now(UTC)
-    doc = documents.Document(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        user_id=user,
-        filename="policy.md",
-        content_type="text/markdown",
-        size_bytes=1,
-        sha256="0" * 64,
-        blob_key="k",
-        status="indexed",
-        chunks=0,
-        error=None,
-        created_at=now,
-        updated_at=now,
-        visibility=visibility,
-    )
+    doc = document_row(tenant, user, filename="policy.md", visibility=visibility)
     await documents.insert(pool, doc)
     return doc.id
 

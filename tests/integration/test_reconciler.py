@@ -20,7 +20,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,6 +39,7 @@ from shared.storage.lexical import IndexedChunk, LexicalIndex
 from shared.storage.migrate import upgrade
 from shared.storage.vectorstore import Chunk, VectorStore, connect_chroma
 from tests.support.deployment import with_database
+from tests.support.rows import document_row
 
 MIN_AGE = 3600
 OLD = 2 * MIN_AGE
@@ -133,22 +133,7 @@ async def _document(
         tenant,
         f"recon-{tenant}",
     )
-    then = datetime.now(UTC) - timedelta(seconds=age)
-    row = documents.Document(
-        id=doc,
-        tenant_id=tenant,
-        user_id=tenant,
-        filename="notes.txt",
-        content_type="text/plain",
-        size_bytes=9,
-        sha256="0" * 64,
-        blob_key=blob_key(tenant, doc),
-        status="indexed",
-        chunks=1,
-        error=None,
-        created_at=then,
-        updated_at=then,
-    )
+    row = document_row(tenant, id=doc, chunks=1, age_seconds=age)
     await documents.insert(pool, row)
     return row
 

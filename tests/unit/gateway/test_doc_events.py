@@ -9,27 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.doc_events import StatusEvent, Subscription, may_read
 from shared.storage.documents import Document, Visibility
+from tests.support.rows import document_row
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _doc(tenant: uuid.UUID, owner: uuid.UUID, visibility: Visibility) -> Document:
-    return Document(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        user_id=owner,
-        filename="a.txt",
-        content_type="text/plain",
-        size_bytes=1,
-        sha256="0" * 64,
-        blob_key="k",
-        status="indexed",
-        chunks=3,
-        error=None,
-        created_at=NOW,
-        updated_at=NOW,
-        visibility=visibility,
-    )
+    return document_row(tenant, owner, chunks=3, visibility=visibility)
 
 
 def test_owner_and_tenant_when_shared_never_another_tenant() -> None:
