@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from ragstream import stack_env
 from ragstream.client.errors import ClientError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -75,6 +76,15 @@ def forget() -> bool:
 
 
 def resolve_url(flag: str | None, login: Login | None) -> str:
-    """--url, else the stored login's, else $RAG_URL, else the local default."""
-    url = flag or (login.url if login else None) or os.environ.get("RAG_URL") or DEFAULT_URL
+    """--url, else the stored login's, else $RAG_URL, else the gateway the
+    local stack recorded (``.rag/stack.env``, written by ``rag up``), else
+    the local default."""
+    recorded = stack_env.read(stack_env.DEFAULT_DATA_DIR) or {}
+    url = (
+        flag
+        or (login.url if login else None)
+        or os.environ.get(stack_env.GATEWAY_VAR)
+        or recorded.get(stack_env.GATEWAY_VAR)
+        or DEFAULT_URL
+    )
     return url.rstrip("/")

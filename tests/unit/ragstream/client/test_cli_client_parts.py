@@ -175,9 +175,10 @@ def test_printable_drops_escape_sequences_but_keeps_layout() -> None:
     assert printable("café — naïve [1]") == "café — naïve [1]"
 
 
-def test_the_url_comes_from_the_flag_then_the_login_then_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_url_comes_from_the_flag_then_the_login_then_the_environment_then_rag_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     login = Login("http://stored:8000", "u", "a", "r", 0.0)
     monkeypatch.setenv("RAG_URL", "http://env:8000/")
     assert credentials.resolve_url("http://flag:1/", login) == "http://flag:1"
@@ -185,6 +186,10 @@ def test_the_url_comes_from_the_flag_then_the_login_then_the_environment(
     assert credentials.resolve_url(None, None) == "http://env:8000"
     monkeypatch.delenv("RAG_URL")
     assert credentials.resolve_url(None, None) == "http://127.0.0.1:8000"
+    # `rag up` on another port recorded where its gateway is.
+    (tmp_path / ".rag").mkdir()
+    (tmp_path / ".rag" / "stack.env").write_text("RAG_URL='http://127.0.0.1:8123'\n")
+    assert credentials.resolve_url(None, None) == "http://127.0.0.1:8123"
 
 
 def test_the_session_file_is_private_even_over_a_readable_one(
