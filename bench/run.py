@@ -29,10 +29,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "ingestion": ingestion.run,  # 5.
     "retrieval": retrieval.run,  # 6.
     "bulk": bulk.run,  # 9.
+    "bulk-scale": bulk.run_at_scale,  # 9, at 5,000 documents.
 }
 # Seconds a benchmark may take where the default (an hour; 20 minutes quick)
-# is too short: the full bulk import is 4 imports of 5,000 documents.
-LIMITS = {"bulk": 6 * 3600.0}
+# is too short: the full bulk-scale run is 4 imports of 5,000 documents.
+LIMITS = {"bulk": 2 * 3600.0, "bulk-scale": 3 * 3600.0}
 
 
 def _parser() -> argparse.ArgumentParser:
