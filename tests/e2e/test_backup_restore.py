@@ -1,8 +1,10 @@
 """Backups and ``rag reindex``, with real services: a deployment is backed up
 (``pg_dump -Fc`` and a copy of the blob folder), wiped (its database, blob
 folder and Chroma collection), restored, and re-indexed, after which the same
-user's answers cite the same documents; a re-index while users ask keeps
-answering; a re-index of one tenant touches only that tenant's documents.
+user's answers cite the same documents; an older release's dump is restored
+into an empty database by docs/backup.md's commands and migrated; a re-index
+while users ask keeps answering; a re-index of one tenant touches only that
+tenant's documents.
 
 Each test has a deployment of its own (``tests/support/deployment.py``): a
 database, blob folder, topic prefix and processes nobody else uses.
@@ -19,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,19 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 
+from ragstream.localstack.postgres import postgres_bin
+from shared.storage.migrate import alembic_config, upgrade
 from tests.support.api import PASSWORD, User, answer_text, new_user, upload, wait_for_status
-from tests.support.deployment import RAG, Deployment, ask, cited_documents, delete_collections
+from tests.support.deployment import (
+    RAG,
+    Deployment,
+    ask,
+    cited_documents,
+    delete_collections,
+    with_database,
+)
 from tests.support.stores import vectors_per_document
 
 FIRE = (
@@ -36,6 +49,7 @@ FIRE = (
     b"When the alarm sounds, everyone gathers at the assembly point by the fountain.\n"
 )
 QUESTION = "Where does everyone gather when the fire alarm sounds?"
+ROOT = Path(__file__).parents[2]
 OTHERS = {
     "badges.md": b"# Badges\n\nVisitors collect a temporary badge at reception and return it.\n",
     "parking.md": b"# Parking\n\nThe underground garage opens at seven; cars charge on level two.\n",
@@ -156,6 +170,117 @@ async def test_a_restored_backup_is_reindexed_and_answers_cite_the_same_document
     per_doc = await vectors_per_document(stack_env["CHROMA_URL"], ids)
     rows = await _rows(deployment.env["DATABASE_URL"])
     assert dict(per_doc) == {doc_id: rows[doc_id][1] for doc_id in ids}
+
+
+# A revision older than head: a backup taken by an earlier release.
+OLDER_REVISION = "0005"
+BACKUP = "20260101T020000Z"
+
+
+def _documented_restore() -> str:
+    """docs/backup.md's restore, the script run in the rag-restore pod."""
+    text = (ROOT / "docs" / "backup.md").read_text()
+    start = text.index("kubectl exec rag-restore -- env B=")
+    script = text[text.index("'", start) + 1 :]
+    return script[: script.index("'\nkubectl delete pod rag-restore")]
+
+
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _fetch(url: str, query: str) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [r[0] for r in await conn.fetch(query)]
+    finally:
+        await conn.close()
+
+
+async def test_an_older_dump_restores_into_an_empty_database_and_migrates(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/backup.md's commands, run as written (paths aside): the database
+    of a newer release is set aside, an older release's dump goes into a new,
+    empty database, and the migrations bring it to this release's schema.
+    ``pg_restore --clean`` over the newer schema is what this replaces."""
+    name = f"restore_older_{uuid.uuid4().hex[:8]}"
+    url = with_database(stack_env["DATABASE_URL"], name)
+    aside = f"{name}_before_{BACKUP}"
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head != OLDER_REVISION
+    await _execute(stack_env["DATABASE_URL"], f'CREATE DATABASE "{name}"')
+    try:
+        # The backup, taken by an older release: its schema, a row, a blob.
+        await asyncio.to_thread(upgrade, url, OLDER_REVISION)
+        await _execute(
+            url, "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'from-the-backup')"
+        )
+        backups, blobs = tmp_path / "backups", tmp_path / "blobs"
+        (backups / BACKUP).mkdir(parents=True)
+        blobs.mkdir()
+        (blobs / "old.md").write_bytes(b"uploaded before the backup")
+        for command in (
+            [
+                str(postgres_bin() / "pg_dump"),
+                "-Fc",
+                f"--file={backups / BACKUP / 'rag.dump'}",
+                url,
+            ],
+            ["tar", "-C", str(blobs), "-czf", str(backups / BACKUP / "blobs.tar.gz"), "."],
+        ):
+            await asyncio.to_thread(subprocess.run, command, check=True, timeout=120)
+        # Since then: this release's schema, more rows, another blob.
+        await asyncio.to_thread(upgrade, url)
+        await _execute(url, "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'later')")
+        (blobs / "new.md").write_bytes(b"uploaded after the backup")
+
+        script = (
+            _documented_restore()
+            .replace("/backups/", f"{backups}/")
+            .replace("/var/lib/rag/blobs", str(blobs))
+        )
+        restored = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "-euc", script],
+            env={
+                **os.environ,
+                "PATH": f"{postgres_bin()}{os.pathsep}{os.environ['PATH']}",
+                "DATABASE_URL": url,
+                "B": BACKUP,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+
+        # The backup's state, at its own revision, until the migrations run.
+        version = "SELECT version_num FROM alembic_version"
+        assert await _fetch(url, version) == [OLDER_REVISION]
+        assert await _fetch(url, "SELECT name FROM tenants") == ["from-the-backup"]
+        assert sorted(p.name for p in blobs.iterdir()) == ["old.md"]
+        await asyncio.to_thread(upgrade, url)
+        assert await _fetch(url, version) == [head]
+        assert await _fetch(url, "SELECT name FROM tenants") == ["from-the-backup"]
+        # The database it replaced is kept aside, untouched.
+        aside_url = with_database(stack_env["DATABASE_URL"], aside)
+        assert await _fetch(aside_url, version) == [head]
+        assert sorted(await _fetch(aside_url, "SELECT name FROM tenants")) == [
+            "from-the-backup",
+            "later",
+        ]
+    finally:
+        for database in (name, aside):
+            await _execute(
+                stack_env["DATABASE_URL"], f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+            )
 
 
 async def test_a_new_embedding_model_is_filled_by_reindex_before_queries_switch(

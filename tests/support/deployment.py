@@ -28,6 +28,9 @@ from tests.support.processes import Component, start_gateway, start_worker
 from tests.support.stores import CHROMA_COLLECTIONS
 
 RAG = Path(sys.executable).with_name("rag")
+# docs/backup.md's restore (tests/unit/project/test_runbook_commands.py
+# checks the two agree).
+RESTORE_OPTIONS = ("--no-owner", "--single-transaction", "--exit-on-error")
 
 
 @asynccontextmanager
@@ -142,14 +145,13 @@ class Deployment:
         )
 
     def pg_restore(self, source: Path) -> None:
+        """Into the (empty) database, with docs/backup.md's options: never
+        ``--clean`` over an existing schema."""
         _run(
             [
                 str(postgres_bin() / "pg_restore"),
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "-d",
-                self.env["DATABASE_URL"],
+                *RESTORE_OPTIONS,
+                f"--dbname={self.env['DATABASE_URL']}",
                 str(source),
             ]
         )

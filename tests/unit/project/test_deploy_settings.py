@@ -16,8 +16,19 @@ from shared.config import Settings
 
 ROOT = Path(__file__).parents[3]
 APP_SERVICES = ("migrate", "gateway", "ingest-worker", "query-worker")
-# Read by the libraries we run, not by our settings.
-LIBRARY_VARIABLES = {"FORWARDED_ALLOW_IPS", "PROMETHEUS_MULTIPROC_DIR"}
+# Read by the libraries we run, not by our settings: uvicorn, prometheus_client,
+# boto3 (Bedrock's credentials) and LangSmith (shared/runtime/tracing.py).
+LIBRARY_VARIABLES = {
+    "FORWARDED_ALLOW_IPS",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "LANGSMITH_TRACING",
+    "LANGSMITH_API_KEY",
+    "LANGSMITH_PROJECT",
+    "LANGSMITH_ENDPOINT",
+}
 
 
 def _known() -> set[str]:

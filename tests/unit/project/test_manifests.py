@@ -10,6 +10,8 @@ there; their required fields are checked by hand.
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.unit.project.gateway_paths import served_routes
 
 ROOT = Path(__file__).parents[3]
 DEPLOY = ROOT / "deploy"
@@ -360,9 +364,8 @@ def test_no_autoscaler_goes_beyond_the_partitions() -> None:
 
 def test_keda_replaces_the_query_worker_hpa() -> None:
     # Two HPAs on one Deployment fight; the component deletes the CPU one.
-    [patch] = by_folder(APP / "keda").body["patches"]
-    deleted = yaml.safe_load(patch["patch"])
-    assert deleted["$patch"] == "delete"
+    patches = [yaml.safe_load(p["patch"]) for p in by_folder(APP / "keda").body["patches"]]
+    [deleted] = [p for p in patches if p.get("$patch") == "delete"]
     assert (deleted["kind"], deleted["metadata"]["name"]) in objects_of(APP)
 
 
@@ -447,4 +450,290 @@ def test_the_ingress_serves_the_api_over_tls_but_not_metrics() -> None:
             assert path["backend"]["service"] == {"name": "rag-api", "port": {"name": "http"}}
             paths.append(path["path"])
     assert {"/api", "/health", "/docs"} <= set(paths)
-    assert not [p for p in paths if "/metrics".startswith(p)]
+    rules = [path for rule in ingress["rules"] for path in rule["http"]["paths"]]
+    assert not [r["path"] for r in rules if _ingress_matches("/metrics", r)]
+
+
+def _ingress_matches(path: str, rule: Doc) -> bool:
+    """Kubernetes' matching: Exact is the whole path, Prefix whole elements."""
+    if rule["pathType"] == "Exact":
+        return path == rule["path"]
+    prefix = [p for p in rule["path"].split("/") if p]
+    return [p for p in path.split("/") if p][: len(prefix)] == prefix
+
+
+def test_the_ingress_routes_every_path_the_gateway_serves_but_metrics() -> None:
+    ingress = objects_of(APP)[("Ingress", "rag-api")]["spec"]
+    rules = [path for rule in ingress["rules"] for path in rule["http"]["paths"]]
+    served = served_routes()
+    assert {"/v1/chat/completions", "/", "/web/{name}", "/asyncapi"} <= set(served)
+    unrouted = [
+        template
+        for template in served
+        if template != "/metrics"
+        and not any(_ingress_matches(re.sub(r"\{\w+\}", "x", template), r) for r in rules)
+    ]
+    assert unrouted == []
+    assert not [r["path"] for r in rules if _ingress_matches("/metrics", r)]
+    # The matcher itself: element-wise prefixes, whole exact paths.
+    prefix, exact = {"path": "/api", "pathType": "Prefix"}, {"path": "/", "pathType": "Exact"}
+    assert _ingress_matches("/api/x", prefix) and not _ingress_matches("/apix", prefix)
+    assert _ingress_matches("/", exact) and not _ingress_matches("/metrics", exact)
+
+
+# --- operator defects: storage, secrets, scaling, names ------------------------------
+
+
+def _mount_paths(doc: Doc) -> list[str]:
+    return [m["mountPath"] for c in containers(doc) for m in c.get("volumeMounts", [])]
+
+
+def _env(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize(
+    ("statefulset", "variable"), [("rag-kafka", "KAFKA_LOG_DIRS"), ("rag-db", "PGDATA")]
+)
+def test_data_lives_in_a_subdirectory_of_its_volume(statefulset: str, variable: str) -> None:
+    # A fresh ext4/xfs volume has lost+found at its root: Kafka and initdb
+    # refuse a data directory holding it.
+    sts = objects_of(APP / "infra")[("StatefulSet", statefulset)]
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    mounts = [
+        m["mountPath"]
+        for c in containers(sts)
+        for m in c.get("volumeMounts", [])
+        if m["name"] == claim["metadata"]["name"]
+    ]
+    folder = _env(containers(sts)[0])[variable]["value"]
+    assert [m for m in mounts if folder.startswith(m.rstrip("/") + "/")], (folder, mounts)
+
+
+def app_containers(folder: Path = APP) -> dict[str, Doc]:
+    """The containers running the ragstream image, by workload."""
+    return {
+        name: c
+        for (kind, name), d in objects_of(folder).items()
+        if kind in POD_KINDS
+        for c in containers(d)
+        if str(c["image"]).startswith("ragstream:")
+    }
+
+
+def test_every_app_container_gets_the_whole_secret_after_the_config_map() -> None:
+    # The Secret's keys (REDIS_URL with a password, provider keys, ...) reach
+    # every process, and win over the ConfigMap's.
+    found = app_containers()
+    assert set(found) == {"rag-api", "rag-ingest-worker", "rag-query-worker", "rag-migrate"}
+    for name, container in found.items():
+        assert container["envFrom"] == [
+            {"configMapRef": {"name": "rag-api-config"}},
+            {"secretRef": {"name": SECRET}},
+        ], name
+
+
+def test_the_secret_template_documents_every_secret_setting() -> None:
+    from pydantic import SecretStr
+
+    from shared.config import Settings
+
+    text = (APP / "secrets" / "secrets.env.example").read_text()
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+    secret_settings = {
+        name.upper()
+        for name, field in Settings.model_fields.items()
+        if "SecretStr" in repr(field.annotation) or field.annotation is SecretStr
+    }
+    assert {"SECRET_KEY", "OPENAI_API_KEY", "KAFKA_SASL_PASSWORD"} <= secret_settings
+    wanted = secret_settings | {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "KAFKA_SASL_USERNAME",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LANGSMITH_TRACING",
+        "LANGSMITH_API_KEY",
+    }
+    assert wanted - documented == set()
+
+
+def test_no_replicas_where_an_autoscaler_owns_the_count() -> None:
+    # kubectl apply would reset the autoscaler's count to the manifest's on
+    # every apply (a gateway scaled to 10 dropping to 3 cuts streams).
+    objects = objects_of(APP)
+    deployments = {name: d for (kind, name), d in objects.items() if kind == "Deployment"}
+    hpa_targets = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for (kind, _), d in objects.items()
+        if kind == "HorizontalPodAutoscaler"
+    }
+    assert hpa_targets == {"rag-api", "rag-query-worker"}
+    assert {t: deployments[t]["spec"].get("replicas") for t in hpa_targets} == dict.fromkeys(
+        hpa_targets
+    )
+    # The KEDA component: its ScaledObjects' targets lose any replicas too.
+    keda = by_folder(APP / "keda")
+    patched = [yaml.safe_load(p["patch"]) for p in keda.body["patches"]]
+    nulled = {
+        p["metadata"]["name"]
+        for p in patched
+        if p.get("kind") == "Deployment"
+        and "replicas" in p["spec"]
+        and p["spec"]["replicas"] is None
+    }
+    for (kind, _), scaled in objects_of(APP / "keda").items():
+        if kind == "ScaledObject":
+            target = scaled["spec"]["scaleTargetRef"]["name"]
+            assert "replicas" not in deployments[target]["spec"] or target in nulled, target
+
+
+def test_the_gateway_believes_forwarded_addresses_from_the_ingress_only() -> None:
+    from uvicorn.middleware.proxy_headers import _TrustedHosts
+
+    value = objects_of(APP)[("ConfigMap", "rag-api-config")]["data"]["FORWARDED_ALLOW_IPS"]
+    assert "*" not in value
+    trusted = _TrustedHosts(value)
+    # Pod addresses of common CNIs (an ingress-nginx pod), but no public one.
+    for pod in ("10.244.1.7", "10.42.0.12", "172.17.0.5", "192.168.3.4", "100.64.2.1"):
+        assert pod in trusted, pod
+    for client in ("8.8.8.8", "203.0.113.9", "2001:db8::1"):
+        assert client not in trusted, client
+    # Trusting ranges is safe only while nothing but the ingress controller
+    # and Prometheus may reach the gateway.
+    test_only_the_gateway_is_reachable_from_outside_the_namespace()
+
+
+def _readme_namespace() -> str:
+    readme = (APP / "README.md").read_text()
+    [namespace] = set(re.findall(r"kubectl create namespace (\S+)", readme))
+    return namespace
+
+
+def test_keda_and_the_brokers_use_names_that_resolve_from_other_namespaces() -> None:
+    namespace = _readme_namespace()
+    services = {
+        name: {p["port"] for p in d["spec"]["ports"]}
+        for (kind, name), d in objects_of(APP / "infra").items()
+        if kind == "Service"
+    }
+    for (kind, name), scaled in objects_of(APP / "keda").items():
+        if kind != "ScaledObject":
+            continue
+        for trigger in scaled["spec"]["triggers"]:
+            for server in trigger["metadata"]["bootstrapServers"].split(","):
+                host, port = server.rsplit(":", 1)
+                service, ns, svc = host.split(".", 2)
+                assert (ns, svc) == (namespace, "svc"), (name, server)
+                assert int(port) in services[service], (name, server)
+    kafka = objects_of(APP / "infra")[("StatefulSet", "rag-kafka")]
+    env = list(containers(kafka)[0]["env"])
+    names = [e["name"] for e in env]
+    advertised = _env(containers(kafka)[0])["KAFKA_ADVERTISED_LISTENERS"]["value"]
+    assert advertised == "PLAINTEXT://$(POD_NAME).rag-kafka-headless.$(POD_NAMESPACE).svc:9092"
+    # $(VAR) expands only variables defined earlier in the list.
+    for variable, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        assert names.index(variable) < names.index("KAFKA_ADVERTISED_LISTENERS")
+        assert _env(containers(kafka)[0])[variable]["valueFrom"]["fieldRef"]["fieldPath"] == field
+
+
+_QUANTITY = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _bytes(quantity: str) -> int:
+    return int(quantity[:-2]) * _QUANTITY[quantity[-2:]]
+
+
+def _backup() -> tuple[Doc, dict[str, str], str]:
+    cron = objects_of(APP)[("CronJob", "rag-backup")]
+    [container] = containers(cron)
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    return container, env, container["args"][0]
+
+
+def test_the_backup_volume_holds_the_retention() -> None:
+    objects = objects_of(APP)
+    size = {
+        name: _bytes(d["spec"]["resources"]["requests"]["storage"])
+        for (kind, name), d in objects.items()
+        if kind == "PersistentVolumeClaim"
+    }
+    _, env, _ = _backup()
+    retention = int(env["BACKUP_RETENTION_DAYS"])
+    # Each backup holds a tar of the blob volume (uploads barely compress).
+    assert size["rag-backups"] >= retention * size["rag-blobs"]
+
+
+def _run_backup(tmp_path: Path, free_kb: int) -> subprocess.CompletedProcess[str]:
+    """The CronJob's script, with its folders in tmp_path and the PostgreSQL
+    client and df stubbed: a 3 MiB database, the blobs as they are."""
+    _, env, script = _backup()
+    backups, blobs, bin_dir = tmp_path / "backups", tmp_path / "blobs", tmp_path / "bin"
+    for folder in (backups, blobs, bin_dir):
+        folder.mkdir(exist_ok=True)
+    (blobs / "upload.bin").write_bytes(os.urandom(2 * 2**20))
+    stubs = {
+        "psql": "echo 3145728",
+        "pg_dump": 'for a; do case "$a" in --file=*) echo dump > "${a#--file=}";; esac; done',
+        "df": f'echo "Filesystem 1024-blocks Used Available Capacity Mounted"; '
+        f'echo "fake 999999999 1 {free_kb} 1% /backups"',
+    }
+    for name, body in stubs.items():
+        stub = bin_dir / name
+        stub.write_text(f"#!/bin/sh\n{body}\n")
+        stub.chmod(0o755)
+    script = script.replace("/var/lib/rag/blobs", str(blobs)).replace("/backups", str(backups))
+    return subprocess.run(
+        ["/bin/sh", "-eu", "-c", script],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "DATABASE_URL": "postgresql+asyncpg://rag:pw@db:5432/rag",
+            "BACKUP_RETENTION_DAYS": env["BACKUP_RETENTION_DAYS"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_backup_job_fails_loudly_without_room_and_writes_nothing(tmp_path: Path) -> None:
+    short = _run_backup(tmp_path, free_kb=4 * 1024)  # 2 MiB of blobs + 3 MiB of database
+    assert short.returncode == 1
+    assert "backup FAILED: not enough space on" in short.stderr, short.stderr
+    assert "MiB needed" in short.stderr
+    assert list((tmp_path / "backups").iterdir()) == []
+    roomy = _run_backup(tmp_path, free_kb=50 * 1024)
+    assert roomy.returncode == 0, roomy.stderr
+    [made] = list((tmp_path / "backups").iterdir())
+    assert sorted(p.name for p in made.iterdir()) == ["blobs.tar.gz", "rag.dump"]
+
+
+def test_the_backup_job_removes_expired_backups_before_its_room_check() -> None:
+    _, _, script = _backup()
+    assert script.index("-mtime +") < script.index("df -Pk") < script.index("pg_dump")
+
+
+def _pyproject_version() -> str:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def test_images_have_pinned_tags() -> None:
+    # `latest` with IfNotPresent: each node runs whichever `latest` it pulled
+    # first. The app's tag is the release's version.
+    version = _pyproject_version()
+    for path, doc in all_objects():
+        if doc["kind"] not in POD_KINDS:
+            continue
+        for container in containers(doc):
+            image = str(container["image"])
+            name, _, tag = image.rpartition(":") if "@" not in image else (image, "", "digest")
+            assert name and tag and tag != "latest", f"{path.name}: {image}"
+            if name == "ragstream":
+                assert tag == version, f"{path.name}: {image}, pyproject says {version}"
+    [image] = by_folder(APP).body["images"]
+    assert (image["name"], str(image["newTag"])) == ("ragstream", version)

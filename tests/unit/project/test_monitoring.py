@@ -16,11 +16,14 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
+
+from tests.unit.project.gateway_paths import served_routes
 
 ROOT = Path(__file__).parents[3]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -54,7 +57,15 @@ STANDARD = {
     "container_memory_working_set_bytes",
     "kubelet_volume_stats_available_bytes",
     "kubelet_volume_stats_capacity_bytes",
+    "kube_cronjob_status_last_successful_time",
+    "kube_cronjob_created",
 }
+# Where every alert's runbook_url points: absolute (Alertmanager's receivers
+# open it from elsewhere), one base, documented where operators change it.
+RUNBOOK_BASE = "https://docs.example.com/ragstream/runbook.md"
+# Routes whose duration is a whole answer or an open page, not a wait: the
+# P95 latency alert leaves them out (its comment says why).
+LONG_ROUTES = {"/api/chat/stream", "/api/chat", "/api/documents/events", "/v1/chat/completions"}
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
@@ -241,6 +252,50 @@ def test_rule_runbook_links_name_existing_sections() -> None:
     }
     links = {rule["annotations"]["runbook_url"].split("#")[1] for rule in rules()}
     assert links - anchors == set()
+
+
+def test_runbook_urls_are_absolute_under_the_documented_base() -> None:
+    urls = [rule["annotations"]["runbook_url"] for rule in rules()]
+    tests = yaml.safe_load((MONITORING / "tests" / "rules-test.yaml").read_text())
+    urls += [
+        alert["exp_annotations"]["runbook_url"]
+        for case in tests["tests"]
+        for check in case.get("alert_rule_test", [])
+        for alert in check.get("exp_alerts", [])
+        if "runbook_url" in alert.get("exp_annotations", {})
+    ]
+    assert urls
+    assert {url.split("#")[0] for url in urls} == {RUNBOOK_BASE}
+    parts = urlsplit(RUNBOOK_BASE)
+    assert (parts.scheme, bool(parts.netloc)) == ("https", True)
+    # Documented where operators look for it, with how to change it.
+    for doc in (
+        MONITORING / "prometheus-rules.yaml",
+        ROOT / "deploy" / "k8s" / "README.md",
+        ROOT / "docs" / "runbook.md",
+    ):
+        assert RUNBOOK_BASE in doc.read_text(), doc
+
+
+def _latency_rule() -> dict[str, Any]:
+    [rule] = [r for r in rules() if r["alert"] == "RagLatencyP95High"]
+    return rule
+
+
+def test_the_latency_alert_leaves_out_the_long_routes_and_only_those() -> None:
+    served = served_routes()
+    assert set(served) >= LONG_ROUTES, LONG_ROUTES - set(served)
+    assert "POST" in served["/api/chat"] and "POST" in served["/v1/chat/completions"]
+    latency = [("RagLatencyP95High", _latency_rule()["expr"])] + [
+        ("dashboard", q)
+        for q in dashboard_queries()
+        if "rag_http_request_duration_seconds_bucket" in q
+    ]
+    assert len(latency) == 3
+    for where, expr in latency:
+        [excluded] = re.findall(r'route!~"([^"]*)"', expr)
+        assert set(excluded.split("|")) == LONG_ROUTES, where
+        assert "route!=" not in expr and 'route=~"' not in expr, where
 
 
 # (severity, texts the expression contains, its threshold, the least `for`)
