@@ -29,17 +29,25 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
 
-# Dependencies first, read straight from pyproject.toml, so this (slow) layer
-# is reused while only the source changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+# Every package comes from a lock, pinned with its hashes (`make lock`
+# regenerates them): nothing is resolved here. Dependencies first, so this
+# (slow) layer is reused while only the source changes. The runtime lock holds
+# the base dependencies only, not the `local` extra: containers talk to real
+# Kafka, Postgres, Redis and Chroma. The build backend goes into a venv of its
+# own, which the runtime stage does not copy.
+COPY requirements/lock-runtime.txt requirements/lock-build.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/lock-runtime.txt \
+    && python -m venv /opt/build-backend \
+    && /opt/build-backend/bin/pip install --no-cache-dir --require-hashes --no-deps \
+       -r requirements/lock-build.txt
 
-# Then the project itself. Not the `local` extra: containers talk to real
-# Kafka, Postgres, Redis and Chroma.
-COPY README.md ./
+# Then the project itself, built by that backend and installed without the
+# index; `pip check` fails the build if the lock misses a dependency.
+COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir . \
+RUN /opt/build-backend/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /tmp/dist . \
+    && pip install --no-cache-dir --no-deps --no-index /tmp/dist/ragstream-*.whl \
+    && pip check \
     && rag --help > /dev/null
 
 # ---------------------------------------------------------------------------
