@@ -2,7 +2,8 @@
 
 Uploads wait in PostgreSQL (``shared.intake.queue.wait``); every ingest
 worker runs a releaser that publishes their requests, at most
-``INGEST_TENANT_WINDOW`` released and unsettled per tenant, taking turns
+``INGEST_WINDOW_PER_WORKER`` released and unsettled per tenant and ingest
+worker (the group's members, counted from Kafka), taking turns
 across tenants and a tenant's interactive uploads before its bulk work
 (``shared.storage.ingest_queue``). So Kafka never holds more of one tenant's
 backlog than the workers will take soon, and another tenant's upload waits
@@ -20,8 +21,10 @@ a releaser that dies mid-pass leaves them waiting, to be released again
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -45,12 +48,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# How often the releasers count the ingest workers (the window scales with them).
+REFRESH_SECONDS = 15.0
 
-async def release_once(clients: Clients) -> int:
-    """One pass: release what the window allows now; how many were."""
+
+async def release_once(clients: Clients, workers: int = 1) -> int:
+    """One pass: release what the window allows now (``workers``: in the
+    ingest group); how many were."""
     settings, topics = clients.settings, clients.topics
+    window = settings.ingest_window_per_worker * max(workers, 1)
     async with clients.pool.acquire() as conn, conn.transaction():
-        window = settings.ingest_tenant_window
         picked = await ingest_queue.pick(conn, topics.ingest_requests, window)
         made = [await _request(conn, doc, cid) for doc, cid in picked]
         requests = [r for r in made if r is not None]
@@ -131,12 +138,13 @@ async def release_forever(clients: Clients) -> None:
     ``ingest_release_poll_seconds``."""
     await broker_started(clients)
     wake = asyncio.Event()
+    workers = GroupSize(clients)
     listening = asyncio.create_task(_listen(clients, wake))
     try:
         while True:
             wake.clear()
             try:
-                await release_once(clients)
+                await release_once(clients, await workers.now())
             except Exception as exc:
                 # A dependency down now may be back at the next pass.
                 log.warning("Release of waiting documents failed", error=_describe(exc))
@@ -146,6 +154,28 @@ async def release_forever(clients: Clients) -> None:
         listening.cancel()
         with suppress(asyncio.CancelledError):
             await listening
+
+
+@dataclass
+class GroupSize:
+    """How many ingest workers share the work: the group's members, read
+    from Kafka at most every ``REFRESH_SECONDS`` (the last count, or 1,
+    while Kafka cannot say)."""
+
+    clients: Clients
+    count: int = 1
+    _read_at: float = float("-inf")
+
+    async def now(self) -> int:
+        lag = self.clients.lag
+        if lag is None or time.monotonic() - self._read_at < REFRESH_SECONDS:
+            return self.count
+        self._read_at = time.monotonic()
+        try:
+            self.count = max(await lag.members(), 1)
+        except Exception as exc:
+            log.warning("Ingest workers not counted", error=_describe(exc))
+        return self.count
 
 
 async def _listen(clients: Clients, wake: asyncio.Event) -> None:

@@ -486,15 +486,16 @@ class Settings(BaseSettings):
         " above the longest time one document takes to index. At least 10.",
         json_schema_extra=_doc("ingestion"),
     )
-    ingest_tenant_window: int = Field(
-        default=8,
+    ingest_window_per_worker: int = Field(
+        default=2,
         ge=1,
-        le=10_000,
+        le=1000,
         description="Documents of one tenant released to the ingest workers and not yet"
-        " indexed or failed, at most; the rest wait in PostgreSQL and are released in turns"
-        " across tenants, interactive uploads before bulk work. So another tenant's upload"
-        " waits behind this many of a bulk import, not the whole import. About twice the"
-        " number of ingest workers keeps every worker busy with one tenant alone.",
+        " indexed or failed, at most, per ingest worker in the group (counted from Kafka every"
+        " 15 s); the rest wait in PostgreSQL and are released in turns across tenants,"
+        " interactive uploads before bulk work. Another tenant's upload then waits behind"
+        " about this many documents of a bulk import per worker, not behind the import. 2"
+        " keeps a worker busy (one document indexing, the next one ready).",
         json_schema_extra=_doc("ingestion"),
     )
     ingest_release_poll_seconds: float = Field(

@@ -1,6 +1,6 @@
 """Fair ingestion through the stack: while one tenant's import is being
 indexed, another tenant's upload waits behind a window of it
-(``INGEST_TENANT_WINDOW``), not behind the whole import; and a tenant's
+(``INGEST_WINDOW_PER_WORKER``), not behind the whole import; and a tenant's
 upload goes before its own re-index."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.support.processes import Component, start_gateway, start_worker
 
 IMPORT = 40
 REINDEXED = 30
-SETTINGS = {"EMBEDDING_PROVIDER": "hashing", "INGEST_TENANT_WINDOW": "2"}
+SETTINGS = {"EMBEDDING_PROVIDER": "hashing", "INGEST_WINDOW_PER_WORKER": "2"}
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ async def _held_by_a_pass(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> int
 
 async def test_a_releaser_killed_mid_release_loses_nothing(fault_stack: FaultStack) -> None:
     began = time.monotonic()
-    env = {**FAST, "INGEST_TENANT_WINDOW": "3"}
+    env = {**FAST, "INGEST_WINDOW_PER_WORKER": "3"}
     releaser = fault_stack.worker("ingest", "ingest-releaser", **env)
     gateway = fault_stack.gateway("gateway-release", **env)
     await _wait_for_log(releaser.log, "Worker started")

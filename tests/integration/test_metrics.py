@@ -3,6 +3,7 @@ lag and the database pool in use."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -62,3 +63,33 @@ async def test_the_sampler_exports_pool_use_and_lag(stack_env: dict[str, str]) -
         await sampler.stop()
         await lag.stop()
         await pool.close()
+
+
+async def test_the_group_s_members_are_counted(stack_env: dict[str, str]) -> None:
+    """Releasers size their window by the ingest workers in the group."""
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic, group = f"members-{uuid.uuid4().hex[:8]}", f"members-group-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 2, 1)])
+    await admin.close()
+    reader = LagReader.of(bootstrap, group)
+    await reader.start()
+    members = [
+        AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group) for _ in range(2)
+    ]
+    try:
+        assert await reader.members() == 0
+        for member in members:
+            await member.start()
+        counted = 0
+        for _ in range(40):  # until both have joined (a rebalance takes seconds)
+            await asyncio.gather(*(m.getmany(timeout_ms=500) for m in members))
+            counted = await reader.members()
+            if counted == 2:
+                break
+        assert counted == 2
+    finally:
+        for member in members:
+            await member.stop()
+        await reader.stop()

@@ -102,6 +102,13 @@ class LagReader:
     async def lag(self) -> dict[str, int]:
         return await group_lag(self.admin, self.consumer, self.group)
 
+    async def members(self) -> int:
+        """How many consumers the group has now."""
+        responses = await self.admin.describe_consumer_groups([self.group])
+        # DescribeGroupsResponse: (error, group id, state, protocol type,
+        # protocol, members, ...) per group.
+        return sum(len(g[5]) for r in responses for g in r.groups if g[1] == self.group)
+
     async def positions(self, topic: str) -> Positions:
         """Where the group and the log of each partition of ``topic`` stand."""
         offsets = await self.admin.list_consumer_group_offsets(self.group)
