@@ -46,6 +46,7 @@ class StackOptions:
     postgres_port: int
     redis_port: int
     chroma_port: int
+    kafka_brokers: int = 1
 
     def config(self, environ: Mapping[str, str]) -> StackConfig:
         # A URL already in the environment means "use that server".
@@ -54,6 +55,7 @@ class StackOptions:
             data_dir=self.data_dir,
             broker=self.broker,
             kafka_port=self.kafka_port,
+            kafka_brokers=self.kafka_brokers,
             postgres_port=self.postgres_port,
             redis_port=self.redis_port,
             chroma_port=self.chroma_port,
@@ -105,10 +107,9 @@ def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
 
 
 def broker_env(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
-    if stack.config.broker == "tansu" and "KAFKA_BOOTSTRAP_SERVERS" not in stack.config.external:
-        # tansu refuses the idempotent-producer handshake.
-        env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
-    return env
+    # Given, not defaulted: the broker started here decides them (tansu's
+    # idempotence, a cluster's replication).
+    return {**env, **stack.broker_settings}
 
 
 def check_external(config: StackConfig, command: str) -> None:
@@ -243,9 +244,12 @@ def run_up(options: UpOptions) -> int:
         stack.stop()
 
 
-def print_exports(env: Mapping[str, str]) -> None:
-    for name in INFRA_VARS:
-        print(f"export {name}={shlex.quote(env[name])}")
+def print_exports(stack: LocalStack) -> None:
+    """How to point components run by hand at the stack: its servers, and
+    what its broker needs of them (a cluster's replication)."""
+    exports = {**stack.env, **stack.broker_settings}
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()
 
 
@@ -259,7 +263,7 @@ def run_services(options: StackOptions) -> int:
         stack.start()
         env = broker_env(stack, {**os.environ, **stack.env})
         record_settings(options.data_dir, env, "services", None)
-        print_exports(stack.env)
+        print_exports(stack)
         return watch(stack, [])
     except Shutdown as stop:
         logger.info("%s received: stopping", stop)

@@ -253,8 +253,19 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=10,
-        description="Replication of the topics the services create.",
+        description="Replication of the topics the services create: 3 on a cluster of three or"
+        " more brokers (deploy/k8s; `rag services --kafka-brokers 3` sets it).",
         json_schema_extra=_doc("infrastructure"),
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="`min.insync.replicas` of the topics the services create: how many replicas"
+        " must have a write before it is acknowledged (producers use `acks=all`). 2 with a"
+        " replication factor of 3: no acknowledged write is lost with one broker, and one may be"
+        " down without refusing writes. At most `KAFKA_REPLICATION_FACTOR`.",
+        json_schema_extra=_doc("infrastructure", "unset (the broker's `min.insync.replicas`)"),
     )
     kafka_enable_idempotence: bool = Field(
         default=True,
@@ -882,6 +893,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{' and '.join(wanted)} need a generative model: set LLM_PROVIDER"
                 " (openai or bedrock)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> Settings:
+        # Else every acks=all write would be refused (NOT_ENOUGH_REPLICAS).
+        wanted, replicas = self.kafka_min_insync_replicas, self.kafka_replication_factor
+        if wanted is not None and wanted > replicas:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS ({wanted}) cannot exceed"
+                f" KAFKA_REPLICATION_FACTOR ({replicas})"
             )
         return self
 

@@ -64,12 +64,15 @@ def _fault_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStac
         stack.stop()
 
 
-@pytest.fixture
-def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iterator[FaultStack]:
-    env = {
-        **_fault_infra.env,
+def app_env(infra: LocalStack, blob_dir: Path) -> dict[str, str]:
+    """The services' settings on ``infra``, with a topic prefix and blob
+    folder of their own."""
+    return {
+        **infra.env,
+        # What its broker needs of them (a cluster's replication).
+        **infra.broker_settings,
         "SECRET_KEY": secrets.token_hex(32),
-        "BLOB_DIR": str(tmp_path / "blobs"),
+        "BLOB_DIR": str(blob_dir),
         "KAFKA_TOPIC_PREFIX": f"fault-{uuid.uuid4().hex[:8]}",
         "LOG_LEVEL": "INFO",
         "ALLOW_REGISTRATION": "true",
@@ -78,7 +81,11 @@ def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iter
         # Loads of uploads at once, from one user: the cap is test_upload_admission.py's.
         "MAX_CONCURRENT_UPLOADS": "1000",
     }
-    faults = FaultStack(_fault_infra, env, log_dir)
+
+
+@pytest.fixture
+def fault_stack(_fault_infra: LocalStack, tmp_path: Path, log_dir: Path) -> Iterator[FaultStack]:
+    faults = FaultStack(_fault_infra, app_env(_fault_infra, tmp_path / "blobs"), log_dir)
     try:
         yield faults
     finally:

@@ -37,6 +37,14 @@ BrokerOption = Annotated[
     Broker, typer.Option("--broker", help="kafka: Apache Kafka (Java); tansu: in-memory, no Java")
 ]
 KafkaPort = Annotated[int, typer.Option("--kafka-port", help="controller: port + 1")]
+KafkaBrokers = Annotated[
+    int,
+    typer.Option(
+        "--kafka-brokers",
+        help="1, or 3: a KRaft cluster with replication 3 and min.insync.replicas 2"
+        " (node n on --kafka-port + 2(n - 1), its controller on the next)",
+    ),
+]
 PostgresPort = Annotated[int, typer.Option("--postgres-port")]
 RedisPort = Annotated[int, typer.Option("--redis-port")]
 ChromaPort = Annotated[int, typer.Option("--chroma-port")]
@@ -57,6 +65,7 @@ def up(
     postgres_port: PostgresPort = 5432,
     redis_port: RedisPort = 6379,
     chroma_port: ChromaPort = 8001,
+    kafka_brokers: KafkaBrokers = 1,
     host: Host = "127.0.0.1",
     port: Port = 8000,
     samples: Annotated[bool, typer.Option("--samples", help="load the sample documents")] = False,
@@ -70,7 +79,13 @@ def up(
 ) -> int:
     """Infrastructure, gateway and workers, in the foreground."""
     stack = StackOptions(
-        data_dir.resolve(), broker.value, kafka_port, postgres_port, redis_port, chroma_port
+        data_dir.resolve(),
+        broker.value,
+        kafka_port,
+        postgres_port,
+        redis_port,
+        chroma_port,
+        kafka_brokers,
     )
     _configure_logging("rag", log_dir=stack.data_dir / "logs")
     options = UpOptions(
@@ -90,10 +105,17 @@ def services(
     postgres_port: PostgresPort = 5432,
     redis_port: RedisPort = 6379,
     chroma_port: ChromaPort = 8001,
+    kafka_brokers: KafkaBrokers = 1,
 ) -> int:
     """Only Kafka, PostgreSQL, Redis, Chroma."""
     stack = StackOptions(
-        data_dir.resolve(), broker.value, kafka_port, postgres_port, redis_port, chroma_port
+        data_dir.resolve(),
+        broker.value,
+        kafka_port,
+        postgres_port,
+        redis_port,
+        chroma_port,
+        kafka_brokers,
     )
     _configure_logging("rag", log_dir=stack.data_dir / "logs")
     # stdout carries only the export lines, so it can be redirected to a file.

@@ -1,8 +1,9 @@
-"""Apache Kafka in KRaft combined mode (broker and controller in one JVM).
+"""Apache Kafka in KRaft combined mode (broker and controller in one JVM),
+one node or a cluster of several (``ragstream.localstack.quorum``).
 
 The jars come from Maven Central once, into a cache shared by every data
-directory; the topic data lives under ``<data_dir>/kafka/data`` and survives
-restarts.
+directory; the topic data lives under ``<data_dir>/kafka/data`` (a cluster's
+node ``n``: ``<data_dir>/kafka-<n>/data``) and survives restarts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from ragstream.localstack.broker import Broker, metadata_answers
 from ragstream.localstack.errors import StackError
 from ragstream.localstack.ports import HOST, accepts_connections
+from ragstream.localstack.quorum import Quorum
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +108,19 @@ def _run_maven(mvn: str, root: Path, libs: Path) -> None:
 
 
 def _cluster_id(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    # The format kafka-storage random-uuid prints: base64url, no padding, and
-    # (as Kafka's own Uuid.randomUuid does) never a leading "-", which the
-    # storage tool would read as an option.
-    value = "-"
-    while value.startswith("-"):
-        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    path.write_text(value + "\n")
-    return value
+    # Every node of a cluster is formatted with this one id, and the nodes
+    # are prepared at the same time: the first to get here writes it.
+    with _locked(path.with_name(path.name + ".lock")):
+        if path.exists():
+            return path.read_text().strip()
+        # The format kafka-storage random-uuid prints: base64url, no padding,
+        # and (as Kafka's own Uuid.randomUuid does) never a leading "-", which
+        # the storage tool would read as an option.
+        value = "-"
+        while value.startswith("-"):
+            value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(value + "\n")
+        return value
 
 
 class KafkaService(Broker):
@@ -127,17 +132,34 @@ class KafkaService(Broker):
         port: int,
         controller_port: int | None = None,
         *,
+        node_id: int = 1,
+        quorum: Quorum | None = None,
         extra_properties: Mapping[str, str] | None = None,
         client_security: Mapping[str, Any] | None = None,
     ) -> None:
-        """``extra_properties`` override server.properties (a SASL or TLS
-        listener, its JAAS config); ``client_security``: the aiokafka
-        arguments the readiness probe then needs to connect."""
+        """One node: ``quorum`` None. A cluster's node ``node_id``: ``port``
+        and ``controller_port`` are its entry of ``quorum`` (``nodes()``
+        builds them all). ``extra_properties`` override server.properties (a
+        SASL or TLS listener, its JAAS config); ``client_security``: the
+        aiokafka arguments the readiness probe then needs to connect."""
         super().__init__(data_dir, port)
         self.controller_port = controller_port or port + 1
+        self.quorum = quorum or Quorum(((port, self.controller_port),))
+        if self.quorum.listeners[node_id - 1] != (port, self.controller_port):
+            raise ValueError(f"node {node_id} does not listen where the quorum says")
+        self.node_id = node_id
+        self.name = self.quorum.node_name(node_id)
         self.libs: Path | None = None
         self.extra_properties = dict(extra_properties or {})
         self.client_security = dict(client_security or {})
+
+    @classmethod
+    def nodes(cls, data_dir: Path, quorum: Quorum) -> list[KafkaService]:
+        """Every node of ``quorum``, each with its own folder and log."""
+        return [
+            cls(data_dir, port, controller, node_id=node_id, quorum=quorum)
+            for node_id, (port, controller) in zip(quorum.node_ids, quorum.listeners, strict=True)
+        ]
 
     def is_ready(self) -> bool:
         return accepts_connections(self.port) and metadata_answers(self.url, self.client_security)
@@ -146,6 +168,11 @@ class KafkaService(Broker):
         hint = (
             "pass --kafka-port (the controller takes the next port) or set KAFKA_BOOTSTRAP_SERVERS"
         )
+        if self.quorum.size > 1:
+            hint = (
+                "pass --kafka-port (node n takes port + 2(n - 1), its controller the next)"
+                " or set KAFKA_BOOTSTRAP_SERVERS"
+            )
         return {
             self.port: f"pass --kafka-port or set {self.env_var} to use that broker",
             self.controller_port: f"Kafka's controller needs it: {hint}",
@@ -162,24 +189,21 @@ class KafkaService(Broker):
         if shutil.which("java") is None:
             raise StackError(NEEDS_JAVA)
         self.libs = fetch_jars()
-        (self.home / "server.properties").write_text(self._server_properties())
+        (self.home / "server.properties").write_text(self.server_properties())
         (self.home / "log4j.properties").write_text(_LOG4J)
         self._format_storage()
 
-    def _server_properties(self) -> str:
+    def server_properties(self) -> str:
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
             "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.home / "data"),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            **self.quorum.broker_properties(),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "num.partitions": "1",
@@ -191,7 +215,8 @@ class KafkaService(Broker):
         # Formatting twice would fail; skipping it keeps topics across restarts.
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = _cluster_id(self.home / "cluster_id")
+        # Node 1's folder holds the id for all (one node: its own, as before).
+        cluster_id = _cluster_id(self.data_dir / self.quorum.node_name(1) / "cluster_id")
         args = ["java", "-cp", self.classpath, "kafka.tools.StorageTool", "format"]
         args += ["-t", cluster_id, "-c", str(self.home / "server.properties")]
         result = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -199,12 +224,17 @@ class KafkaService(Broker):
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
             raise StackError(f"formatting Kafka storage failed: {' '.join(last)}")
 
+    @property
+    def heap_mb(self) -> int:
+        # A cluster's nodes run side by side on one machine: smaller each.
+        return 512 if self.quorum.size == 1 else 384
+
     def command(self) -> list[str]:
         log4j = self.home / "log4j.properties"
         return [
             "java",
-            "-Xms256m",
-            "-Xmx512m",
+            f"-Xms{self.heap_mb // 2}m",
+            f"-Xmx{self.heap_mb}m",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{log4j}",
             "-cp",

@@ -176,6 +176,13 @@ class ManagedProcess:
             return
         except subprocess.TimeoutExpired:
             logger.warning("%s did not stop within %.0f s: killing it", self.name, timeout)
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group at once, then reap it."""
+        popen = self._popen
+        if popen is None or popen.poll() is not None:
+            return
         self._signal(signal.SIGKILL, group=True)
         popen.wait()
 

@@ -25,7 +25,8 @@ class Service(ABC):
     servers boot at the same time.
     """
 
-    name: ClassVar[str]
+    # Per instance where one kind runs several times (a cluster's nodes).
+    name: str
     env_var: ClassVar[str]
     option: ClassVar[str]  # the command-line flag that moves the port
     ready_timeout: ClassVar[float] = 60.0
@@ -141,3 +142,17 @@ class Service(ABC):
         if self.process is not None and self.process.alive:
             self.process.stop(timeout)
             logger.info("%s stopped", self.name)
+
+    def request_stop(self) -> None:
+        """The stop signal only, without waiting (``stop()`` then waits)."""
+        self._stopped = True
+        if self.process is not None and self.process.alive:
+            self.process.request_stop()
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown at all, as when its machine dies: for fault
+        tests. Not a crash: ``start()`` brings it back."""
+        self._stopped = True
+        if self.process is not None:
+            self.process.kill()
+            logger.info("%s killed", self.name)

@@ -47,18 +47,27 @@ class Topics:
 def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
     requests = settings.kafka_request_partitions
     rf = settings.kafka_replication_factor
+    # On the topic itself, not left to the brokers' default: a managed
+    # cluster's may be 1, which acknowledges a write only its leader has.
+    durable = (
+        {}
+        if settings.kafka_min_insync_replicas is None
+        else {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+    )
     # Replies and cancels are only useful for the length of a stream.
-    short_lived = {"retention.ms": _HOUR_MS}
+    short_lived = {**durable, "retention.ms": _HOUR_MS}
+
+    def topic(name: str, partitions: int, configs: dict[str, str] | None = None) -> NewTopic:
+        return NewTopic(name, partitions, rf, topic_configs=dict(configs or durable))
+
     return [
-        NewTopic(topics.ingest_requests, requests, rf),
-        NewTopic(topics.ingest_events, requests, rf),
-        NewTopic(topics.chat_requests, requests, rf),
-        NewTopic(
-            topics.chat_replies, settings.kafka_reply_partitions, rf, topic_configs=short_lived
-        ),
-        NewTopic(topics.chat_cancel, 1, rf, topic_configs=short_lived),
-        NewTopic(Topics.dead_letter(topics.ingest_requests), 1, rf),
-        NewTopic(Topics.dead_letter(topics.chat_requests), 1, rf),
+        topic(topics.ingest_requests, requests),
+        topic(topics.ingest_events, requests),
+        topic(topics.chat_requests, requests),
+        topic(topics.chat_replies, settings.kafka_reply_partitions, short_lived),
+        topic(topics.chat_cancel, 1, short_lived),
+        topic(Topics.dead_letter(topics.ingest_requests), 1),
+        topic(Topics.dead_letter(topics.chat_requests), 1),
     ]
 
 

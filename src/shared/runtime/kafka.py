@@ -57,9 +57,16 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
     return parse_security(broker_security(settings))
 
 
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """KAFKA_BOOTSTRAP_SERVERS as a list: FastStream takes a string for one
+    address (``"a:9092,b:9092"`` would be one host named ``a:9092,b``)."""
+    servers = (server.strip() for server in settings.kafka_bootstrap_servers.split(","))
+    return [server for server in servers if server]
+
+
 def create_broker(settings: Settings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        bootstrap_servers(settings),
         client_id=client_id,
         security=broker_security(settings),
         acks="all",

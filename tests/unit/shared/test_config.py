@@ -58,3 +58,14 @@ def test_bedrock_without_a_region_is_refused_at_start(
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     assert Settings().aws_region == "eu-central-1"
+
+
+def test_min_insync_replicas_beyond_the_replication_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Else every acks=all write would be refused with NOT_ENOUGH_REPLICAS.
+    monkeypatch.setenv("KAFKA_MIN_INSYNC_REPLICAS", "2")
+    with pytest.raises(ValidationError, match="cannot exceed KAFKA_REPLICATION_FACTOR"):
+        Settings()
+    monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", "3")
+    assert Settings().kafka_min_insync_replicas == 2
