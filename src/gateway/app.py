@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.doc_events import DocumentEvents
-from gateway.http import errors
+from gateway.http import errors, openapi
 from gateway.http.limits import Limits
 from gateway.http.middleware import BodyLimits, RequestContext, SecurityHeaders
 from gateway.http.throttle import limit_requests
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Ask questions of your documents; get streamed answers with citations.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
     add_middleware(app, settings, tokens)
@@ -107,8 +108,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.
-    for module in (document_events, documents, chat, keys, admin, openai_compat):
-        app.include_router(module.router, dependencies=[Depends(limit_requests)])
+    for module in (document_events, documents, chat, keys, admin):
+        app.include_router(
+            module.router,
+            dependencies=[Depends(limit_requests)],
+            responses=openapi.errors(*openapi.SIGNED_IN),
+        )
+    # Its router documents the same errors, in OpenAI's shape.
+    app.include_router(openai_compat.router, dependencies=[Depends(limit_requests)])
+    openapi.install(app, without_422=f"{openai_compat.router.prefix}/")
     return app
 
 

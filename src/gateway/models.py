@@ -6,25 +6,70 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
+from gateway.streams.inbox import CutReason
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.contracts.events import ChatOptions, DocumentStatus, Source, storable
+from shared.contracts.events import ChatOptions, DocumentStatus, Source
+from shared.storage.documents import Lane
+
+# What ``str.strip()`` trims (the characters ``str.isspace`` names), as a
+# regular expression class. Fields that are trimmed say so in their pattern,
+# on the value as sent: a value the schema allows is never refused for being
+# blank once trimmed, nor one it forbids let through because its padding went.
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+# Text PostgreSQL can store (shared.contracts.events.storable), as a pattern.
+NO_NUL = r"^[^\x00]*$"
 
 Username = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+    str,
+    StringConstraints(pattern=rf"^[{SPACE}]*[A-Za-z0-9_.@-]{{3,64}}[{SPACE}]*$"),
+    AfterValidator(str.strip),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-# The constraints first: after a validator pydantic would not apply them.
+# Something besides whitespace, and no NUL (PostgreSQL's text cannot hold
+# it, as shared.contracts.events.storable says). The constraints first: after
+# a validator pydantic would not apply them.
 Message = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=8000),
-    AfterValidator(storable),
+    StringConstraints(
+        min_length=1, max_length=8000, pattern=rf"^[{SPACE}]*[^\x00{SPACE}][^\x00]*$"
+    ),
+    AfterValidator(str.strip),
 ]
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer outside ``/v1`` (but validation's, 422,
+    FastAPI's ``HTTPValidationError``)."""
+
+    detail: str = Field(description="What went wrong, for a person to read")
+
+
+def integral(value: Any) -> Any:
+    """A number without a fraction as an int: JSON Schema's ``integer`` is
+    any such number (``39.0`` too), and the strict models take ints only.
+    (The bounds go before it in ``Annotated``, or the schema loses them.)"""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+TopK = Annotated[int, Field(ge=1, le=TOP_K_MAX), BeforeValidator(integral)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no field it does not name, and no value converted
+    from another JSON type (``"5"`` is not 5, ``0`` not false), as its JSON
+    Schema says."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Credentials(Strict):
@@ -44,13 +89,17 @@ class LogoutBody(Strict):
     )
 
 
-# No control characters: the name is shown in lists and logs (and Postgres
-# text cannot hold NUL).
+# No control characters once trimmed: the name is shown in lists and logs
+# (and Postgres text cannot hold NUL).
+_SHOWN = r"[^\x00-\x1f\x7f" + SPACE + "]"
 KeyName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        min_length=1,
+        max_length=100,
+        pattern=rf"^[{SPACE}]*{_SHOWN}([^\x00-\x1f\x7f]*{_SHOWN})?[{SPACE}]*$",
     ),
+    AfterValidator(str.strip),
 ]
 
 
@@ -127,24 +176,41 @@ class DocumentOut(BaseModel):
         default="private", description="private: the owner only; tenant: everyone in the tenant"
     )
     mine: bool = Field(default=True, description="Whether the caller owns the document")
+    lane: Lane = Field(
+        default="interactive",
+        description="interactive: indexed ahead of the tenant's bulk work; bulk: an import",
+    )
 
 
 class VisibilityBody(Strict):
     visibility: Literal["private", "tenant"]
 
 
+# Said of the options a server without a generative model refuses
+# (gateway.streams.chat_stream.check_options): the schema cannot know the
+# server's configuration, the description and the documented 400 say it.
+NEEDS_GENERATOR = (
+    "without one (LLM_PROVIDER `extractive`, the default) the request is refused with 400"
+)
+
+
 class ChatBody(Strict):
     message: Message
     conversation_id: UUID | None = None
     stream_timeout: float | None = Field(default=None, gt=0, le=STREAM_TIMEOUT_MAX)
-    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
+    top_k: TopK | None = None
     retrieval: RetrievalMode | None = Field(
         default=None, description="dense, lexical or hybrid (default: RETRIEVAL_MODE)"
     )
     reranking: RerankingMethod | None = Field(
-        default=None, description="none, cross-encoder, mmr or llm (default: RERANKING_METHOD)"
+        default=None,
+        description="none, cross-encoder, mmr or llm (default: RERANKING_METHOD). `llm` needs"
+        f" a generative model: {NEEDS_GENERATOR}",
     )
-    hyde: bool | None = Field(default=None, description="default: RAG_USE_HYDE")
+    hyde: bool | None = Field(
+        default=None,
+        description=f"default: RAG_USE_HYDE. `true` needs a generative model: {NEEDS_GENERATOR}",
+    )
     compression: bool | None = Field(default=None, description="default: RAG_USE_COMPRESSION")
     document_ids: list[UUID] | None = Field(
         default=None, min_length=1, max_length=100, description="Search only these documents"
@@ -177,3 +243,69 @@ class TurnOut(BaseModel):
     content: str
     sources: list[dict[str, Any]]
     created_at: datetime
+
+
+# --- Server-Sent Events: the ``data`` of each event, by its ``event`` name ---
+
+
+class TokenEvent(BaseModel):
+    """``token``: the next piece of the answer."""
+
+    text: str
+    seq: int = Field(description="The reply's place in the answer's events")
+
+
+class DoneEvent(BaseModel):
+    """``done``: the answer is complete."""
+
+    conversation_id: UUID
+    seq: int
+    cited: list[int] = Field(description="The source numbers the answer cites, in order")
+    grounded: bool = Field(description="false when the documents do not answer the question")
+
+
+class ErrorEvent(BaseModel):
+    """``error``: the answer failed; ask again. ``seq`` when a worker said so,
+    ``reason`` when the gateway cut the stream."""
+
+    message: str
+    seq: int | None = None
+    reason: CutReason | None = None
+
+
+class TimeoutEvent(BaseModel):
+    """``timeout``: no event within ``stream_timeout`` seconds."""
+
+    message: str
+    stream_timeout: float
+
+
+class ResetEvent(BaseModel):
+    """``reset``: the worker answering died and another answers again:
+    discard what was shown; the whole new answer follows."""
+
+    attempt: int
+    message: str
+
+
+# Why a document event stream ended (gateway.routes.document_events).
+EndReason = Literal["session_ended", "unavailable"]
+
+
+class DocumentStatusEvent(BaseModel):
+    """``status``: a document the caller may read, as it stands now."""
+
+    document_id: UUID
+    filename: str
+    status: DocumentStatus
+    error: str | None = Field(description="Why it failed, when `status` is `failed`")
+    chunks: int | None
+    at: datetime
+
+
+class StreamEndedEvent(BaseModel):
+    """``ended``: the credential the stream was opened with stopped
+    authenticating (``session_ended``), or could not be checked
+    (``unavailable``)."""
+
+    reason: EndReason

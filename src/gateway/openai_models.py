@@ -10,10 +10,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.contracts.events import Source, UserText
+from gateway.models import NEEDS_GENERATOR, NO_NUL, TopK, integral
+from shared.config import RerankingMethod, RetrievalMode
+from shared.contracts.events import Source, storable
+
+# Text a user wrote: no NUL, refused by storable with a reason that says so
+# (a pattern's error would quote the pattern), and said by the schema.
+UserText = Annotated[
+    str, AfterValidator(storable), WithJsonSchema({"type": "string", "pattern": NO_NUL})
+]
 
 MODEL_ID = "ragstream"
 # When the model was first served: OpenAI's model objects carry a creation time.
@@ -21,7 +28,10 @@ MODEL_CREATED = 1_795_910_400  # 2026-11-29
 
 
 class Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """Fields it does not name are ignored; those it names take their JSON
+    type only (``"5"`` is not 5), as its JSON Schema says."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class ContentPart(Lenient):
@@ -47,20 +57,30 @@ class CompletionRequest(Lenient):
         min_length=1,
         max_length=1000,
         description="The conversation, oldest first; the last message is the question (role"
-        " `user`). System and developer messages are ignored.",
+        " `user`, with text). System and developer messages are ignored. Refused with 400:"
+        " a last message that is not the user's, a `tool` or `function` message, content"
+        " parts other than text.",
     )
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="One choice only")
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(integral)] | None = Field(
+        default=None, description="One choice only"
+    )
     response_format: dict[str, Any] | None = Field(
         default=None, description='Only `{"type": "text"}`'
     )
     logprobs: bool | None = Field(default=None, description="Not available: false or absent")
     # ragstream's extensions: the per-request options of /api/chat.
-    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX, description="ragstream extension")
+    top_k: TopK | None = Field(default=None, description="ragstream extension")
     retrieval: RetrievalMode | None = Field(default=None, description="ragstream extension")
-    reranking: RerankingMethod | None = Field(default=None, description="ragstream extension")
-    hyde: bool | None = Field(default=None, description="ragstream extension")
+    reranking: RerankingMethod | None = Field(
+        default=None,
+        description=f"ragstream extension; `llm` needs a generative model: {NEEDS_GENERATOR}",
+    )
+    hyde: bool | None = Field(
+        default=None,
+        description=f"ragstream extension; `true` needs a generative model: {NEEDS_GENERATOR}",
+    )
     compression: bool | None = Field(default=None, description="ragstream extension")
     document_ids: list[UUID] | None = Field(
         default=None,

@@ -46,12 +46,14 @@ def _archive_page(n: int) -> bytes:
     ).encode()
 
 
-async def _import(client: httpx.AsyncClient, user: User, count: int) -> list[str]:
+async def _import(
+    client: httpx.AsyncClient, user: User, count: int, lane: str = "interactive"
+) -> list[str]:
     gate = asyncio.Semaphore(8)
 
     async def one(n: int) -> str:
         async with gate:
-            return await upload(client, user, f"archive-{n}.md", _archive_page(n))
+            return await upload(client, user, f"archive-{n}.md", _archive_page(n), lane)
 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
@@ -115,4 +117,23 @@ async def test_a_tenant_s_upload_goes_before_its_own_re_index(
         assert (await wait_for_status(client, team, fresh, timeout=60))["status"] == "indexed"
         behind = await _pending(env["DATABASE_URL"], old)
     print(f"re-index of {REINDEXED}: the upload made during it indexed with {behind} waiting")
+    assert behind >= REINDEXED // 2
+
+
+async def test_a_tenant_s_upload_goes_before_its_own_bulk_import(
+    fair: tuple[Component, dict[str, str]],
+) -> None:
+    """``lane=bulk`` on the upload (``rag ingest --bulk``): the tenant's next
+    ordinary upload does not wait for the import."""
+    gateway, env = fair
+    async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=60) as client:
+        team = await new_user(client, "importer")
+        archive = await _import(client, team, REINDEXED, lane="bulk")
+        note = await upload(client, team, "note.md", b"# Note\n\nThe lift is out of order.")
+        assert (await wait_for_status(client, team, note, timeout=60))["status"] == "indexed"
+        behind = await _pending(env["DATABASE_URL"], archive)
+        for doc in archive:
+            indexed = await wait_for_status(client, team, doc, timeout=300)
+            assert (indexed["status"], indexed["lane"]) == ("indexed", "bulk")
+    print(f"bulk import of {REINDEXED}: the tenant's own upload indexed with {behind} waiting")
     assert behind >= REINDEXED // 2

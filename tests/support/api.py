@@ -54,12 +54,22 @@ async def member_of(
     return User(username, login.json()["access_token"], str(made.id), tenant_id)
 
 
-async def upload(client: httpx.AsyncClient, user: User, filename: str, content: bytes) -> str:
+async def upload(
+    client: httpx.AsyncClient,
+    user: User,
+    filename: str,
+    content: bytes,
+    lane: str = "interactive",
+) -> str:
     response = await client.post(
-        "/api/documents", headers=user.headers, files={"file": (filename, content, "text/plain")}
+        "/api/documents",
+        headers=user.headers,
+        files={"file": (filename, content, "text/plain")},
+        data={"lane": lane},
     )
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
+    assert response.json()["lane"] == lane
     doc_id: str = response.json()["id"]
     return doc_id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Request
@@ -123,9 +123,3 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
             raise RequestValidationError(errors) from None
 
     return parse
-
-
-def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a body read by ``json_body`` (FastAPI cannot see it)."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

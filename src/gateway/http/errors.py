@@ -7,11 +7,16 @@ import httpx
 import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from gateway.http.middleware import SECURITY_HEADERS
+from gateway.models import ErrorOut
 from shared.errors import (
     AuthError,
     Conflict,
@@ -61,8 +66,17 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
 UNAVAILABLE_RETRY_AFTER = "5"
 
 
+def status_of(kind: type[RagError]) -> int:
+    """The status an error of this kind is answered with."""
+    return next((status for base, status in STATUS if issubclass(kind, base)), 500)
+
+
 def status_for(exc: RagError) -> int:
-    return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
+    return status_of(type(exc))
+
+
+def error_json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorOut(detail=detail).model_dump(), status_code=status, headers=headers)
 
 
 async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
@@ -77,15 +91,15 @@ async def _rag_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": UNAVAILABLE_RETRY_AFTER}
     if status == 401:
         log.warning(exc.message, path=request.url.path)
-    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+    return error_json(status, exc.message, headers)
 
 
 async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
     log.error("Dependency unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-    return JSONResponse(
-        {"detail": "a service this request needs is unavailable; try again shortly"},
-        status_code=503,
-        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+    return error_json(
+        503,
+        "a service this request needs is unavailable; try again shortly",
+        {"Retry-After": UNAVAILABLE_RETRY_AFTER},
     )
 
 
@@ -97,10 +111,30 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
     if request_id:
         headers["X-Request-ID"] = request_id
-    return JSONResponse({"detail": "Internal server error"}, status_code=500, headers=headers)
+    return error_json(500, "Internal server error", headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path. Starlette's
+    405 names only the first route with the path; GET and POST of
+    ``/api/keys`` are two routes."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and route.methods and regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return await http_exception_handler(request, exc)
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RagError, _rag_error)
     for kind in DEPENDENCY_ERRORS:
         app.add_exception_handler(kind, _dependency_down)

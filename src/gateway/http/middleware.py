@@ -11,7 +11,6 @@ response carries."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.deps import REQUEST_COUNTED, authenticate, counted_check
 from gateway.http.upload_gate import SpoolFull, UploadGate
 from gateway.identity.security import Tokens
+from gateway.models import ErrorOut
 from shared.config import Settings
 from shared.errors import AuthError, TooManyRequests
 from shared.runtime.logging import QUIET_ON_TERMINAL, bind_correlation
@@ -140,7 +140,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def _refuse(send: Send, status: int, detail: str, extra: dict[str, str]) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    body = ErrorOut(detail=detail).model_dump_json().encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]
     # The body was not read (all of it): the server closes the connection after this.

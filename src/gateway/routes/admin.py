@@ -12,14 +12,22 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from gateway.http.deps import CurrentUser, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.http.deps import CurrentUser, GatewayDep, client_ip, json_body
+from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import audit, users
 from gateway.identity.users import User
 from gateway.models import AuditEntryOut, MemberCreate, MemberOut
 from gateway.state import Gateway
-from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+# Every route here: only the tenant's admins.
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    responses=errors((Forbidden, "The caller is not an administrator of their tenant")),
+)
+_NO_SUCH_USER = (NotFound, "No such user in the caller's tenant")
+_THIS_USER = {"user_id": "$response.body#/id"}
 AUDIT_PAGE_MAX = 500
 # audit_log.id is a bigint: a larger `before` is a 422, not a database error.
 BIGINT_MAX = 2**63 - 1
@@ -54,6 +62,15 @@ async def list_users(gateway: GatewayDep, admin: Admin) -> list[MemberOut]:
     status_code=status.HTTP_201_CREATED,
     response_model=MemberOut,
     openapi_extra=json_body_schema(MemberCreate),
+    responses={
+        **errors((Conflict, "The username is taken (usernames are global)")),
+        201: {
+            "links": {
+                "DisableUser": link("disable_user", "Disable the account", **_THIS_USER),
+                "EnableUser": link("enable_user", "Enable it again", **_THIS_USER),
+            }
+        },
+    },
 )
 async def create_user(
     gateway: GatewayDep,
@@ -102,7 +119,11 @@ async def _set_disabled(
     return _member(user)
 
 
-@router.post("/users/{user_id}/disable", response_model=MemberOut)
+@router.post(
+    "/users/{user_id}/disable",
+    response_model=MemberOut,
+    responses=errors((InvalidInput, "The caller's own account"), _NO_SUCH_USER),
+)
 async def disable_user(
     gateway: GatewayDep, admin: Admin, user_id: UUID, request: Request
 ) -> MemberOut:
@@ -111,7 +132,7 @@ async def disable_user(
     return await _set_disabled(gateway, admin, user_id, request, disabled=True)
 
 
-@router.post("/users/{user_id}/enable", response_model=MemberOut)
+@router.post("/users/{user_id}/enable", response_model=MemberOut, responses=errors(_NO_SUCH_USER))
 async def enable_user(
     gateway: GatewayDep, admin: Admin, user_id: UUID, request: Request
 ) -> MemberOut:

@@ -15,17 +15,23 @@ from gateway.http.deps import (
     client_ip,
     counted_check,
     json_body,
-    json_body_schema,
 )
+from gateway.http.openapi import SIGNED_IN, errors, json_body_schema
 from gateway.http.throttle import SignInLimit
 from gateway.identity import api_keys, audit, sessions, users
 from gateway.identity.security import Claims, TokenPair, TokenType
 from gateway.models import Credentials, LogoutBody, RefreshBody, TokenOut, UserOut
 from gateway.state import Gateway
-from shared.errors import AuthError, Forbidden, InvalidInput
+from shared.errors import AuthError, Conflict, Forbidden, InvalidInput, TooManyRequests, Unavailable
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+_SIGN_IN_LIMIT = (TooManyRequests, "LOGIN_ATTEMPTS_PER_MINUTE from this address or for this user")
+_BAD_TOKEN = (
+    AuthError,
+    "The token is invalid, expired or revoked (and counted against AUTH_FAILURES_PER_MINUTE)",
+)
+_FAILED_CHECKS = (TooManyRequests, "AUTH_FAILURES_PER_MINUTE from this address")
 
 
 @router.post(
@@ -33,6 +39,12 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
     openapi_extra=json_body_schema(Credentials),
+    responses=errors(
+        (Forbidden, "Registration is closed (ALLOW_REGISTRATION)"),
+        (Conflict, "The username is taken"),
+        _SIGN_IN_LIMIT,
+        Unavailable,
+    ),
 )
 async def register(
     _limited: SignInLimit,
@@ -71,7 +83,16 @@ def _token_out(pair: TokenPair) -> TokenOut:
     )
 
 
-@router.post("/login", response_model=TokenOut, openapi_extra=json_body_schema(Credentials))
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    openapi_extra=json_body_schema(Credentials),
+    responses=errors(
+        (AuthError, "Wrong username or password, or a disabled account"),
+        _SIGN_IN_LIMIT,
+        Unavailable,
+    ),
+)
 async def login(
     _limited: SignInLimit,
     gateway: GatewayDep,
@@ -109,7 +130,17 @@ async def login(
     return _token_out(pair)
 
 
-@router.post("/refresh", response_model=TokenOut, openapi_extra=json_body_schema(RefreshBody))
+@router.post(
+    "/refresh",
+    response_model=TokenOut,
+    openapi_extra=json_body_schema(RefreshBody),
+    responses=errors(
+        _BAD_TOKEN,
+        _FAILED_CHECKS,
+        (TooManyRequests, "REQUESTS_PER_MINUTE of the user's"),
+        Unavailable,
+    ),
+)
 async def refresh(
     gateway: GatewayDep,
     request: Request,
@@ -161,7 +192,17 @@ _LOGOUT_BODY = json_body_schema(LogoutBody)
 _LOGOUT_BODY["requestBody"]["required"] = False
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=_LOGOUT_BODY)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    openapi_extra=_LOGOUT_BODY,
+    responses=errors(
+        (InvalidInput, "Called with an API key and no refresh token: an API key has no session"),
+        (AuthError, "No credential, or one that is invalid, expired or revoked"),
+        _FAILED_CHECKS,
+        Unavailable,
+    ),
+)
 async def logout(
     gateway: GatewayDep,
     request: Request,
@@ -196,6 +237,6 @@ async def logout(
     )
 
 
-@router.get("/verify", response_model=UserOut)
+@router.get("/verify", response_model=UserOut, responses=errors(*SIGNED_IN))
 async def verify(user: CurrentUser) -> UserOut:
     return UserOut(**asdict(user))

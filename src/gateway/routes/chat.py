@@ -9,13 +9,26 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 
-from gateway.http.deps import CurrentUser, GatewayDep, RequestId, json_body, json_body_schema
-from gateway.models import ChatAnswer, ChatBody, TurnOut
+from gateway.http.deps import CurrentUser, GatewayDep, RequestId, json_body
+from gateway.http.openapi import SIGNED_IN, errors, event_stream, json_body_schema, link
+from gateway.models import (
+    ChatAnswer,
+    ChatBody,
+    DoneEvent,
+    ErrorEvent,
+    ResetEvent,
+    TimeoutEvent,
+    TokenEvent,
+    TurnOut,
+)
 from gateway.streams.chat_stream import collect, open_chat, relay_response
 from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse
+from shared.contracts.events import Source
+from shared.errors import DeadlineExceeded, InvalidInput, TooManyRequests, Unavailable
 from shared.storage import chat_history
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
@@ -30,37 +43,91 @@ SSE_EVENTS = (
 )
 
 
+_OPEN_ERRORS = (
+    *SIGNED_IN,
+    (
+        InvalidInput,
+        "An option the server cannot do: `hyde` or `reranking: llm` without a generative model",
+    ),
+    (TooManyRequests, "MAX_CONCURRENT_STREAMS chats of the user's are running"),
+)
+# The conversation a chat was filed under, to read back.
+_HISTORY = {
+    "History": link(
+        "history", "The conversation so far", conversation_id="$response.body#/conversation_id"
+    )
+}
+
+
+# What each event's data is: the stream's description in /openapi.json.
+SSE_DATA: dict[str, Any] = {
+    "sources": list[Source],
+    "token": TokenEvent,
+    "done": DoneEvent,
+    "error": ErrorEvent,
+    "timeout": TimeoutEvent,
+    "reset": ResetEvent,
+}
+
+
 def to_sse(event: RelayEvent) -> dict[str, str]:
-    """An event as SSE: ``event:`` is its type, ``data:`` its JSON payload."""
-    data: Any
+    """An event as SSE: ``event:`` is its type, ``data:`` its JSON payload
+    (a model of SSE_DATA; fields a kind of event does not have left out)."""
+    data: BaseModel | list[Source]
     match event:
         case StreamTimeout(seconds=seconds):
-            data = {"message": f"no answer for {seconds:g} seconds", "stream_timeout": seconds}
+            data = TimeoutEvent(
+                message=f"no answer for {seconds:g} seconds", stream_timeout=seconds
+            )
         case StreamEnded(reason=reason):
-            data = {"message": event.message, "reason": reason}
+            data = ErrorEvent(message=event.message, reason=reason)
         case AttemptReset(attempt=attempt):
-            data = {"attempt": attempt, "message": RESET_MESSAGE}
+            data = ResetEvent(attempt=attempt, message=RESET_MESSAGE)
         case _ if event.type == "token":
-            data = {"text": event.text, "seq": event.seq}
+            data = TokenEvent(text=event.text, seq=event.seq)
         case _ if event.type == "sources":
-            data = [s.model_dump(mode="json") for s in event.sources]
+            data = event.sources
         case _ if event.type == "error":
-            data = {"message": event.message, "seq": event.seq}
+            data = ErrorEvent(message=event.message, seq=event.seq)
         case _:
-            data = {
-                "conversation_id": str(event.conversation_id),
-                "seq": event.seq,
-                "cited": event.cited,
-                "grounded": event.grounded,
-            }
-    return {"event": event.type, "data": json.dumps(data)}
+            data = DoneEvent(
+                conversation_id=event.conversation_id,
+                seq=event.seq,
+                cited=event.cited,
+                grounded=event.grounded,
+            )
+    return {"event": event.type, "data": json.dumps(_jsonable(data))}
+
+
+def _jsonable(data: BaseModel | list[Source]) -> Any:
+    if isinstance(data, list):
+        return [source.model_dump(mode="json") for source in data]
+    return data.model_dump(mode="json", exclude_unset=True)
 
 
 @router.post(
     "/stream",
     response_class=RelayResponse,
     openapi_extra=json_body_schema(ChatBody),
-    responses={200: {"content": {"text/event-stream": {}}, "description": SSE_EVENTS}},
+    responses={
+        **errors(*_OPEN_ERRORS),
+        200: {
+            **event_stream(SSE_EVENTS, **SSE_DATA),
+            "headers": {
+                "X-Conversation-ID": {
+                    "description": "The conversation the exchange is filed under",
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            },
+            "links": {
+                "History": link(
+                    "history",
+                    "The conversation so far",
+                    conversation_id="$response.header.X-Conversation-ID",
+                )
+            },
+        },
+    },
 )
 async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
@@ -74,7 +141,19 @@ async def _as_sse(events: AsyncIterator[RelayEvent]) -> AsyncGenerator[dict[str,
         yield to_sse(event)
 
 
-@router.post("", response_model=ChatAnswer, openapi_extra=json_body_schema(ChatBody))
+@router.post(
+    "",
+    response_model=ChatAnswer,
+    openapi_extra=json_body_schema(ChatBody),
+    responses={
+        **errors(
+            *_OPEN_ERRORS,
+            (Unavailable, "The answer failed (the worker's error, in `detail`)"),
+            (DeadlineExceeded, "No answer within `stream_timeout` (default STREAM_TIMEOUT)"),
+        ),
+        200: {"links": _HISTORY},
+    },
+)
 async def chat(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> ChatAnswer:

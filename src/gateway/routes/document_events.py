@@ -17,7 +17,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
 
 import anyio
 import structlog
@@ -27,6 +26,8 @@ from sse_starlette import ServerSentEvent
 from gateway.doc_events import StatusEvent, Subscription
 from gateway.http.deps import BearerCredentials, CurrentPrincipal, GatewayDep, authenticate
 from gateway.http.errors import DEPENDENCY_ERRORS
+from gateway.http.openapi import errors, event_stream
+from gateway.models import DocumentStatusEvent, EndReason, StreamEndedEvent
 from gateway.state import Gateway
 from gateway.streams.sse import RelayResponse
 from shared.errors import AuthError, Unavailable
@@ -44,10 +45,9 @@ _SHUTDOWN_GRACE_SECONDS = 2.0
 _SNAPSHOT_PAGE = 500
 
 
-# Why a stream ended, in its last event: the credential no longer
-# authenticates (a new request with it gets 401), or it could not be
+# Why a stream ended, in its last event (EndReason): the credential no
+# longer authenticates (a new request with it gets 401), or it could not be
 # checked (Postgres unreachable; a new request gets 503 until it is back).
-EndReason = Literal["session_ended", "unavailable"]
 
 
 def to_sse(event: StatusEvent) -> dict[str, str]:
@@ -55,7 +55,7 @@ def to_sse(event: StatusEvent) -> dict[str, str]:
 
 
 def ended_sse(reason: EndReason) -> dict[str, str]:
-    return {"event": "ended", "data": json.dumps({"reason": reason})}
+    return {"event": "ended", "data": json.dumps(StreamEndedEvent(reason=reason).model_dump())}
 
 
 class SessionWatch:
@@ -93,16 +93,18 @@ class SessionWatch:
 @router.get(
     "/events",
     response_class=RelayResponse,
-    # Out of /openapi.json: a stream that never ends by itself would hang
-    # any generic client of the schema (the fuzzing suite reads each answer
-    # whole). Documented in docs/integration.md and the README instead.
-    include_in_schema=False,
+    # A stream that never ends by itself: generic clients of the schema that
+    # read each answer whole would hang on it (the fuzzing suite leaves it out).
     responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "`event: status`, data `{document_id, filename, status, error,"
-            " chunks, at}`: first the current state of each document, then each change",
-        }
+        **errors((Unavailable, "This server is restarting: reconnect")),
+        200: event_stream(
+            "First one `status` event for each document the caller may read (the current"
+            " state), then one for each change; a `: ping` comment every 15 s; `ended` once"
+            " the credential stops authenticating. The stream ends too when the gateway"
+            " drains for a restart or the client falls behind: reconnect.",
+            status=DocumentStatusEvent,
+            ended=StreamEndedEvent,
+        ),
     },
 )
 async def document_events(

@@ -16,27 +16,29 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
-from gateway.http.deps import (
-    CurrentUser,
-    GatewayDep,
-    RequestId,
-    client_ip,
-    json_body,
-    json_body_schema,
-)
+from gateway.http.deps import CurrentUser, GatewayDep, RequestId, client_ip, json_body
+from gateway.http.openapi import SIGNED_IN, errors, json_body_schema, link
 from gateway.identity import audit
 from gateway.identity.users import User
 from gateway.models import DocumentOut, VisibilityBody
-from shared.errors import NotFound
+from shared.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unavailable,
+    UnsupportedDocument,
+)
 from shared.formats import describe_supported
 from shared.intake import Intake, new_document
 from shared.intake.store import best_effort
 from shared.runtime.clients import Clients
 from shared.storage import documents
 from shared.storage.cache import bump_answer_generation
-from shared.storage.documents import Document, Visibility
+from shared.storage.documents import Document, Lane, Visibility
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -98,17 +100,73 @@ def _out(doc: Document, user: User) -> DocumentOut:
     return DocumentOut(**asdict(doc), mine=doc.user_id == user.id)
 
 
+_NOT_FOUND = (NotFound, "No such document that the caller may read")
+_NOT_OWNER = (Forbidden, "The document is shared with the caller, not theirs")
+_THIS_DOCUMENT = {"document_id": "$response.body#/id"}
+# What to do next with an uploaded document, for clients and stateful tests.
+_UPLOADED_LINKS = {
+    "GetDocument": link("get_document", "Follow its status", **_THIS_DOCUMENT),
+    "SetVisibility": link("set_visibility", "Share it, or make it private", **_THIS_DOCUMENT),
+    "DeleteDocument": link("delete_document", "Delete it", **_THIS_DOCUMENT),
+}
+_UPLOAD_ERRORS = errors(
+    *SIGNED_IN,
+    (
+        InvalidInput,
+        "No file name, one with control characters, an empty file, an unprintable"
+        " Content-Type, or a body that is not multipart form data",
+    ),
+    (UnsupportedDocument, "A file name whose suffix is not a supported kind of document"),
+    (Forbidden, "The tenant's document or storage quota is reached"),
+    (PayloadTooLarge, "The file is over MAX_UPLOAD_MB"),
+    (TooManyRequests, "MAX_CONCURRENT_UPLOADS of the user's are running"),
+    (Unavailable, "The gateway is receiving too many uploads (UPLOAD_SPOOL_MB)"),
+)
+
+
+# The file part's name is what says the document's kind: documented on the
+# part (clients and fuzzers send it as the example shows).
+_FILE_PART = {
+    "headers": {
+        "Content-Disposition": {
+            "description": "The file name's suffix says what kind of document it is: "
+            + describe_supported(),
+            "schema": {"type": "string"},
+            "example": 'form-data; name="file"; filename="notes.txt"',
+        }
+    }
+}
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DocumentOut,
-    responses={403: {"description": "The tenant's document or storage quota is reached"}},
+    responses={**_UPLOAD_ERRORS, 202: {"links": _UPLOADED_LINKS}},
+    openapi_extra={
+        "requestBody": {"content": {"multipart/form-data": {"encoding": {"file": _FILE_PART}}}}
+    },
 )
 async def upload(
     gateway: GatewayDep,
     user: CurrentUser,
     request_id: RequestId,
-    file: Annotated[UploadFile, File(description="A document: " + describe_supported())],
+    file: Annotated[
+        UploadFile,
+        # format: binary as well as OpenAPI 3.1's contentMediaType: what
+        # generated clients (openapi-python-client) read as a file part.
+        File(
+            description="A document: " + describe_supported(),
+            json_schema_extra={"format": "binary"},
+        ),
+    ],
+    lane: Annotated[
+        Lane,
+        Form(
+            description="`bulk` for an import: the tenant's interactive uploads are"
+            " indexed first (docs/architecture.md, Fair ingestion)"
+        ),
+    ] = "interactive",
     ip: ClientIp = None,
 ) -> DocumentOut:
     size = file.size if file.size is not None else _measure(file.file)
@@ -119,6 +177,7 @@ async def upload(
         content_type=file.content_type,
         size_bytes=size,
         limit_bytes=gateway.clients.settings.max_upload_bytes,
+        lane=lane,
     )
     intake = Intake.of(gateway.clients)
     await intake.admit(doc)  # before a byte is written
@@ -170,7 +229,7 @@ async def list_documents(
     return [_out(d, user) for d in docs]
 
 
-@router.get("/{document_id}", response_model=DocumentOut)
+@router.get("/{document_id}", response_model=DocumentOut, responses=errors(_NOT_FOUND))
 async def get_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID) -> DocumentOut:
     doc = await documents.readable(gateway.clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
@@ -182,7 +241,7 @@ async def get_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID
     "/{document_id}",
     response_model=DocumentOut,
     openapi_extra=json_body_schema(VisibilityBody),
-    responses={403: {"description": "The document is shared with the caller, not theirs"}},
+    responses=errors(_NOT_FOUND, _NOT_OWNER),
 )
 async def set_visibility(
     gateway: GatewayDep,
@@ -238,7 +297,7 @@ async def _set_row_visibility(
 @router.delete(
     "/{document_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={403: {"description": "The document is shared with the caller, not theirs"}},
+    responses=errors(_NOT_FOUND, _NOT_OWNER),
 )
 async def delete_document(
     gateway: GatewayDep, user: CurrentUser, document_id: UUID, ip: ClientIp = None

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Response
@@ -27,6 +27,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from pydantic import BaseModel, Field
 
 from gateway.http.deps import GatewayDep
 from gateway.state import Gateway
@@ -60,6 +61,13 @@ SCHEMA = "schema"
 
 class SchemaBehind(Exception):
     """The database's schema is older than this code's (``rag migrate``)."""
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    failed: list[str] = Field(description="What keeps the replica from serving (503)")
+    degraded: list[str] = Field(description="What is down without stopping it")
+    reply_lease: str = Field(description="How the replica holds its reply partition")
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,11 @@ def _log_failures(checks: dict[str, Check]) -> None:
             log.error("Dependency check failed", dependency=name, error=check.error)
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: `failed` names why"}},
+)
 async def ready(gateway: GatewayDep) -> JSONResponse:
     """Readiness: the database and the broker answer within
     DEPENDENCY_TIMEOUT, the database's schema is the one this code needs

@@ -13,14 +13,20 @@ from uuid import UUID
 import structlog
 from fastapi import APIRouter, Depends, Request, status
 
-from gateway.http.deps import CurrentPrincipal, GatewayDep, client_ip, json_body, json_body_schema
+from gateway.http.deps import CurrentPrincipal, GatewayDep, client_ip, json_body
+from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import api_keys, audit
 from gateway.identity.users import User
 from gateway.models import KeyCreate, KeyCreated, KeyOut
 from shared.errors import Forbidden, NotFound
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+# Every route here: an API key cannot manage keys.
+router = APIRouter(
+    prefix="/api/keys",
+    tags=["keys"],
+    responses=errors((Forbidden, "Called with an API key: keys are managed from a session")),
+)
 
 
 async def session_user(principal: CurrentPrincipal) -> User:
@@ -37,6 +43,9 @@ SessionUser = Annotated[User, Depends(session_user)]
     status_code=status.HTTP_201_CREATED,
     response_model=KeyCreated,
     openapi_extra=json_body_schema(KeyCreate),
+    responses={
+        201: {"links": {"RevokeKey": link("revoke_key", "Revoke it", key_id="$response.body#/id")}}
+    },
 )
 async def create_key(
     gateway: GatewayDep,
@@ -64,7 +73,11 @@ async def list_keys(gateway: GatewayDep, user: SessionUser) -> list[KeyOut]:
     return [KeyOut(**asdict(key)) for key in await api_keys.list_for(gateway.clients.pool, user.id)]
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors((NotFound, "No such API key of the caller's")),
+)
 async def revoke_key(
     gateway: GatewayDep, request: Request, user: SessionUser, key_id: UUID
 ) -> None:

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.http.deps import CurrentUser, GatewayDep, RequestId, json_body
 from gateway.http.errors import DEPENDENCY_ERRORS, UNAVAILABLE_RETRY_AFTER, status_for
+from gateway.http.openapi import SIGNED_IN, Documented, Responses, errors, json_body_schema
 from gateway.models import ChatAnswer, ChatBody
 from gateway.openai_models import (
     MODEL_ID,
@@ -50,7 +51,14 @@ from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse
 from shared.config import Settings
 from shared.contracts.events import DoneReply, ErrorReply, Source, Turn
-from shared.errors import InvalidInput, NotFound, RagError, TooManyRequests
+from shared.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    RagError,
+    TooManyRequests,
+    Unavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -131,55 +139,42 @@ class OpenAIRoute(APIRoute):
         return openai_errors
 
 
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with its ``$defs`` written in place, for an OpenAPI request
-    body that FastAPI does not see (the route reads it with json_body)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    inlined: dict[str, Any] = resolve(schema)
-    return inlined
-
-
-_BODY_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _inline(CompletionRequest.model_json_schema())}},
-    }
-}
-_ERROR_STATUSES = {
-    400: "Bad input, with the reason",
-    401: "No valid access token or API key",
-    404: "No such model (`model_not_found`)",
-    429: "A rate or concurrency limit (Retry-After says when to retry)",
-    503: "Restarting or a dependency is down: retry",
-    504: "No answer within STREAM_TIMEOUT",
+# An event of a streamed completion, as OpenAI streams them: no event name.
+_CHUNK_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A `chat.completion.chunk` as JSON (the last with `finish_reason`"
+            " and ragstream's `sources`, `cited`, `grounded`, `conversation_id`), then"
+            ' `[DONE]`; a failed stream sends `{"error": {…}}` before `[DONE]`',
+        }
+    },
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*documented: Documented) -> Responses:
     """OpenAPI for these error answers, in OpenAI's shape."""
-    return {s: {"model": ErrorBody, "description": _ERROR_STATUSES[s]} for s in statuses}
+    return errors(*documented, body=ErrorBody)
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+router = APIRouter(
+    prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses=_errors(*SIGNED_IN)
+)
 Body = Annotated[CompletionRequest, Depends(json_body(CompletionRequest))]
 
 
-@router.get("/models", response_model=ModelList, responses=_errors(401, 429))
+@router.get("/models", response_model=ModelList)
 async def list_models(user: CurrentUser) -> ModelList:
     return ModelList(data=[ModelCard(id=MODEL_ID)])
 
 
-@router.get("/models/{model_id}", response_model=ModelCard, responses=_errors(401, 404, 429))
+@router.get(
+    "/models/{model_id}",
+    response_model=ModelCard,
+    responses=_errors(*SIGNED_IN, (ModelNotFound, "No such model")),
+)
 async def get_model(user: CurrentUser, model_id: str) -> ModelCard:
     check_model(model_id)
     return ModelCard(id=MODEL_ID)
@@ -194,13 +189,21 @@ def check_model(model: str) -> None:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    openapi_extra=_BODY_SCHEMA,
+    # With its 413, refused before the body is read: in ErrorOut's shape.
+    openapi_extra=json_body_schema(CompletionRequest),
     responses={
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {"text/event-stream": {"itemSchema": _CHUNK_EVENT}},
             "description": "A chat.completion, or with `stream` chat.completion.chunk SSE",
         },
-        **_errors(*_ERROR_STATUSES),
+        **_errors(
+            *SIGNED_IN,
+            (InvalidInput, "Not a request this server answers; `message` says why"),
+            (ModelNotFound, "No such model (`model_not_found`)"),
+            (TooManyRequests, "MAX_CONCURRENT_STREAMS chats of the user's are running"),
+            (Unavailable, "The answer failed"),
+            (DeadlineExceeded, "No answer within STREAM_TIMEOUT"),
+        ),
     },
 )
 async def chat_completions(
