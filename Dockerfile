@@ -1,30 +1,46 @@
-# syntax=docker/dockerfile:1
-#
 # One image for every ragstream process; the command picks the role:
 #   docker run IMAGE                                   -> gateway on :8000 (default)
 #   docker run IMAGE worker ingest | worker query      -> Kafka workers
 #   docker run IMAGE migrate                           -> alembic upgrade head
 # Configuration is environment variables only (SECRET_KEY, DATABASE_URL, ...).
-
-ARG PYTHON_IMAGE=python:3.11-slim
+#
+# Built with BuildKit (the cache mounts below), which every current Docker
+# uses by default. No `# syntax=` line: the Dockerfile frontend built into the
+# engine reads this file, so a build needs no registry at all once the base
+# image is there.
+#
+# BASE_IMAGE: any Debian bookworm image with CPython 3.11 as `python3` and the
+# venv module: the public python:3.11-slim-bookworm (/usr/local/bin/python3),
+# or one made from Debian's packages (/usr/bin/python3 with python3-venv, as
+# CI makes it with mmdebstrap: tests/support/container.py). Both stages use it.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------
 # build: resolve and install everything into a virtualenv that the runtime
 # stage copies as a whole. Compilers live only here.
 # ---------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 
 # Bytecode is compiled here, at install time: the runtime filesystem may be
 # read-only.
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip trusts the system's CA store (ca-certificates, plus whatever the base
+# added: a corporate TLS proxy's CA), not the copy of certifi it carries.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 # A fallback only: used when some dependency has no wheel for the target
-# platform (e.g. a new arm64 release) and must compile.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
-    && rm -rf /var/lib/apt/lists/*
+# platform (e.g. a new arm64 release) and must compile. Every package of the
+# lock has a wheel for Linux x86_64 and CPython 3.11, so CI builds with
+# BUILD_PACKAGES="" (no compiler: a source build would fail).
+ARG BUILD_PACKAGES=build-essential
+RUN if [ -n "$BUILD_PACKAGES" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends $BUILD_PACKAGES \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
-RUN python -m venv /opt/venv
+# python3, not python: Debian's own Python has no `python` command.
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
@@ -34,11 +50,13 @@ WORKDIR /build
 # (slow) layer is reused while only the source changes. The runtime lock holds
 # the base dependencies only, not the `local` extra: containers talk to real
 # Kafka, Postgres, Redis and Chroma. The build backend goes into a venv of its
-# own, which the runtime stage does not copy.
+# own, which the runtime stage does not copy. pip's cache is a BuildKit cache
+# mount: kept by the engine between builds, never part of a layer.
 COPY requirements/lock-runtime.txt requirements/lock-build.txt ./requirements/
-RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/lock-runtime.txt \
-    && python -m venv /opt/build-backend \
-    && /opt/build-backend/bin/pip install --no-cache-dir --require-hashes --no-deps \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --require-hashes --no-deps -r requirements/lock-runtime.txt \
+    && python3 -m venv /opt/build-backend \
+    && /opt/build-backend/bin/pip install --require-hashes --no-deps \
        -r requirements/lock-build.txt
 
 # Then the project itself, built by that backend and installed without the
@@ -54,7 +72,7 @@ RUN /opt/build-backend/bin/pip wheel --no-deps --no-build-isolation --no-index -
 # runtime: slim base, the virtualenv, an unprivileged user. No compilers, no
 # source tree, no curl.
 # ---------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="ragstream" \
       org.opencontainers.image.description="Self-hosted enterprise RAG: an event-driven pipeline on Kafka with streamed, cited answers." \
