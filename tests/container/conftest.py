@@ -11,10 +11,15 @@ from tests.support.container import TIMINGS, app_image, image_size, require_engi
 def image() -> str:
     require_engine()
     tag = app_image()
-    base = "made with mmdebstrap" if TIMINGS.base_built else "imported or reused"
-    built = f"built in {TIMINGS.image:.0f} s" if TIMINGS.image_built else "reused"
-    print(
-        f"\nimage {tag}: {image_size(tag) / 1e6:.0f} MB, {built}; base {base}"
-        f" ({TIMINGS.base:.0f} s)"
-    )
+    TIMINGS.size = image_size(tag)
     return tag
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures docs/performance.md reports, in every run's output."""
+    if TIMINGS.size:
+        base = f"made in {TIMINGS.base:.0f} s" if TIMINGS.base_built else "reused"
+        built = f"built in {TIMINGS.image:.0f} s" if TIMINGS.image_built else "reused"
+        terminalreporter.write_line(
+            f"container image: {TIMINGS.size / 1e6:,.0f} MB, {built}; base image {base}"
+        )

@@ -49,6 +49,7 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # adds them to the system store): copied into the base at build time, never
 # committed.
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")
+SHM = "/dev/shm"
 # What the Dockerfile's build uses from the repository (.dockerignore keeps
 # the rest out); its hash names the image, so an unchanged tree is not
 # rebuilt by an engine that already has it.
@@ -128,6 +129,7 @@ class Timings:
     base_built: bool = False
     image: float = 0.0
     image_built: bool = False
+    size: int = 0
 
 
 TIMINGS = Timings()
@@ -186,7 +188,12 @@ def _mmdebstrap(tarball: Path) -> None:
         str(partial),
         *MIRRORS,
     ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
+    env = dict(os.environ)
+    # The chroot in memory: dpkg syncs every file it unpacks, which on this
+    # machine's disk took 156 s against 99 s in /dev/shm.
+    if os.access(SHM, os.W_OK) and shutil.disk_usage(SHM).free > 2 * 10**9:
+        env["TMPDIR"] = SHM
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False, env=env)
     assert done.returncode == 0, f"mmdebstrap failed:\n{done.stderr[-3000:]}"
     partial.rename(tarball)
 
