@@ -170,3 +170,16 @@ def local_client(url: str) -> Any:
         aws_secret_access_key=SECRET_KEY,
         config=Config(s3={"addressing_style": "path"}),
     )
+
+
+def main() -> None:
+    """``python -m ragstream.localstack.s3``: build s3s-fs if it is not yet
+    (``make test`` does, before the tests), and say where it is."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    began = time.monotonic()
+    binary = s3s_fs_binary()
+    print(f"s3s-fs {S3S_FS_VERSION}: {binary} ({time.monotonic() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
