@@ -92,6 +92,8 @@ async def _row_exists(url: str, doc_id: str) -> bool:
         await conn.close()
 
 
+# It waits for its orphans to be a minute old (about 120 s in all here).
+@pytest.mark.timeout(400)
 async def test_uploads_live_in_the_bucket_from_upload_to_answer_to_delete_to_reconcile(
     deployment: Deployment, s3_server: S3Service
 ) -> None:
