@@ -54,7 +54,7 @@ test: install lint s3s-fs
 # The local S3 server the tests (and `rag up --blob-store s3`) run: built once
 # with cargo into ~/.cache/ragstream, here rather than inside a test's time limit.
 s3s-fs: install
-	$(VENV)/bin/python -m ragstream.localstack.s3
+	$(VENV)/bin/python -c "from ragstream.localstack.s3 import main; main()"
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples
