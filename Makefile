@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: install lock up test lint schemas bench clean
+.PHONY: install lock up test lint s3s-fs schemas bench clean
 
 # Every package comes from requirements/lock.txt, pinned with its hashes (the
 # base, `local` and `dev` dependencies and the build backend); the project
@@ -46,9 +46,15 @@ lock:
 up: install
 	$(VENV)/bin/rag up --samples
 
-# Lint, type-check, then every test against real Kafka, Postgres, Redis, Chroma.
-test: install lint
+# Lint, type-check, then every test against real Kafka, Postgres, Redis, Chroma
+# (and an S3-protocol server for the S3 blob store).
+test: install lint s3s-fs
 	$(VENV)/bin/python -m pytest
+
+# The local S3 server the tests (and `rag up --blob-store s3`) run: built once
+# with cargo into ~/.cache/ragstream, here rather than inside a test's time limit.
+s3s-fs: install
+	$(VENV)/bin/python -c "from ragstream.localstack.s3 import main; main()"
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples

@@ -9,12 +9,16 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from shared.storage.migrate import upgrade
 from tests.support.processes import Component, start_gateway, start_worker
+
+if TYPE_CHECKING:
+    from ragstream.localstack.s3 import S3Service
 
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CHROMA_URL")
 
@@ -32,6 +36,22 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield stack.env
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
+    """An S3-protocol server (s3s-fs, built with cargo once and cached) on a
+    free loopback port, with its bucket: the S3 blob store's tests run
+    against it. Started only by the tests that ask for it."""
+    from ragstream.localstack.ports import free_port
+    from ragstream.localstack.s3 import S3Service
+
+    service = S3Service(tmp_path_factory.mktemp("s3"), free_port())
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ only blobs (by mtime) and rows (by ``created_at``) older than
 lets one process at a time reconcile, however many ingest workers run it.
 
 A wrong blob root would make every row look orphaned: a run first checks
-that ``BLOB_DIR`` is this deployment's (its marker, ``shared.storage.blob_root``)
+that the blob root (``BLOB_DIR``, or the bucket and prefix with
+``BLOB_STORE=s3``) is this deployment's (its marker, ``shared.storage.blob_root``)
 and refuses, deleting nothing, when it is missing, empty or foreign. Then it
 lists what would go and refuses the whole run when that is more than
 ``reconcile_max_delete_fraction`` of the documents or of the blobs (beyond
@@ -32,10 +33,10 @@ import structlog
 from prometheus_client import Counter
 
 from shared.config import Settings
-from shared.runtime.clients import Clients
+from shared.runtime.clients import Clients, build_blob_store
 from shared.runtime.logging import configure_logging
 from shared.storage import blob_root, documents
-from shared.storage.blobs import BlobInfo, LocalBlobStore
+from shared.storage.blobs import BlobInfo, BlobStore
 from shared.storage.db import create_pool
 from shared.storage.documents import Document
 from shared.storage.vector_writes import VectorWriteLock
@@ -60,7 +61,7 @@ _NO_ID = UUID(int=0)
 @dataclass(frozen=True)
 class Stores:
     pool: asyncpg.Pool
-    blobs: LocalBlobStore
+    blobs: BlobStore
     # Without an embedder: deletes a document's vectors from every
     # embedding space's collection, not only the current model's.
     vectors: VectorStore
@@ -118,7 +119,7 @@ class _Candidates:
 async def reconcile_once(
     stores: Stores, *, dry_run: bool = False, adopt_root: bool = False
 ) -> Report:
-    """One run. ``adopt_root``: make ``BLOB_DIR`` this deployment's blob root
+    """One run. ``adopt_root``: make the blob root this deployment's
     first (``blob_root.adopt``), after an operator checked that it is."""
     async with _exclusive(stores.pool) as held:
         if not held:
@@ -157,7 +158,7 @@ def _refused(refusal: Refusal) -> None:
 
 
 async def _root_refusal(stores: Stores, *, dry_run: bool, adopt: bool) -> Refusal | None:
-    """Whether ``BLOB_DIR`` is this deployment's blob root; on first use it
+    """Whether the blob root is this deployment's; on first use it
     is marked and recorded (not in a dry run: that changes nothing)."""
     if adopt:
         if not dry_run:
@@ -173,10 +174,7 @@ async def _root_refusal(stores: Stores, *, dry_run: bool, adopt: bool) -> Refusa
     return _root_check(known, root, rows_exist)
 
 
-_FIX_DIR = (
-    "check that BLOB_DIR is set as on the gateway and that its volume is mounted"
-    ' (runbook, "Orphaned blobs and rows")'
-)
+_RUNBOOK = ' (runbook, "Orphaned blobs and rows")'
 _ADOPT = (
     "if it is this deployment's blob root (e.g. restored from a backup without its marker),"
     " run `rag reconcile --dry-run`, then `rag reconcile --adopt-blob-root`"
@@ -184,23 +182,23 @@ _ADOPT = (
 
 
 def _root_check(known: UUID | None, root: blob_root.RootState, rows_exist: bool) -> Refusal | None:
-    where = f"BLOB_DIR {root.path}"
+    where, fix = root.where, root.hint + _RUNBOOK
     if not root.exists:
         if not rows_exist:
             return None  # nothing could be removed
-        return Refusal("blob-root-missing", f"{where} does not exist, while documents do", _FIX_DIR)
+        return Refusal("blob-root-missing", f"{where} does not exist, while documents do", fix)
     if root.marker_text is None:
         if not root.has_blobs:
             return Refusal(
                 "blob-root-empty",
                 f"{where} holds no blobs and no marker ({blob_root.MARKER}), while documents exist",
-                _FIX_DIR,
+                fix,
             )
         return Refusal(
             "blob-root-unmarked",
             f"{where} holds blobs but no marker ({blob_root.MARKER}); PostgreSQL records"
             f" blob root {known}",
-            f"{_FIX_DIR}; {_ADOPT}",
+            f"{fix}; {_ADOPT}",
         )
     if root.marker is None or known is None or root.marker != known:
         recorded = f"blob root {known}" if known is not None else "no blob root"
@@ -208,7 +206,7 @@ def _root_check(known: UUID | None, root: blob_root.RootState, rows_exist: bool)
             "blob-root-foreign",
             f"{where} is marked {root.marker_text!r} ({blob_root.MARKER}), but PostgreSQL"
             f" records {recorded}: another deployment's blobs, or another database",
-            f"check BLOB_DIR and DATABASE_URL; {_ADOPT}",
+            f"check {root.settings} and DATABASE_URL; {_ADOPT}",
         )
     return None
 
@@ -292,7 +290,7 @@ async def reconcile_forever(clients: Clients) -> None:
     stores: Stores | None = None
     while True:
         try:
-            stores = stores or await _stores(settings, clients.pool)
+            stores = stores or await _stores(settings, clients.pool, clients.blobs)
             # A refusal is logged (``Reconciliation refused``) and counted;
             # the worker goes on and tries again next time.
             report = await reconcile_once(stores)
@@ -304,11 +302,11 @@ async def reconcile_forever(clients: Clients) -> None:
         await asyncio.sleep(settings.reconcile_interval_seconds)
 
 
-async def _stores(settings: Settings, pool: asyncpg.Pool) -> Stores:
+async def _stores(settings: Settings, pool: asyncpg.Pool, blobs: BlobStore) -> Stores:
     chroma = await asyncio.to_thread(connect_chroma, settings)
     return Stores(
         pool=pool,
-        blobs=LocalBlobStore(settings.blob_dir),
+        blobs=blobs,
         vectors=VectorStore(chroma, None, VectorWriteLock(pool)),
         min_age_seconds=settings.reconcile_min_age_seconds,
         max_delete_fraction=settings.reconcile_max_delete_fraction,
@@ -319,7 +317,7 @@ async def _stores(settings: Settings, pool: asyncpg.Pool) -> Stores:
 async def _run_once(settings: Settings, dry_run: bool, adopt_root: bool) -> Report:
     pool = await create_pool(settings)
     try:
-        stores = await _stores(settings, pool)
+        stores = await _stores(settings, pool, build_blob_store(settings))
         return await reconcile_once(stores, dry_run=dry_run, adopt_root=adopt_root)
     finally:
         await pool.close()

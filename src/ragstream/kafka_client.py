@@ -15,8 +15,9 @@ Why a document is more than a message: ``rag.ingest.requests`` carries a
 claim check, not the bytes (Kafka's message limit must never bound a
 document), and the ingest worker trusts the document's Postgres row, not the
 message: a request with no row is dropped. So ``submit_document`` does what
-the gateway's upload does: the bytes into the blob store (BLOB_DIR, the
-folder or volume the ingest workers read), the row within the tenant's
+the gateway's upload does: the bytes into the blob store (``BLOB_STORE``: the
+folder or volume ``BLOB_DIR``, or an S3 bucket; the one the ingest workers
+read), the row within the tenant's
 quota, a ``queued`` status, then the request. Settings come from the same
 environment variables as the services (docs/configuration.md).
 
@@ -65,10 +66,10 @@ from shared.contracts.topics import Topics
 from shared.errors import NotFound
 from shared.intake import Intake, new_document
 from shared.intake.checks import DEFAULT_CONTENT_TYPE
+from shared.runtime.clients import build_blob_store
 from shared.runtime.follow import PartitionFollower, group_less_consumer
 from shared.runtime.kafka import create_broker, kafka_security, publish
 from shared.storage import documents
-from shared.storage.blobs import LocalBlobStore
 from shared.storage.db import create_pool
 from shared.storage.documents import Document, Lane, Visibility
 
@@ -147,7 +148,7 @@ class RagKafkaClient:
         negative counts from the last one (gateways lease from the first)."""
         self.settings = settings or Settings()
         self.topics = Topics.from_prefix(self.settings.kafka_topic_prefix)
-        self.blobs = LocalBlobStore(self.settings.blob_dir)
+        self.blobs = build_blob_store(self.settings)
         self.reply_partition = reply_partition
         self._pool: asyncpg.Pool | None = None
         self._broker: KafkaBroker | None = None

@@ -22,7 +22,7 @@ from ragstream.dependencies import BY_VARIABLE, check
 from ragstream.errors import CliError
 from ragstream.localstack import INFRA_VARS, LocalStack, ManagedProcess, StackConfig
 from ragstream.localstack.ports import ensure_free
-from ragstream.localstack.stack import BrokerKind
+from ragstream.localstack.stack import BlobStoreKind, BrokerKind
 from ragstream.samples import load_samples
 from ragstream.settings import load_settings
 from ragstream.stack_env import record
@@ -47,6 +47,8 @@ class StackOptions:
     redis_port: int
     chroma_port: int
     kafka_brokers: int = 1
+    blob_store: BlobStoreKind = "local"
+    s3_port: int = 8014
 
     def config(self, environ: Mapping[str, str]) -> StackConfig:
         # A URL already in the environment means "use that server".
@@ -59,6 +61,8 @@ class StackOptions:
             postgres_port=self.postgres_port,
             redis_port=self.redis_port,
             chroma_port=self.chroma_port,
+            blob_store=self.blob_store,
+            s3_port=self.s3_port,
             external=external,
         )
 
@@ -108,8 +112,8 @@ def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
 
 def broker_env(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
     # Given, not defaulted: the broker started here decides them (tansu's
-    # idempotence, a cluster's replication).
-    return {**env, **stack.broker_settings}
+    # idempotence, a cluster's replication), and so does the S3 server.
+    return {**env, **stack.broker_settings, **stack.blob_settings}
 
 
 def check_external(config: StackConfig, command: str) -> None:
@@ -247,7 +251,7 @@ def run_up(options: UpOptions) -> int:
 def print_exports(stack: LocalStack) -> None:
     """How to point components run by hand at the stack: its servers, and
     what its broker needs of them (a cluster's replication)."""
-    exports = {**stack.env, **stack.broker_settings}
+    exports = {**stack.env, **stack.broker_settings, **stack.blob_settings}
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()

@@ -21,6 +21,8 @@ STREAM_TIMEOUT_MAX = 300.0
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 RerankingMethod = Literal["none", "cross-encoder", "mmr", "llm"]
+BlobStoreKind = Literal["local", "s3"]
+S3Encryption = Literal["none", "AES256", "aws:kms"]
 
 
 DocSection = Literal[
@@ -28,6 +30,7 @@ DocSection = Literal[
     "abuse-limits",
     "infrastructure",
     "kafka-security",
+    "blob-store",
     "ingestion",
     "embeddings",
     "llm-providers",
@@ -300,7 +303,8 @@ class Settings(BaseSettings):
     )
     blob_dir: Path = Field(
         default=Path(".rag/blobs"),
-        description="Where uploads are kept; gateway and ingest workers must share it.",
+        description="Where uploads are kept with `BLOB_STORE=local`; gateway and ingest"
+        " workers must share it (a ReadWriteMany volume on a cluster).",
         json_schema_extra=_doc("infrastructure"),
     )
     dependency_timeout: float = Field(
@@ -350,6 +354,87 @@ class Settings(BaseSettings):
         default=None,
         description="The client certificate's key (PEM), for brokers that require mutual TLS.",
         json_schema_extra=_doc("kafka-security"),
+    )
+
+    # --- blob store -------------------------------------------------------------
+    blob_store: BlobStoreKind = Field(
+        default="local",
+        description="Where uploads are kept: `local`, the folder `BLOB_DIR` (one machine, or a"
+        " volume every gateway and ingest worker mounts); `s3`, a bucket (`BLOB_S3_*`), which"
+        " needs no shared volume.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_bucket: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=63,
+        description="The bucket, with `BLOB_STORE=s3` (required then). It must exist: the"
+        " services never create it.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^[A-Za-z0-9!_.*'()/-]*$",
+        description="Keys start with this (a `/` is added if missing), so one bucket can hold"
+        " several deployments' blobs; each needs its own prefix.",
+        json_schema_extra=_doc("blob-store", "none (the bucket's root)"),
+    )
+    blob_s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Another S3-compatible server (MinIO, Ceph, a region's VPC endpoint),"
+        " e.g. `http://minio:9000`; path-style addressing is used then.",
+        json_schema_extra=_doc("blob-store", "unset (AWS)"),
+    )
+    blob_s3_region: str | None = Field(
+        default=None,
+        description="The bucket's region.",
+        json_schema_extra=_doc("blob-store", "unset (`AWS_REGION`, then boto3's chain)"),
+    )
+    blob_s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Access key; with `BLOB_S3_SECRET_ACCESS_KEY`. Unset: boto3's usual chain"
+        " (`AWS_ACCESS_KEY_ID`…, a web identity token as EKS IRSA gives, an instance"
+        " profile). Never logged.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        description="The access key's secret; never logged.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_session_token: SecretStr | None = Field(
+        default=None,
+        description="A session token, for temporary credentials; never logged.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_sse: S3Encryption = Field(
+        default="none",
+        description="Server-side encryption asked for on every object: `none` (the bucket's"
+        " default encryption applies), `AES256` (S3-managed keys) or `aws:kms`.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_kms_key_id: str | None = Field(
+        default=None,
+        description="The KMS key (id, ARN or alias) with `BLOB_S3_SSE=aws:kms`; unset: the"
+        " account's `aws/s3` key.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_part_mb: int = Field(
+        default=8,
+        ge=5,
+        le=512,
+        description="Uploads larger than this go to S3 as a multipart upload in parts of this"
+        " size (5–512), so a gateway holds one part in memory per upload, never the file.",
+        json_schema_extra=_doc("blob-store"),
+    )
+    blob_s3_max_connections: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="HTTP connections to S3 per process; also how many objects the reconciler"
+        " checks at once.",
+        json_schema_extra=_doc("blob-store"),
     )
 
     # --- ingestion ------------------------------------------------------------
@@ -905,6 +990,21 @@ class Settings(BaseSettings):
                 f"KAFKA_MIN_INSYNC_REPLICAS ({wanted}) cannot exceed"
                 f" KAFKA_REPLICATION_FACTOR ({replicas})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _s3_blob_store(self) -> Settings:
+        # Said at start-up rather than on the first upload.
+        if self.blob_store == "s3" and not self.blob_s3_bucket:
+            raise ValueError("BLOB_STORE=s3 needs BLOB_S3_BUCKET")
+        keys = (self.blob_s3_access_key_id, self.blob_s3_secret_access_key)
+        if (keys[0] is None) != (keys[1] is None):
+            raise ValueError(
+                "BLOB_S3_ACCESS_KEY_ID and BLOB_S3_SECRET_ACCESS_KEY go together (or set"
+                " neither: boto3's usual chain)"
+            )
+        if self.blob_s3_kms_key_id and self.blob_s3_sse != "aws:kms":
+            raise ValueError("BLOB_S3_KMS_KEY_ID needs BLOB_S3_SSE=aws:kms")
         return self
 
     @model_validator(mode="after")

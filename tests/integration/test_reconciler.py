@@ -454,7 +454,7 @@ async def test_a_worker_logs_a_refusal_deletes_nothing_and_keeps_going(
         blob_dir=tmp_path,  # empty: an unmounted volume
         reconcile_interval_seconds=1,
     )
-    clients = SimpleNamespace(settings=settings, pool=pool)
+    clients = SimpleNamespace(settings=settings, pool=pool, blobs=LocalBlobStore(tmp_path))
     before = (
         REGISTRY.get_sample_value("rag_reconcile_refused_total", {"check": "blob-root-empty"})
         or 0.0

@@ -27,6 +27,11 @@ class Broker(StrEnum):
     tansu = "tansu"
 
 
+class BlobStore(StrEnum):
+    local = "local"
+    s3 = "s3"
+
+
 class WorkerKind(StrEnum):
     ingest = "ingest"
     query = "query"
@@ -45,6 +50,15 @@ KafkaBrokers = Annotated[
         " (node n on --kafka-port + 2(n - 1), its controller on the next)",
     ),
 ]
+BlobStoreOption = Annotated[
+    BlobStore,
+    typer.Option(
+        "--blob-store",
+        help="local: uploads in <data dir>/blobs; s3: in a local S3 server (s3s-fs, built"
+        " with cargo on first use), as BLOB_STORE=s3 keeps them in a bucket",
+    ),
+]
+S3Port = Annotated[int, typer.Option("--s3-port")]
 PostgresPort = Annotated[int, typer.Option("--postgres-port")]
 RedisPort = Annotated[int, typer.Option("--redis-port")]
 ChromaPort = Annotated[int, typer.Option("--chroma-port")]
@@ -66,6 +80,8 @@ def up(
     redis_port: RedisPort = 6379,
     chroma_port: ChromaPort = 8001,
     kafka_brokers: KafkaBrokers = 1,
+    blob_store: BlobStoreOption = BlobStore.local,
+    s3_port: S3Port = 8014,
     host: Host = "127.0.0.1",
     port: Port = 8000,
     samples: Annotated[bool, typer.Option("--samples", help="load the sample documents")] = False,
@@ -86,6 +102,8 @@ def up(
         redis_port,
         chroma_port,
         kafka_brokers,
+        blob_store.value,
+        s3_port,
     )
     _configure_logging("rag", log_dir=stack.data_dir / "logs")
     options = UpOptions(
@@ -106,8 +124,10 @@ def services(
     redis_port: RedisPort = 6379,
     chroma_port: ChromaPort = 8001,
     kafka_brokers: KafkaBrokers = 1,
+    blob_store: BlobStoreOption = BlobStore.local,
+    s3_port: S3Port = 8014,
 ) -> int:
-    """Only Kafka, PostgreSQL, Redis, Chroma."""
+    """Only Kafka, PostgreSQL, Redis, Chroma (and an S3 server with --blob-store s3)."""
     stack = StackOptions(
         data_dir.resolve(),
         broker.value,
@@ -116,6 +136,8 @@ def services(
         redis_port,
         chroma_port,
         kafka_brokers,
+        blob_store.value,
+        s3_port,
     )
     _configure_logging("rag", log_dir=stack.data_dir / "logs")
     # stdout carries only the export lines, so it can be redirected to a file.

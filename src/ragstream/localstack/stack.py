@@ -18,12 +18,14 @@ from ragstream.localstack.ports import free_ports
 from ragstream.localstack.postgres import PostgresService
 from ragstream.localstack.quorum import Quorum
 from ragstream.localstack.redis import RedisService
+from ragstream.localstack.s3 import S3Service
 from ragstream.localstack.service import Service
 from ragstream.localstack.tansu import TansuService
 
 logger = logging.getLogger(__name__)
 
 BrokerKind = Literal["kafka", "tansu"]
+BlobStoreKind = Literal["local", "s3"]
 # Voters of a KRaft quorum: one (development) or three (as production runs
 # it); an even number tolerates no more failures than the odd one below.
 KAFKA_BROKER_COUNTS = (1, 3)
@@ -43,6 +45,9 @@ class StackConfig:
     postgres_port: int = 5432
     redis_port: int = 6379
     chroma_port: int = 8001
+    # "s3": an S3-protocol server (s3s-fs) holds the blobs (BLOB_STORE=s3).
+    blob_store: BlobStoreKind = "local"
+    s3_port: int = 8014
     # env var -> URL of a server that is already running: not started here.
     external: dict[str, str] = field(default_factory=dict)
 
@@ -73,9 +78,10 @@ class StackConfig:
         broker: BrokerKind = "kafka",
         external: dict[str, str] | None = None,
         kafka_brokers: int = 1,
+        blob_store: BlobStoreKind = "local",
     ) -> StackConfig:
         """Free ports picked now: for tests that must not clash with anything."""
-        postgres, redis, chroma, *kafka = free_ports(3 + 2 * kafka_brokers)
+        postgres, redis, chroma, s3, *kafka = free_ports(4 + 2 * kafka_brokers)
         nodes = tuple(zip(kafka[::2], kafka[1::2], strict=True))
         return cls(
             data_dir=data_dir,
@@ -87,6 +93,8 @@ class StackConfig:
             postgres_port=postgres,
             redis_port=redis,
             chroma_port=chroma,
+            blob_store=blob_store,
+            s3_port=s3,
             external=dict(external or {}),
         )
 
@@ -94,8 +102,9 @@ class StackConfig:
 class LocalStack:
     """``with LocalStack(config) as stack: ... stack.env ...``
 
-    ``kafka``, ``postgres``, ``redis`` and ``chroma`` are the service objects
-    (None for those given as external), each with its own ``stop()`` and
+    ``kafka``, ``postgres``, ``redis``, ``chroma`` (and ``s3`` with
+    ``blob_store="s3"``) are the service objects (None for those given as
+    external, or not asked for), each with its own ``stop()`` and
     ``start()``. ``kafka`` is whichever broker was chosen; with several
     Kafka nodes, the first of ``kafka_nodes``.
     """
@@ -113,6 +122,7 @@ class LocalStack:
         self.chroma = (
             None if self._external("CHROMA_URL") else ChromaService(data, config.chroma_port)
         )
+        self.s3 = S3Service(data, config.s3_port) if config.blob_store == "s3" else None
 
     def _external(self, env_var: str) -> bool:
         return bool(self.config.external.get(env_var))
@@ -124,12 +134,12 @@ class LocalStack:
     @property
     def services(self) -> list[Service]:
         """The services started here, in start order."""
-        candidates = (self.postgres, self.redis, self.chroma)
+        candidates = (self.postgres, self.redis, self.chroma, self.s3)
         return [*self.kafka_nodes, *(service for service in candidates if service is not None)]
 
     @property
     def env(self) -> dict[str, str]:
-        urls = {service.env_var: service.url for service in self.services}
+        urls = {service.env_var: service.url for service in self.services if service is not self.s3}
         if self.kafka_nodes:
             # Every node: a client still bootstraps while any one is down.
             urls["KAFKA_BOOTSTRAP_SERVERS"] = ",".join(node.url for node in self.kafka_nodes)
@@ -145,6 +155,12 @@ class LocalStack:
             # tansu refuses the idempotent-producer handshake.
             return {"KAFKA_ENABLE_IDEMPOTENCE": "false"}
         return self.config.kafka_quorum.client_settings()
+
+    @property
+    def blob_settings(self) -> dict[str, str]:
+        """What the services need to keep their blobs in the S3 server
+        started here (none without one: ``BLOB_DIR`` then)."""
+        return self.s3.settings if self.s3 is not None else {}
 
     def start(self) -> None:
         began = time.monotonic()

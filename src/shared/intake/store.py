@@ -18,7 +18,7 @@ from shared.errors import Unavailable
 from shared.intake.queue import wait
 from shared.runtime.clients import Clients
 from shared.storage import documents
-from shared.storage.blobs import LocalBlobStore
+from shared.storage.blobs import BlobStore
 from shared.storage.documents import Document, Quota
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ class Intake:
     settings: Settings
     topics: Topics
     pool: asyncpg.Pool
-    blobs: LocalBlobStore
+    blobs: BlobStore
     broker: KafkaBroker
 
     @classmethod

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from shared.adapters.embedding import Embedder, build_embedder
@@ -20,7 +22,7 @@ from shared.contracts.topics import Topics, ensure_topics
 from shared.errors import RagError
 from shared.runtime.kafka import create_broker, kafka_security
 from shared.runtime.metrics import LagReader
-from shared.storage.blobs import LocalBlobStore
+from shared.storage.blobs import BlobStore, LocalBlobStore
 from shared.storage.db import create_pool
 from shared.storage.lexical import LexicalIndex
 from shared.storage.vector_writes import VectorWriteLock
@@ -37,7 +39,7 @@ class Clients:
     embedder: Embedder | None
     vectors: VectorStore
     lexical: LexicalIndex
-    blobs: LocalBlobStore
+    blobs: BlobStore
     # A worker's consumer group's lag (rag_kafka_consumer_lag); started.
     lag: LagReader | None = None
 
@@ -59,6 +61,56 @@ def connect_redis(settings: Settings) -> Redis:
         socket_connect_timeout=settings.dependency_timeout,
     )
     return Redis.from_pool(pool)  # closing the client closes its pool
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    """``BLOB_STORE``'s store; for S3, its one boto3 client for the process."""
+    if settings.blob_store == "local":
+        return LocalBlobStore(settings.blob_dir)
+    from shared.storage.s3_blobs import S3BlobStore, S3Location, encryption_args, normalise_prefix
+
+    assert settings.blob_s3_bucket is not None  # the settings' validator saw to it
+    location = S3Location(
+        bucket=settings.blob_s3_bucket,
+        prefix=normalise_prefix(settings.blob_s3_prefix),
+        part_bytes=settings.blob_s3_part_mb * 1024 * 1024,
+        encryption=encryption_args(settings.blob_s3_sse, settings.blob_s3_kms_key_id),
+        concurrency=settings.blob_s3_max_connections,
+    )
+    return S3BlobStore(s3_client(settings), location)
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client from the ``BLOB_S3_*`` settings; credentials not
+    given there come from boto3's usual chain (environment, web identity,
+    instance profile)."""
+    import boto3
+    from botocore.config import Config
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    config = Config(
+        max_pool_connections=settings.blob_s3_max_connections,
+        connect_timeout=max(settings.dependency_timeout, 5.0),
+        read_timeout=60,
+        retries={"max_attempts": 5, "mode": "standard"},
+        # A custom endpoint (MinIO, s3s-fs, Ceph) seldom has per-bucket host names.
+        s3={"addressing_style": "path" if settings.blob_s3_endpoint_url else "auto"},
+        # Checksums only where S3 requires them: other S3 servers refuse some.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=settings.blob_s3_endpoint_url,
+        region_name=settings.blob_s3_region or settings.aws_region,
+        aws_access_key_id=secret(settings.blob_s3_access_key_id),
+        aws_secret_access_key=secret(settings.blob_s3_secret_access_key),
+        aws_session_token=secret(settings.blob_s3_session_token),
+        config=config,
+    )
 
 
 @asynccontextmanager
@@ -83,7 +135,7 @@ async def open_clients(
         embedder=model,
         vectors=VectorStore(connect_chroma(settings), model, VectorWriteLock(pool)),
         lexical=LexicalIndex(pool),
-        blobs=LocalBlobStore(settings.blob_dir),
+        blobs=build_blob_store(settings),
     )
     try:
         if lag_group is not None:

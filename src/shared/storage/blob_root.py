@@ -1,14 +1,17 @@
 """Which blob root belongs to which database.
 
 When the blob store is first used (a gateway starts, or the reconciler runs,
-on an empty store), a marker file holding a random id is written in
-``BLOB_DIR`` and the same id recorded in PostgreSQL (table ``blob_root``).
-From then on, a blob root without that marker is not this deployment's: an
-unmounted volume, a misconfigured ``BLOB_DIR``, another deployment's store.
-The reconciler refuses to delete anything then (``ingest.reconciler``).
+on an empty store), a marker holding a random id is written in the blob root
+(the file ``BLOB_DIR/.ragstream-blob-root``; on S3 the object
+``<BLOB_S3_PREFIX>.ragstream-blob-root``) and the same id recorded in
+PostgreSQL (table ``blob_root``). From then on, a blob root without that
+marker is not this deployment's: an unmounted volume, a misconfigured
+``BLOB_DIR`` or bucket or prefix, another deployment's store. The reconciler
+refuses to delete anything then (``ingest.reconciler``).
 
 The marker travels with the blobs: a backup that copies ``BLOB_DIR`` (``tar
--C "$BLOB_DIR" .``) carries it, the database dump carries the id.
+-C "$BLOB_DIR" .``) or the bucket's prefix (``aws s3 sync``) carries it, the
+database dump carries the id.
 
 First use, precisely: PostgreSQL records no marker and either the root holds
 a marker (recorded as it is: the root was marked and the record lost, e.g. a
@@ -20,30 +23,28 @@ claimed: that is the root of the wrong volume.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 import structlog
 
 from shared.storage import documents
-from shared.storage.blobs import LocalBlobStore
+from shared.storage.blobs import MARKER, BlobStore
 
 log = structlog.get_logger(__name__)
 
-MARKER = ".ragstream-blob-root"
+__all__ = ["MARKER", "RootState", "adopt", "claim", "claim_at_start", "first_use", "inspect"]
 
 
 @dataclass(frozen=True)
 class RootState:
-    """What ``BLOB_DIR`` looks like now."""
+    """What the blob root looks like now."""
 
-    path: Path
+    where: str  # ``BlobStore.where``: "BLOB_DIR /data/blobs", "S3 s3://bucket/prefix/"
+    settings: str  # the settings that name it
+    hint: str  # what to check when it looks wrong
     exists: bool
     marker_text: str | None  # None: no marker file
     has_blobs: bool
@@ -57,11 +58,13 @@ class RootState:
             return None
 
 
-async def inspect(blobs: LocalBlobStore) -> RootState:
-    marker_text = await asyncio.to_thread(_read_marker, blobs.root)
+async def inspect(blobs: BlobStore) -> RootState:
+    marker_text = await blobs.read_marker()
     return RootState(
-        path=blobs.root,
-        exists=blobs.root.is_dir(),
+        where=blobs.where,
+        settings=blobs.setting_names,
+        hint=blobs.settings_hint,
+        exists=await blobs.root_exists(),
         marker_text=marker_text,
         has_blobs=await blobs.holds_any(),
     )
@@ -82,7 +85,7 @@ def first_use(known: UUID | None, root: RootState, rows_exist: bool) -> bool:
     return root.has_blobs or not rows_exist
 
 
-async def claim(pool: asyncpg.Pool, blobs: LocalBlobStore) -> UUID | None:
+async def claim(pool: asyncpg.Pool, blobs: BlobStore) -> UUID | None:
     """On first use, mark the blob root and record its id; the id recorded
     afterwards (``None``: not a first use, nothing written). Safe to run
     from several processes at once: the marker file is created only if
@@ -95,14 +98,14 @@ async def claim(pool: asyncpg.Pool, blobs: LocalBlobStore) -> UUID | None:
     marker = root.marker or uuid.uuid4()
     if root.marker_text is None:
         # Another process may have marked it meanwhile: its id is kept.
-        marker = await asyncio.to_thread(_write_marker, blobs.root, marker, replace=False)
+        marker = await blobs.write_marker(marker, replace=False)
     await pool.execute(
         "INSERT INTO blob_root (marker) VALUES ($1) ON CONFLICT (singleton) DO NOTHING", marker
     )
     return await recorded(pool)
 
 
-async def claim_at_start(pool: asyncpg.Pool, blobs: LocalBlobStore) -> None:
+async def claim_at_start(pool: asyncpg.Pool, blobs: BlobStore) -> None:
     """``claim`` as a process that writes blobs starts: never fatal (the
     reconciler checks again before it deletes anything), only logged."""
     try:
@@ -112,13 +115,14 @@ async def claim_at_start(pool: asyncpg.Pool, blobs: LocalBlobStore) -> None:
         return
     if marker is None:
         log.warning(
-            "Blob root unmarked: documents exist but BLOB_DIR holds neither blobs nor a marker",
-            blob_dir=str(blobs.root),
+            "Blob root unmarked: documents exist but the blob root holds neither blobs nor a"
+            " marker",
+            blob_root=blobs.where,
         )
 
 
-async def adopt(pool: asyncpg.Pool, blobs: LocalBlobStore) -> UUID:
-    """Make ``BLOB_DIR`` this deployment's blob root whatever it holds: the
+async def adopt(pool: asyncpg.Pool, blobs: BlobStore) -> UUID:
+    """Make the blob root this deployment's whatever it holds: the
     recorded id (a new one if none) written to its marker, replacing any.
     Only after an operator has checked that it is the right folder."""
     marker = await recorded(pool) or uuid.uuid4()
@@ -126,35 +130,5 @@ async def adopt(pool: asyncpg.Pool, blobs: LocalBlobStore) -> UUID:
         "INSERT INTO blob_root (marker) VALUES ($1) ON CONFLICT (singleton) DO NOTHING", marker
     )
     marker = await recorded(pool) or marker
-    await asyncio.to_thread(_write_marker, blobs.root, marker, replace=True)
+    await blobs.write_marker(marker, replace=True)
     return marker
-
-
-def _read_marker(root: Path) -> str | None:
-    try:
-        return (root / MARKER).read_text(encoding="utf-8", errors="replace").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _write_marker(root: Path, marker: UUID, *, replace: bool) -> UUID:
-    """Write it whole under a temporary name, then put it in place (only if
-    absent, unless ``replace``); the id the marker holds afterwards."""
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / MARKER
-    temporary = root / f"{MARKER}.{uuid.uuid4().hex}.tmp"
-    temporary.write_text(f"{marker}\n", encoding="utf-8")
-    try:
-        if replace:
-            os.replace(temporary, target)
-            return marker
-        try:
-            os.link(temporary, target)  # fails if it exists: atomic create
-        except FileExistsError:
-            text = _read_marker(root) or ""
-            with contextlib.suppress(ValueError):
-                return UUID(text)
-            raise
-        return marker
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -737,3 +737,57 @@ def test_images_have_pinned_tags() -> None:
                 assert tag == version, f"{path.name}: {image}, pyproject says {version}"
     [image] = by_folder(APP).body["images"]
     assert (image["name"], str(image["newTag"])) == ("ragstream", version)
+
+
+# --- blobs in S3 (deploy/k8s/s3) ----------------------------------------------
+
+
+def _s3_patches() -> dict[tuple[str, str], Doc]:
+    component = by_folder(APP / "s3")
+    assert component.body["kind"] == "Component"
+    patched = [yaml.safe_load(p["patch"]) for p in component.body["patches"]]
+    return {(p["kind"], p["metadata"]["name"]): p for p in patched}
+
+
+def _blob_volume(doc: Doc) -> str | None:
+    """The name of the pod's volume backed by rag-blobs, if any."""
+    for volume in pod_spec(doc).get("volumes", []):
+        if volume.get("persistentVolumeClaim", {}).get("claimName") == "rag-blobs":
+            return str(volume["name"])
+    return None
+
+
+def test_the_s3_component_leaves_no_pod_needing_the_rwx_volume() -> None:
+    """Every pod that mounts rag-blobs is patched: its volume deleted (or made
+    an emptyDir), and each mount deleted from a container that exists (a
+    misnamed container would be added, not patched), and the claim is gone."""
+    patches = _s3_patches()
+    assert patches[("PersistentVolumeClaim", "rag-blobs")]["$patch"] == "delete"
+    users = {key: doc for key, doc in objects_of(APP).items() if key[0] in POD_KINDS}
+    users = {key: doc for key, doc in users.items() if _blob_volume(doc)}
+    assert {name for _, name in users} == {"rag-api", "rag-ingest-worker", "rag-backup"}
+    for key, doc in users.items():
+        patch = patches[key]
+        volume = _blob_volume(doc)
+        [patched] = [v for v in pod_spec(patch)["volumes"] if v["name"] == volume]
+        assert patched.get("$patch") == "delete" or (
+            "emptyDir" in patched and patched["persistentVolumeClaim"] is None
+        ), key
+        if patched.get("$patch") != "delete":
+            continue  # an emptyDir keeps its mounts
+        base = {c["name"]: c for c in containers(doc)}
+        for container in pod_spec(patch)["containers"]:
+            assert container["name"] in base, f"{key}: no container {container['name']}"
+            mounts = [m for m in container["volumeMounts"] if m.get("$patch") == "delete"]
+            wanted = [m["mountPath"] for m in base[container["name"]]["volumeMounts"]]
+            assert [m["mountPath"] for m in mounts] == [
+                m for m in wanted if m == "/var/lib/rag/blobs"
+            ]
+
+
+def test_the_s3_component_sets_the_store_with_keys_the_settings_know() -> None:
+    from shared.config import Settings
+
+    data = _s3_patches()[("ConfigMap", "rag-api-config")]["data"]
+    assert data["BLOB_STORE"] == "s3" and data["BLOB_S3_BUCKET"]
+    assert {key.lower() for key in data} <= set(Settings.model_fields)

@@ -69,3 +69,46 @@ def test_min_insync_replicas_beyond_the_replication_is_refused_at_start(
         Settings()
     monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", "3")
     assert Settings().kafka_min_insync_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"BLOB_STORE": "s3"}, "BLOB_S3_BUCKET"),
+        (
+            {"BLOB_STORE": "s3", "BLOB_S3_BUCKET": "docs", "BLOB_S3_ACCESS_KEY_ID": "AKIA"},
+            "go together",
+        ),
+        (
+            {"BLOB_STORE": "s3", "BLOB_S3_BUCKET": "docs", "BLOB_S3_KMS_KEY_ID": "alias/x"},
+            "BLOB_S3_SSE=aws:kms",
+        ),
+        ({"BLOB_STORE": "s3", "BLOB_S3_BUCKET": "docs", "BLOB_S3_SSE": "aes"}, "blob_s3_sse"),
+        ({"BLOB_STORE": "gcs"}, "blob_store"),
+        ({"BLOB_STORE": "s3", "BLOB_S3_BUCKET": "docs", "BLOB_S3_PART_MB": "4"}, "part_mb"),
+    ],
+)
+def test_an_incomplete_s3_blob_store_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=problem):
+        Settings()
+
+
+def test_s3_blob_store_settings_are_read_and_secrets_kept_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BLOB_STORE", "s3")
+    monkeypatch.setenv("BLOB_S3_BUCKET", "docs")
+    monkeypatch.setenv("BLOB_S3_PREFIX", "prod/ragstream")
+    monkeypatch.setenv("BLOB_S3_SSE", "aws:kms")
+    monkeypatch.setenv("BLOB_S3_KMS_KEY_ID", "alias/rag")
+    monkeypatch.setenv("BLOB_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("BLOB_S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI")
+    settings = Settings()
+    assert (settings.blob_store, settings.blob_s3_bucket) == ("s3", "docs")
+    assert settings.blob_s3_secret_access_key is not None
+    assert settings.blob_s3_secret_access_key.get_secret_value() == "wJalrXUtnFEMI"
+    assert "wJalrXUtnFEMI" not in repr(settings) and "AKIAEXAMPLE" not in repr(settings)
