@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import struct
+import sys
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +34,11 @@ from tests.faults.test_streams import (
     user_with_document,
     worker_metrics,
 )
-from tests.support.api import User, new_user
+from tests.support.api import PASSWORD, User, new_user
 from tests.support.openai_server import FakeOpenAI, RunningServer
 from tests.support.processes import Component, free_port
+
+RAG = str(Path(sys.executable).parent / "rag")
 
 
 @pytest.fixture(scope="module")
@@ -331,4 +337,45 @@ async def test_after_the_grace_the_answer_is_cancelled_and_a_resume_told_so(
         f"injected: TCP reset after 2 tokens, nobody resumed; generation stopped {took:.1f} s"
         f" later (grace {grace:g} s); a resume then got error(abandoned) in"
         f" {answered_in * 1000:.0f} ms; lost: 0"
+    )
+
+
+async def test_rag_chat_resumes_a_cut_connection_on_its_own(
+    fault_stack: FaultStack, llm: FakeOpenAI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    stack = start_stack(
+        fault_stack, llm, "resumecli", gateway_env={"STREAM_RESUME_GRACE_SECONDS": "10"}
+    )
+    http.base_url = httpx.URL(stack.base_url)
+    user = await user_with_document(http)
+    llm.token_delay = 0.1  # 60 words: 6 s
+    question = "what about topic-cli"
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("RAG_URL", None)
+    async with Cutter(stack.base_url) as cutter:
+        login = await asyncio.create_subprocess_exec(
+            RAG, "login", "--url", cutter.url, "-u", user.username, "--password-stdin",
+            env=env, stdin=PIPE, stdout=PIPE, stderr=PIPE,
+        )  # fmt: skip
+        await login.communicate(f"{PASSWORD}\n".encode())
+        assert login.returncode == 0
+        chat = await asyncio.create_subprocess_exec(
+            RAG, "chat", question, env=env, stdout=PIPE, stderr=PIPE
+        )
+        assert chat.stdout is not None
+        shown = b""
+        while len(shown) < 40:  # a few words of the answer, then the cut
+            shown += await asyncio.wait_for(chat.stdout.read(64), 30)
+        cutter.cut()
+        rest, errors = await asyncio.wait_for(chat.communicate(), 60)
+    printed = (shown + rest).decode()
+
+    assert chat.returncode == 0, errors.decode()
+    answer = expected_text(question)
+    assert answer in printed, printed
+    words = printed.split()
+    assert all(words.count(word) == 1 for word in answer.split()), printed
+    print(
+        f"injected: TCP reset under `rag chat` after {len(shown)} bytes of answer; it resumed"
+        " on its own and printed the whole answer, each word once"
     )
