@@ -187,14 +187,14 @@ def check_reassembled(parts: list[Part], whole: list[Message], question: str) ->
     assert sources == [m.data for m in whole if m.event == "sources"]
 
 
-def stack_env(llm: FakeOpenAI, grace: float) -> dict[str, str]:
+def stack_env(llm: FakeOpenAI) -> dict[str, str]:
+    """What start_stack gives its services, for a gateway started beside them."""
     return {
         "EMBEDDING_PROVIDER": "hashing",
         "LLM_PROVIDER": "openai",
         "LLM_MODEL": "fake-model",
         "OPENAI_BASE_URL": llm.base_url,
         "LLM_ANSWER_UNGROUNDED": "true",
-        "STREAM_RESUME_GRACE_SECONDS": str(grace),
     }
 
 
@@ -262,9 +262,9 @@ def reply_partition(gateway: Component) -> int:
 async def test_a_stream_cut_on_one_gateway_resumes_on_the_other(
     fault_stack: FaultStack, llm: FakeOpenAI, http: httpx.AsyncClient
 ) -> None:
-    env = stack_env(llm, 10)
-    stack = start_stack(fault_stack, llm, "resume2", gateway_env=env)
-    other = fault_stack.gateway("resume2-gateway-b", **env)
+    grace = {"STREAM_RESUME_GRACE_SECONDS": "10"}
+    stack = start_stack(fault_stack, llm, "resume2", gateway_env=grace)
+    other = fault_stack.gateway("resume2-gateway-b", **stack_env(llm), **grace)
     assert reply_partition(stack.gateway) != reply_partition(other)
     http.base_url = httpx.URL(stack.base_url)
     user = await user_with_document(http)
