@@ -25,6 +25,7 @@ from gateway.routes import (
     health,
     keys,
     openai_compat,
+    resume,
     web,
 )
 from gateway.state import Gateway
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.
-    for module in (document_events, documents, chat, keys, admin):
+    for module in (document_events, documents, chat, resume, keys, admin):
         app.include_router(
             module.router,
             dependencies=[Depends(limit_requests)],
@@ -130,8 +131,8 @@ def add_middleware(app: FastAPI, settings: Settings, tokens: Tokens) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Conversation-ID", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+            expose_headers=["X-Request-ID", "X-Conversation-ID", "X-Stream-ID", "Retry-After"],
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)

@@ -15,7 +15,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from gateway.streams.inbox import CutReason
+from gateway.streams.inbox import StreamEndReason
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
 from shared.contracts.events import ChatOptions, DocumentStatus, Source
 from shared.storage.documents import Lane
@@ -270,7 +270,7 @@ class ErrorEvent(BaseModel):
 
     message: str
     seq: int | None = None
-    reason: CutReason | None = None
+    reason: StreamEndReason | None = None
 
 
 class TimeoutEvent(BaseModel):

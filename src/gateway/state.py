@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ class Gateway:
     # The schema revision this code needs: readiness waits for it.
     revisions: Revisions = field(default_factory=code_revisions)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Work due later (gateway.streams.leaving's grace): dropped on shutdown.
+    _timers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run ``work`` beyond the current request; failures are logged."""
@@ -53,8 +55,22 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
+    def later(self, delay: float, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``work()`` in ``delay`` seconds, unless the gateway stops first."""
+
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            self._timers.discard(task)  # begun: it is ordinary work from now on
+            self._tasks.add(task)
+            await work()
+
+        task = asyncio.create_task(run())
+        self._timers.add(task)
+        task.add_done_callback(self._finished)
+
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._timers.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("Background task failed", exc_info=task.exception())
 
@@ -62,7 +78,11 @@ class Gateway:
         """Give background work (cancels, slot releases) ``grace`` seconds
         to finish before the clients close. What is still running then is
         cancelled and counted in one line, rather than each failing against
-        a closed producer with a traceback of its own."""
+        a closed producer with a traceback of its own. Work not due yet is
+        dropped."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if not self._tasks:
             return
         _, unfinished = await asyncio.wait(self._tasks, timeout=grace)

@@ -921,6 +921,16 @@ class Settings(BaseSettings):
         " is closed.",
         json_schema_extra=_doc("retrieval"),
     )
+    stream_resume_grace_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=STREAM_TIMEOUT_MAX,
+        description="When the client of `/api/chat/stream` disconnects, its answer goes on for"
+        " this long, for the client to resume it (`GET /api/chat/stream/{stream_id}` with"
+        " `Last-Event-ID`, on any gateway); nobody resumed by then, it is cancelled. 0 cancels"
+        " at once.",
+        json_schema_extra=_doc("retrieval"),
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0,
         ge=0,

@@ -367,7 +367,9 @@ async def test_a_stopping_query_worker_finishes_its_answer_and_leaves(
 async def test_a_client_that_leaves_stops_the_generation(
     fault_stack: FaultStack, llm: FakeOpenAI, http: httpx.AsyncClient
 ) -> None:
-    stack = start_stack(fault_stack, llm, "leave")
+    # No grace to resume in: the answer stops as the client leaves
+    # (tests/faults/test_resume.py has the grace).
+    stack = start_stack(fault_stack, llm, "leave", gateway_env={"STREAM_RESUME_GRACE_SECONDS": "0"})
     http.base_url = httpx.URL(stack.base_url)
     user = await user_with_document(http)
     llm.token_delay = 0.2  # 60 words: 12 s

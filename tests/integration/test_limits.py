@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from gateway.http.limits import Limits
 from shared.config import Settings
+from shared.errors import TooManyRequests
 from shared.runtime.clients import connect_redis
 
 
@@ -36,5 +39,27 @@ async def test_a_burst_of_closing_streams_gives_every_slot_back(
         # (for STREAM_HOLD_SECONDS) and its user refused with 429 meanwhile.
         assert await redis.zcard(key) == 0
         assert redis.connection_pool.max_connections == 4
+    finally:
+        await redis.aclose()
+
+
+async def test_a_stream_resumed_at_the_limit_takes_its_own_slot_again(
+    stack_env: dict[str, str],
+) -> None:
+    settings = Settings(
+        redis_url=stack_env["REDIS_URL"],
+        max_concurrent_streams=2,
+        kafka_topic_prefix=f"limits-{uuid.uuid4().hex[:8]}",
+    )
+    redis = connect_redis(settings)
+    limits = Limits(redis, settings)
+    user = uuid.uuid4()
+    try:
+        await limits.open_stream(user, "first")
+        await limits.open_stream(user, "second")
+        # Resumed while its old connection is not yet found gone: the same slot.
+        await limits.open_stream(user, "second")
+        with pytest.raises(TooManyRequests):
+            await limits.open_stream(user, "third")
     finally:
         await redis.aclose()

@@ -43,11 +43,14 @@ WINDOW_SECONDS = 60
 STREAM_HOLD_SECONDS = 2 * int(STREAM_TIMEOUT_MAX)
 _WARN_EVERY_SECONDS = 10.0
 
-# Drop expired slots, then take one if fewer than the limit are held.
+# Drop expired slots, then take one if fewer than the limit are held (or
+# this stream holds one already: a client resuming it while its first
+# connection is not yet found gone).
 # KEYS[1] the user's set; ARGV: now, expires_at, limit, stream id, key ttl.
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[4])
+  and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any
 from uuid import UUID
@@ -23,7 +22,7 @@ from gateway.models import (
     TokenEvent,
     TurnOut,
 )
-from gateway.streams.chat_stream import collect, open_chat, relay_response
+from gateway.streams.chat_stream import collect, open_chat, relay_response, with_ids
 from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import RelayEvent, StreamEnded, StreamTimeout
 from gateway.streams.sse import RelayResponse
@@ -39,7 +38,8 @@ SSE_EVENTS = (
     " one of `done` (`conversation_id`, `cited`, `grounded`), `error` (`message`, and"
     " `reason` when the gateway ended it) or `timeout` (`stream_timeout`). `reset`"
     " (`attempt`, `message`): the worker writing the answer died and another answers"
-    " again; discard what was shown, the whole new answer follows."
+    " again; discard what was shown, the whole new answer follows. Each event's `id` is"
+    " where to resume from: see `GET /api/chat/stream/{stream_id}`."
 )
 
 
@@ -117,14 +117,23 @@ def _jsonable(data: BaseModel | list[Source]) -> Any:
                 "X-Conversation-ID": {
                     "description": "The conversation the exchange is filed under",
                     "schema": {"type": "string", "format": "uuid"},
-                }
+                },
+                "X-Stream-ID": {
+                    "description": "The stream's id, to resume it after a dropped connection",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                },
             },
             "links": {
                 "History": link(
                     "history",
                     "The conversation so far",
                     conversation_id="$response.header.X-Conversation-ID",
-                )
+                ),
+                "Resume": link(
+                    "resume_stream",
+                    "The rest of the stream, after a dropped connection (with Last-Event-ID)",
+                    stream_id="$response.header.X-Stream-ID",
+                ),
             },
         },
     },
@@ -132,13 +141,8 @@ def _jsonable(data: BaseModel | list[Source]) -> Any:
 async def chat_stream(
     gateway: GatewayDep, user: CurrentUser, request_id: RequestId, body: Body
 ) -> RelayResponse:
-    chat = await open_chat(gateway, user, request_id, body)
-    return relay_response(gateway, chat, _as_sse)
-
-
-async def _as_sse(events: AsyncIterator[RelayEvent]) -> AsyncGenerator[dict[str, str], None]:
-    async for event in events:
-        yield to_sse(event)
+    chat = await open_chat(gateway, user, request_id, body, resumable=True)
+    return relay_response(gateway, chat, with_ids(chat.relay, to_sse))
 
 
 @router.post(

@@ -25,7 +25,9 @@ from shared.contracts.events import Source, Turn
 from shared.errors import DeadlineExceeded, InvalidInput, Unavailable
 
 
-def _relay(gateway: Gateway, user: User, request_id: str, body: ChatBody) -> ChatRelay:
+def _relay(
+    gateway: Gateway, user: User, request_id: str, body: ChatBody, resumable: bool
+) -> ChatRelay:
     if gateway.draining:
         # Another replica (the load balancer's next pick) can take it at once.
         raise Unavailable("this server is restarting; please retry")
@@ -36,6 +38,7 @@ def _relay(gateway: Gateway, user: User, request_id: str, body: ChatBody) -> Cha
         correlation_id=request_id,
         conversation_id=body.conversation_id or uuid4(),
         timeout=body.stream_timeout or gateway.clients.settings.stream_timeout,
+        resumable=resumable,
     )
 
 
@@ -60,7 +63,7 @@ class OpenChat:
     stream slots until ``relay_response`` or ``collect`` give it back."""
 
     relay: ChatRelay
-    slot: _StreamSlot
+    slot: StreamSlot
     events: AsyncGenerator[RelayEvent, None]
 
 
@@ -70,11 +73,15 @@ async def open_chat(
     request_id: str,
     body: ChatBody,
     history: Sequence[Turn] | None = None,
+    *,
+    resumable: bool = False,
 ) -> OpenChat:
     """Take a stream slot and publish the request (with ``history``, the
-    conversation so far, when the client keeps it instead of the server)."""
-    relay = _relay(gateway, user, request_id, body)
-    slot = _StreamSlot(gateway, user, relay.stream_id)
+    conversation so far, when the client keeps it instead of the server).
+    ``resumable``: a client may resume it (gateway.streams.resume), and one
+    that leaves it gets a grace to do so (gateway.streams.leaving)."""
+    relay = _relay(gateway, user, request_id, body, resumable)
+    slot = StreamSlot(gateway, user, relay.stream_id)
     await slot.take()
     try:
         events = await relay.start(body.message, body.top_k, body.options(), history)
@@ -85,6 +92,16 @@ async def open_chat(
 
 
 SseRenderer = Callable[[AsyncIterator[RelayEvent]], AsyncGenerator[dict[str, str], None]]
+
+
+def with_ids(relay: ChatRelay, to_sse: Callable[[RelayEvent], dict[str, str]]) -> SseRenderer:
+    """A renderer giving each event its ``id:``, where a client resumes from."""
+
+    async def render(events: AsyncIterator[RelayEvent]) -> AsyncGenerator[dict[str, str], None]:
+        async for event in events:
+            yield {**to_sse(event), "id": relay.event_id}
+
+    return render
 
 
 def relay_response(
@@ -109,11 +126,14 @@ def relay_response(
         ping=15,
         sep=sep,
         send_timeout=gateway.clients.settings.sse_send_timeout,
-        headers={"X-Conversation-ID": str(chat.relay.conversation_id)},
+        headers={
+            "X-Conversation-ID": str(chat.relay.conversation_id),
+            **({"X-Stream-ID": chat.relay.stream_id} if chat.relay.resumable else {}),
+        },
     )
 
 
-class _StreamSlot:
+class StreamSlot:
     """One of the user's MAX_CONCURRENT_STREAMS, held while the stream is
     open; given back once however the stream ends (the slot also expires in
     Redis, should this gateway die first)."""
@@ -135,7 +155,7 @@ class _StreamSlot:
 
 
 class _SlotResponse(RelayResponse):
-    def __init__(self, *args: Any, slot: _StreamSlot, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, slot: StreamSlot, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slot = slot
 

@@ -11,6 +11,9 @@ attempt, in order, each event once, and no more than the stream may hold.
   is dropped: a duplicate (sent twice) or out of order (a late one).
 - The queue is bounded: a client that falls that far behind is cut (the
   stream ends with an error event) rather than buffered without end.
+- Each event read out has an id (``last_id``): the offset of its record on
+  the reply partition (``<offset>r`` for the reset before that record), which
+  a client sends back as ``Last-Event-ID`` to resume (gateway.streams.resume).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from shared.contracts.events import DoneReply, ErrorReply, SourcesReply, TokenRe
 AnyReplyEvent = TokenReply | SourcesReply | DoneReply | ErrorReply
 DropReason = Literal["duplicate", "out_of_order", "other_attempt", "overflow", "after_cut"]
 CutReason = Literal["overflow", "shutdown", "worker_lost"]
+# Why the gateway ended a stream: a cut, or (told to a client resuming it)
+# nobody resumed it within the grace.
+StreamEndReason = CutReason | Literal["abandoned"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,9 @@ class Inbox:
     _last_seq: int = -1
     _relayed: set[int] = field(default_factory=set)
     # One slot more than the bound, for the wake-up a cut may need.
-    _queue: asyncio.Queue[AnyReplyEvent | AttemptReset | None] = field(init=False)
+    _queue: asyncio.Queue[tuple[AnyReplyEvent | AttemptReset, str] | None] = field(init=False)
+    # The id of the last event read out ("" before any).
+    last_id: str = ""
     _locked: bool = False
     _dead: set[str | None] = field(default_factory=set)
     _attempts: int = 1
@@ -63,8 +71,9 @@ class Inbox:
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(self.size + 1)
 
-    def deliver(self, reply: AnyReplyEvent) -> DropReason | None:
-        """Queue the reply, or say why it was dropped."""
+    def deliver(self, reply: AnyReplyEvent, offset: int = -1) -> DropReason | None:
+        """Queue the reply (its record's ``offset`` on the reply partition),
+        or say why it was dropped."""
         if self.cut_reason is not None:
             return "after_cut"
         if not self._locked:
@@ -80,11 +89,19 @@ class Inbox:
             return "overflow"
         if self._reset_due:
             self._reset_due = False
-            self._queue.put_nowait(AttemptReset(self._attempts))
+            self._queue.put_nowait((AttemptReset(self._attempts), f"{offset}r"))
         self._last_seq = reply.seq
         self._relayed.add(reply.seq)
-        self._queue.put_nowait(reply)
+        self._queue.put_nowait((reply, str(offset)))
         return None
+
+    def resume_at(self, attempt_id: str | None, seq: int, *, reset: bool = False) -> None:
+        """Continue a stream a client saw up to ``seq`` of ``attempt_id``
+        (-1: none of it): relay that attempt only, from the next seq; a
+        reset first if ``reset`` (what the client was shown is void)."""
+        self._locked, self.attempt_id = True, attempt_id
+        self._last_seq, self._relayed = seq, set(range(seq + 1))
+        self._reset_due = reset
 
     def reopen(self) -> int:
         """The attempt relayed so far is dead: relay the next one heard (a
@@ -109,9 +126,10 @@ class Inbox:
         """The next reply; raises StreamCut once the stream is cut."""
         if self.cut_reason is not None:
             raise StreamCut(self.cut_reason)
-        reply = await self._queue.get()
-        if reply is None or self.cut_reason is not None:
+        queued = await self._queue.get()
+        if queued is None or self.cut_reason is not None:
             raise StreamCut(self.cut_reason or "shutdown")
+        reply, self.last_id = queued
         return reply
 
     @property

@@ -6,12 +6,18 @@ While it waits, it watches the worker's claim on the stream
 (``shared.storage.chat_claims``): a claim whose lease ran out belongs to a
 worker that died mid-answer, so the request is published again for another
 worker, up to ``CHAT_MAX_ATTEMPTS`` attempts, and the client is told to
-start over (``AttemptReset``) once the new attempt speaks."""
+start over (``AttemptReset``) once the new attempt speaks.
+
+A ``resumable`` stream (``/api/chat/stream``) is recorded in Redis
+(``shared.storage.chat_streams``) so a client can resume it here or on
+another replica (``gateway.streams.resume``); when its client leaves, its
+answer is cancelled only if nobody resumes it within
+STREAM_RESUME_GRACE_SECONDS (``gateway.streams.leaving``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -23,7 +29,14 @@ from redis.exceptions import RedisError
 
 from gateway.identity.users import User
 from gateway.state import Gateway
-from gateway.streams.inbox import AnyReplyEvent, AttemptReset, CutReason, Inbox, StreamCut
+from gateway.streams import leaving
+from gateway.streams.inbox import (
+    AnyReplyEvent,
+    AttemptReset,
+    Inbox,
+    StreamCut,
+    StreamEndReason,
+)
 from shared.contracts.events import (
     TERMINAL_REPLIES,
     ChatCancel,
@@ -53,10 +66,12 @@ ANSWER_RETRIES = Counter(
     "Chat requests published again because the worker answering them died",
 )
 CancelReason = Literal["client_left", "timeout", "overflow", "shutdown", "worker_lost"]
-CUT_MESSAGES: dict[CutReason, str] = {
+CUT_MESSAGES: dict[StreamEndReason, str] = {
     "overflow": "the answer came faster than it was read; please ask again",
     "shutdown": "this server is restarting; please ask again",
     "worker_lost": "the answer was interrupted too many times; please ask again",
+    "abandoned": "the answer was stopped: its client left and did not resume it in time;"
+    " please ask again",
 }
 
 
@@ -70,7 +85,7 @@ class StreamTimeout:
 class StreamEnded:
     """An error ending made here, not by a worker: the stream was cut."""
 
-    reason: CutReason
+    reason: StreamEndReason
     type: Literal["error"] = "error"
 
     @property
@@ -95,6 +110,40 @@ class ChatRelay:
     _request: ChatRequest | None = None
     # Attempts whose worker was found dead (the request was asked again).
     _lost: set[str | None] = field(default_factory=set)
+    # Kept in Redis for a client to resume; leaving starts the grace.
+    resumable: bool = False
+    # How the inbox is given back (a resumed stream's is not the router's).
+    _release: Callable[[], None] | None = None
+
+    @classmethod
+    def resumed(
+        cls,
+        gateway: Gateway,
+        user: User,
+        request: ChatRequest,
+        inbox: Inbox,
+        release: Callable[[], None],
+    ) -> tuple[ChatRelay, AsyncGenerator[RelayEvent, None]]:
+        """A relay of a stream opened before (here or on another replica),
+        reading ``inbox`` (filled by gateway.streams.resume)."""
+        relay = cls(
+            gateway=gateway,
+            user=user,
+            correlation_id=request.correlation_id,
+            conversation_id=request.conversation_id,
+            timeout=(request.deadline - request.created_at).total_seconds(),
+            stream_id=request.stream_id,
+            resumable=True,
+            _inbox=inbox,
+            _request=request,
+            _release=release,
+        )
+        return relay, relay._relay(inbox)
+
+    @property
+    def event_id(self) -> str:
+        """The SSE id of the event just yielded: where a client resumes from."""
+        return (self._inbox.last_id if self._inbox is not None else "") or leaving.START_ID
 
     async def start(
         self,
@@ -125,6 +174,9 @@ class ChatRelay:
         )
         self._request = request
         try:
+            if self.resumable:
+                start = await replies.position()
+                self.resumable = await leaving.record(self.gateway, request, start)
             await publish(
                 clients.broker, clients.topics.chat_requests, request, key=self.conversation_id
             )
@@ -155,7 +207,10 @@ class ChatRelay:
                 if self._finished:
                     return
         finally:
-            self.gateway.replies.close(self.stream_id)
+            if self._release is not None:
+                self._release()
+            else:
+                self.gateway.replies.close(self.stream_id)
             if not self._finished:
                 # Closed while waiting to send: the client left or stopped
                 # reading (and may have overflowed its inbox meanwhile).
@@ -220,8 +275,25 @@ class ChatRelay:
         return self._inbox.pending() if self._inbox is not None else 0
 
     def _end(self, reason: CancelReason) -> None:
-        """The stream ends before its answer: have the workers stop it."""
+        """The stream ends before its answer: have the workers stop it, or,
+        if this is one connection leaving a resumable stream, once nobody
+        resumed it in time."""
         self._finished = True
+        if self.resumable:
+            stream = leaving.Leaving(self.gateway, self.user.tenant_id, self.stream_id)
+            if reason in leaving.LEAVING:
+                stream.leave(reason, lambda: self._cancel(reason))
+                return
+            stream.end(reason)
+        self._cancel(reason)
+
+    def leave(self) -> None:
+        """This connection is gone before the stream began (or had ended
+        for it): as when a client leaves."""
+        if not self._finished:
+            self._end("client_left")
+
+    def _cancel(self, reason: CancelReason) -> None:
         STREAM_CANCELS.labels(reason).inc()
         cancel = ChatCancel(
             correlation_id=self.correlation_id,

@@ -27,7 +27,7 @@ from shared.runtime.follow import PartitionFollower, group_less_consumer
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["AnyReplyEvent", "ReplyRouter"]
+__all__ = ["REPLY_DROPS", "AnyReplyEvent", "ReplyRouter"]
 UNCLAIMED_REPLIES = Counter(
     "rag_gateway_unclaimed_replies_total", "Replies read that no open stream here waited for"
 )
@@ -64,6 +64,9 @@ class ReplyRouter:
             failure="Reply consumer failed; resuming",
         )
         self._streams: dict[str, Inbox] = {}
+        # Streams resumed here, read from their own partition and offset by
+        # gateway.streams.resume: only counted (and cut on shutdown) here.
+        self._resumed: dict[int, Inbox] = {}
 
     async def start(self) -> None:
         await self._follower.start([self.partition])
@@ -84,18 +87,32 @@ class ReplyRouter:
         STREAMS_ACTIVE.inc()
         return inbox
 
+    async def position(self) -> int:
+        """An offset of the current partition at or before any record
+        published from now on: where a stream opened now may be read from."""
+        return await self._follower.position(self.partition)
+
+    def adopt(self, inbox: Inbox) -> None:
+        """Count a resumed stream among the open ones (``release`` it)."""
+        self._resumed[id(inbox)] = inbox
+        STREAMS_ACTIVE.inc()
+
+    def release(self, inbox: Inbox) -> None:
+        if self._resumed.pop(id(inbox), None) is not None:
+            STREAMS_ACTIVE.dec()
+
     def close(self, stream_id: str) -> None:
         if self._streams.pop(stream_id, None) is not None:
             STREAMS_ACTIVE.dec()
 
     def cut_all(self, reason: CutReason) -> None:
         """End every open stream at its next read (on shutdown)."""
-        for inbox in self._streams.values():
+        for inbox in [*self._streams.values(), *self._resumed.values()]:
             inbox.cut(reason)
 
     @property
     def open_streams(self) -> int:
-        return len(self._streams)
+        return len(self._streams) + len(self._resumed)
 
     @property
     def running(self) -> bool:
@@ -123,7 +140,7 @@ class ReplyRouter:
             UNCLAIMED_REPLIES.inc()
             log.warning("Reply for another owner dropped", offset=record.offset)
             return
-        self._deliver(stream, reply)
+        self._deliver(stream, reply, record.offset)
         if stream.filling():
             await self._let_reader_catch_up(stream)
 
@@ -140,8 +157,8 @@ class ReplyRouter:
                 return
 
     @staticmethod
-    def _deliver(stream: Inbox, reply: AnyReplyEvent) -> None:
-        dropped = stream.deliver(reply)
+    def _deliver(stream: Inbox, reply: AnyReplyEvent, offset: int) -> None:
+        dropped = stream.deliver(reply, offset)
         if dropped is None:
             return
         REPLY_DROPS.labels(dropped).inc()

@@ -167,6 +167,7 @@ async function* readEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let name = "message";
+  let id = null;
   let data = [];
   for (;;) {
     const { value, done } = await reader.read();
@@ -179,8 +180,9 @@ async function* readEvents(response) {
       const line = buffer.slice(0, match.index);
       buffer = buffer.slice(match.index + match[0].length);
       if (line === "") {
-        if (data.length) yield { event: name, data: JSON.parse(data.join("\n")) };
+        if (data.length) yield { event: name, data: JSON.parse(data.join("\n")), id };
         name = "message";
+        id = null;
         data = [];
       } else if (!line.startsWith(":")) {
         const colon = line.indexOf(":");
@@ -188,6 +190,7 @@ async function* readEvents(response) {
         const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
         if (field === "event") name = text;
         else if (field === "data") data.push(text);
+        else if (field === "id") id = text;
       }
     }
   }
@@ -327,6 +330,10 @@ function upload(file, retry) {
 }
 
 // --- chat -------------------------------------------------------------------
+
+// Resumes of one dropped answer, and the wait before each.
+const RESUMES = 5;
+const RESUME_WAIT_MS = 1000;
 
 let conversationId = null;
 // The answer being streamed: signing out stops it (and the server its work).
@@ -530,10 +537,43 @@ async function streamAnswer(turn, request, signal) {
     finish(turn, "error", await errorText(response));
     return;
   }
-  for await (const event of readEvents(response)) {
-    if (onStreamEvent(turn, event)) return;
+  const place = { stream: response.headers.get("X-Stream-ID"), last: null };
+  if (await readAnswer(turn, response, place)) return;
+  // The connection dropped mid-answer: resume where it broke, on whichever
+  // server answers (GET /api/chat/stream/{id} with Last-Event-ID), within
+  // the server's grace (STREAM_RESUME_GRACE_SECONDS).
+  for (let tries = 1; place.stream && tries <= RESUMES && !signal.aborted; tries++) {
+    turn.element.dataset.resumes = String(tries);
+    await new Promise((resolve) => setTimeout(resolve, RESUME_WAIT_MS));
+    const headers = place.last ? { "Last-Event-ID": place.last } : {};
+    let again;
+    try {
+      again = await api(`/api/chat/stream/${place.stream}`, { signal, headers });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      continue; // still unreachable: try again
+    }
+    if (!again.ok) {
+      finish(turn, "error", await errorText(again));
+      return;
+    }
+    if (await readAnswer(turn, again, place)) return;
   }
   finish(turn, "error", "The connection closed before the answer finished; please ask again.");
+}
+
+// One connection's events into the turn; true once the stream is over,
+// false if the connection dropped first. ``place.last``: the last event's id.
+async function readAnswer(turn, response, place) {
+  try {
+    for await (const event of readEvents(response)) {
+      if (event.id) place.last = event.id;
+      if (onStreamEvent(turn, event)) return true;
+    }
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+  }
+  return false;
 }
 
 // --- start ------------------------------------------------------------------

@@ -1,14 +1,25 @@
 """``rag chat``: one question over POST /api/chat/stream, its tokens handed
-on as they arrive, its sources and outcome collected."""
+on as they arrive, its sources and outcome collected. A connection that
+drops mid-answer is resumed (GET /api/chat/stream/{X-Stream-ID} with the
+last event's id as Last-Event-ID): the rest of the answer, once, in order."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
+from ragstream.client.errors import ClientError
 from ragstream.client.session import Session
+
+# Resumes of one answer, and the wait before each: well within the
+# server's STREAM_RESUME_GRACE_SECONDS (20 s by default).
+RESUMES = 5
+RESUME_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -48,6 +59,25 @@ def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
             data.append(line[5:].removeprefix(" "))
     if data:
         yield event, "\n".join(data)
+
+
+def sse_messages(lines: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
+    """(event, data, id) of a text/event-stream's messages, each once its
+    blank line came: a last one cut short by a dropped connection is not
+    taken (it comes again on resuming)."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data), event_id
+            event, event_id, data = "message", None, []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            event_id = line[3:].removeprefix(" ")
 
 
 def _apply(
@@ -96,10 +126,44 @@ def ask(
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     answer = Answer()
+    reading = _Reading(answer, on_token, on_reset)
     with session.stream("POST", "/api/chat/stream", json=body) as response:
         answer.conversation_id = response.headers.get("X-Conversation-ID")
-        for event, raw in sse_events(response.iter_lines()):
-            if not _apply(answer, event, json.loads(raw), on_token, on_reset):
-                return answer
+        stream_id = response.headers.get("X-Stream-ID")
+        if reading.read(response):
+            return answer
+    for _ in range(RESUMES if stream_id else 0):
+        time.sleep(RESUME_WAIT_SECONDS)
+        headers = {"Last-Event-ID": reading.last_id} if reading.last_id else {}
+        try:
+            with session.stream(
+                "GET", f"/api/chat/stream/{stream_id}", headers=headers
+            ) as response:
+                if reading.read(response):
+                    return answer
+        except ClientError as exc:
+            answer.error = str(exc)  # unreachable (try again), or refused (the last word)
     answer.error = answer.error or "the stream ended before the answer was complete"
     return answer
+
+
+@dataclass
+class _Reading:
+    """One answer's events, over one connection or several."""
+
+    answer: Answer
+    on_token: Callable[[str], None]
+    on_reset: Callable[[], None]
+    last_id: str | None = None
+
+    def read(self, response: httpx.Response) -> bool:
+        """Fold the response's events in; True once the stream is over,
+        False if the connection dropped (or closed) before its end."""
+        try:
+            for event, raw, event_id in sse_messages(response.iter_lines()):
+                self.last_id = event_id or self.last_id
+                if not _apply(self.answer, event, json.loads(raw), self.on_token, self.on_reset):
+                    return True
+        except httpx.TransportError:
+            pass
+        return False

@@ -74,11 +74,14 @@ class Session:
         return response
 
     @contextmanager
-    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+    def stream(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Iterator[httpx.Response]:
         """A streamed response whose status is known to be 200."""
         for attempt in range(2):
             try:
-                with self.http.stream(method, path, headers=self._headers(), **kwargs) as response:
+                sent = {**self._headers(), **(headers or {})}
+                with self.http.stream(method, path, headers=sent, **kwargs) as response:
                     if response.status_code == 401 and attempt == 0:
                         self._refresh()
                         continue

@@ -97,6 +97,11 @@ class PartitionFollower:
             self._consumer.seek(tp, offset)
         await self._at_end([new])
 
+    async def position(self, partition: int) -> int:
+        """The next offset to be read from ``partition`` (one followed)."""
+        offset: int = await self._consumer.position(TopicPartition(self.topic, partition))
+        return offset
+
     async def _at_end(self, tps: list[TopicPartition]) -> None:
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolved now, not lazily at the first fetch

@@ -31,6 +31,8 @@ METRIC_MODULES = (
     "gateway.doc_events",
     "gateway.http.middleware",
     "gateway.streams.relay",
+    "gateway.streams.leaving",
+    "gateway.streams.resume",
     "gateway.streams.sse",
     "gateway.streams.replies",
     "gateway.streams.lease",

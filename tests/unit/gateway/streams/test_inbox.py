@@ -114,3 +114,36 @@ async def test_nothing_relayed_yet_means_no_reset() -> None:
     box.reopen()
     assert box.deliver(token(0, attempt="attempt-b")) is None
     assert seen(await drained(box)) == [("token", 0, "attempt-b")]
+
+
+async def test_each_event_read_has_its_record_offset_as_id_and_a_reset_the_next_one() -> None:
+    box = inbox()
+    box.deliver(token(0), 40)
+    box.deliver(token(1), 41)
+    box.reopen()  # the worker died: the next attempt is relayed after a reset
+    box.deliver(token(0, attempt="attempt-b"), 57)
+    ids = []
+    while not box.empty():
+        await box.get()
+        ids.append(box.last_id)
+    assert ids == ["40", "41", "57r", "57"]
+
+
+async def test_a_resumed_inbox_goes_on_after_the_event_the_client_saw() -> None:
+    box = inbox()
+    box.resume_at("attempt-a", 2)
+    outcomes = [box.deliver(token(s), 100 + s) for s in (1, 2, 3)]
+    outcomes.append(box.deliver(token(4, attempt="attempt-b"), 104))
+    assert outcomes == ["duplicate", "duplicate", None, "other_attempt"]
+    assert [(r.seq, box.last_id) for r in [await box.get()]] == [(3, "103")]
+
+
+async def test_a_resume_onto_a_new_attempt_resets_first() -> None:
+    box = inbox()
+    box.resume_at("attempt-b", -1, reset=True)
+    assert box.deliver(token(0, attempt="attempt-a"), 10) == "other_attempt"
+    assert box.deliver(token(0, attempt="attempt-b"), 12) is None
+    got = await drained(box)
+    assert isinstance(got[0], AttemptReset)
+    assert [r.seq for r in got[1:] if not isinstance(r, AttemptReset)] == [0]
+    assert len(got) == 2

@@ -17,7 +17,7 @@ import pytest
 
 from ragstream.client import chat as chatting
 from ragstream.client import credentials
-from ragstream.client.chat import Answer, sse_events
+from ragstream.client.chat import Answer, sse_events, sse_messages
 from ragstream.client.credentials import Login
 from ragstream.client.errors import ClientError
 from ragstream.client.session import Session
@@ -241,3 +241,9 @@ def test_a_reset_starts_the_answer_over() -> None:
     assert resets == [True] and tokens == ["Half an ans", "Within 30 days [1]."]
     assert answer.text == "Within 30 days [1]." and answer.sources == [SOURCE]
     assert answer.error is None
+
+
+def test_sse_messages_carry_ids_and_drop_a_message_cut_short() -> None:
+    lines = ["event: token", "id: 41", 'data: {"text": "a"}', "", "event: token", "id: 42"]
+    lines += ['data: {"text": "b"}']  # the connection dropped before its blank line
+    assert list(sse_messages(lines)) == [("token", '{"text": "a"}', "41")]
