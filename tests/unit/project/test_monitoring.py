@@ -35,6 +35,7 @@ METRIC_MODULES = (
     "gateway.streams.replies",
     "gateway.streams.lease",
     "gateway.routes.health",
+    "gateway.routes.feedback",
     "query.metrics",
     "ingest.metrics",
     "ingest.reconciler",
