@@ -20,8 +20,10 @@ from gateway.routes import (
     asyncapi,
     auth,
     chat,
+    conversations,
     document_events,
     documents,
+    feedback,
     health,
     keys,
     openai_compat,
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.
-    for module in (document_events, documents, chat, resume, keys, admin):
+    for module in (document_events, documents, chat, resume, conversations, feedback, keys, admin):
         app.include_router(
             module.router,
             dependencies=[Depends(limit_requests)],

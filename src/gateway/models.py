@@ -19,6 +19,7 @@ from gateway.streams.inbox import StreamEndReason
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
 from shared.contracts.events import ChatOptions, DocumentStatus, Source
 from shared.storage.documents import Lane
+from shared.storage.feedback import COMMENT_MAX
 
 # What ``str.strip()`` trims (the characters ``str.isspace`` names), as a
 # regular expression class. Fields that are trimmed say so in their pattern,
@@ -235,6 +236,7 @@ class ChatAnswer(BaseModel):
         " so, `cited` is empty, and `sources` are only the closest passages"
     )
     conversation_id: UUID
+    turn: int | None = Field(default=None, description="The answer's turn in the conversation")
 
 
 class TurnOut(BaseModel):
@@ -262,6 +264,10 @@ class DoneEvent(BaseModel):
     seq: int
     cited: list[int] = Field(description="The source numbers the answer cites, in order")
     grounded: bool = Field(description="false when the documents do not answer the question")
+    turn: int | None = Field(
+        default=None,
+        description="The answer's turn in the conversation (`GET /api/conversations/{id}`)",
+    )
 
 
 class ErrorEvent(BaseModel):
@@ -309,3 +315,102 @@ class StreamEndedEvent(BaseModel):
     (``unavailable``)."""
 
     reason: EndReason
+
+
+# --- conversations (gateway.routes.conversations) ---
+
+
+class ConversationOut(BaseModel):
+    id: UUID = Field(description="The `conversation_id` to continue it with on chat")
+    title: str = Field(description="From its first question, until renamed")
+    turn_count: int = Field(description="Questions asked and answered in it")
+    created_at: datetime
+    last_activity_at: datetime = Field(description="When its last question was answered")
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut] = Field(description="The most recently active first")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class FeedbackOut(BaseModel):
+    rating: Literal["up", "down"]
+    comment: str | None
+    wrong_source: int | None = Field(description="The number of the source said to be wrong")
+    created_at: datetime
+    updated_at: datetime = Field(description="When last rated (a new rating replaces the old)")
+
+
+class ExchangeOut(BaseModel):
+    turn: int = Field(description="The turn's number in its conversation, from 1")
+    question: str
+    answer: str
+    sources: list[dict[str, Any]] = Field(description="The passages the answer was given")
+    created_at: datetime
+    feedback: FeedbackOut | None = Field(
+        default=None, description="The user's rating of the answer, if any"
+    )
+
+
+class ConversationDetail(ConversationOut):
+    turns: list[ExchangeOut] = Field(description="Its last `limit` turns, oldest first")
+
+
+# A title is shown in lists: something besides whitespace, no control
+# characters (trimmed, as KeyName).
+Title = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=200,
+        pattern=rf"^[{SPACE}]*{_SHOWN}([^\x00-\x1f\x7f]*{_SHOWN})?[{SPACE}]*$",
+    ),
+    AfterValidator(str.strip),
+]
+
+
+class ConversationRename(Strict):
+    title: Title
+
+
+# --- feedback on answers (gateway.routes.feedback, gateway.routes.admin) ---
+
+Comment = Annotated[
+    str, StringConstraints(max_length=COMMENT_MAX, pattern=NO_NUL), AfterValidator(str.strip)
+]
+
+
+class FeedbackBody(Strict):
+    rating: Literal["up", "down"]
+    comment: Comment | None = Field(
+        default=None, description=f"What was good or wrong (at most {COMMENT_MAX} characters)"
+    )
+    wrong_source: Annotated[int, Field(ge=1, le=TOP_K_MAX), BeforeValidator(integral)] | None = (
+        Field(
+            default=None,
+            description="The number [n] of a source of the answer that was wrong"
+            " (400 if the answer had none so numbered)",
+        )
+    )
+
+
+class FeedbackEntryOut(BaseModel):
+    """A rating as the tenant's admins read it: who gave it, on what."""
+
+    seq: int = Field(description="Pass as `before` to page back")
+    user_id: UUID
+    username: str
+    conversation_id: UUID
+    turn: int
+    rating: Literal["up", "down"]
+    comment: str | None
+    wrong_source: int | None
+    wrong_source_ref: dict[str, Any] | None = Field(
+        description="The source said to be wrong: its document, file, passage and place"
+    )
+    question: str
+    answer: str
+    created_at: datetime
+    updated_at: datetime

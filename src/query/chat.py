@@ -186,10 +186,10 @@ class ChatHandler:
             return
         answer = "".join(words)
         cited, grounded = grounding(answer, len(sources))
-        await self._remember(request, answer, sources)
+        turn = await self._remember(request, answer, sources)
         if cache_key and not cached:
             await self._store(cache_key, answer, sources)
-        await stream.done(cited, grounded=grounded)
+        await stream.done(cited, grounded=grounded, turn=turn)
         CHAT_REQUESTS.labels("cached" if cached else "answered").inc()
         ANSWERS.labels("grounded" if grounded else "not_found").inc()
         log.info(
@@ -299,8 +299,9 @@ class ChatHandler:
         data = json.loads(raw)
         return data["answer"], [Source.model_validate(s) for s in data["sources"]]
 
-    async def _remember(self, request: ChatRequest, answer: str, sources: list[Source]) -> None:
-        await chat_history.append_exchange(
+    async def _remember(self, request: ChatRequest, answer: str, sources: list[Source]) -> int:
+        """The turn the exchange was filed as in its conversation."""
+        return await chat_history.append_exchange(
             self.clients.pool,
             tenant_id=request.tenant_id,
             user_id=request.user_id,

@@ -121,10 +121,12 @@ class ReplyStream:
             self._text_sent = True
             await self._send_nowait(TokenReply(**self._envelope(), text=text))
 
-    async def done(self, cited: list[int] | None = None, *, grounded: bool = True) -> None:
+    async def done(
+        self, cited: list[int] | None = None, *, grounded: bool = True, turn: int | None = None
+    ) -> None:
         await self.flush()
         await self._send_terminal(
-            DoneReply(**self._envelope(), cited=cited or [], grounded=grounded)
+            DoneReply(**self._envelope(), cited=cited or [], grounded=grounded, turn=turn)
         )
 
     async def error(self, message: str) -> None:

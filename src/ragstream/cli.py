@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from ragstream.client.terminal import printable
-from ragstream.commands import client, evaluate, maintenance, stack
+from ragstream.commands import client, conversations, evaluate, feedback, maintenance, stack
 from ragstream.errors import CliError
 from ragstream.settings import describe
 
@@ -30,6 +30,8 @@ stack.register(app)
 maintenance.register(app)
 evaluate.register(app)
 client.register(app)
+conversations.register(app)
+feedback.register(app)
 
 
 def _usage_error(exc: typer.TyperException) -> str:

@@ -44,7 +44,7 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    assert "0009 (head)" in result.stdout
+    assert "0011 (head)" in result.stdout
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
@@ -128,3 +128,103 @@ async def _seed_chunk(
         chunk_id,
     )
     return tenant
+
+
+async def test_history_becomes_conversations_with_numbered_turns(
+    stack_env: dict[str, str],
+) -> None:
+    """0010 on a database with chat history: each (user, conversation) gets
+    its row (title from the first question, turns, first and last activity),
+    each exchange its number; the trigger then files new turns the same way,
+    a conversation's delete takes its turns and their feedback (0011); and
+    back down."""
+    async with scratch_database(stack_env["DATABASE_URL"], "0009") as (own, conn):
+        tenant, user, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 't')", tenant)
+        for who, name in ((user, "u"), (other, "o")):
+            await conn.execute(
+                "INSERT INTO users (id, tenant_id, username, password_hash)"
+                " VALUES ($1, $2, $3, 'x')",
+                who,
+                tenant,
+                name,
+            )
+        first, second = uuid.uuid4(), uuid.uuid4()
+        exchanges = [
+            (user, first, "  What is\n the   policy?  " + "x" * 90),
+            (user, second, "Who approves?"),
+            (user, first, "And after that?"),
+            (other, first, "Same id, another user"),
+        ]
+        for who, conversation, question in exchanges:
+            for role, content in (("user", question), ("assistant", f"answer to {question}")):
+                await conn.execute(
+                    "INSERT INTO chat_history (tenant_id, user_id, conversation_id,"
+                    " correlation_id, role, content) VALUES ($1, $2, $3, 'c', $4, $5)",
+                    tenant,
+                    who,
+                    conversation,
+                    role,
+                    content,
+                )
+        await asyncio.to_thread(upgrade, own, "head")
+        rows = await conn.fetch(
+            "SELECT user_id, id, title, turns FROM conversations ORDER BY user_id = $1, turns",
+            other,
+        )
+        title = "What is the policy? " + "x" * 59 + "…"
+        assert [tuple(r) for r in rows] == [
+            (user, second, "Who approves?", 1),
+            (user, first, title, 2),
+            (other, first, "Same id, another user", 1),
+        ]
+        turns = await conn.fetch(
+            "SELECT role, turn FROM chat_history WHERE user_id = $1 AND conversation_id = $2"
+            " ORDER BY id",
+            user,
+            first,
+        )
+        assert [tuple(r) for r in turns] == [
+            ("user", 1),
+            ("assistant", 1),
+            ("user", 2),
+            ("assistant", 2),
+        ]
+        # A new exchange, as a worker of any release writes it.
+        for role in ("user", "assistant"):
+            await conn.execute(
+                "INSERT INTO chat_history (tenant_id, user_id, conversation_id,"
+                " correlation_id, role, content) VALUES ($1, $2, $3, 'c', $4, 'more')",
+                tenant,
+                user,
+                first,
+                role,
+            )
+        numbered = await conn.fetch(
+            "SELECT id, turn FROM chat_history WHERE user_id = $1 AND conversation_id = $2"
+            " AND role = 'assistant' ORDER BY id",
+            user,
+            first,
+        )
+        assert [r["turn"] for r in numbered] == [1, 2, 3]
+        assert (
+            await conn.fetchval(
+                "SELECT turns FROM conversations WHERE user_id = $1 AND id = $2", user, first
+            )
+            == 3
+        )
+        await conn.execute(
+            "INSERT INTO feedback (history_id, tenant_id, user_id, conversation_id, turn, rating)"
+            " VALUES ($1, $2, $3, $4, 3, 'down')",
+            numbered[-1]["id"],
+            tenant,
+            user,
+            first,
+        )
+        await conn.execute("DELETE FROM conversations WHERE user_id = $1 AND id = $2", user, first)
+        left = await conn.fetch("SELECT user_id, conversation_id FROM chat_history")
+        assert {tuple(r) for r in left} == {(user, second), (other, first)}
+        assert await conn.fetchval("SELECT count(*) FROM feedback") == 0
+        await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0009")
+        assert not {"conversations", "feedback"} & await _tables(conn)
+        assert len(await conn.fetch("SELECT * FROM chat_history")) == 4

@@ -1,4 +1,5 @@
-"""A tenant's administration, by its admins: its users, and its audit log.
+"""A tenant's administration, by its admins: its users, its audit log, and
+the feedback its users gave on answers (listed, and exported as JSON or CSV).
 
 Every query here is scoped to the caller's own tenant in SQL, so another
 tenant's user id answers 404 exactly like an unknown one: an admin can
@@ -7,18 +8,24 @@ neither act on nor learn about anyone outside their organisation.
 
 from __future__ import annotations
 
-from typing import Annotated
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import StreamingResponse
 
 from gateway.http.deps import CurrentUser, GatewayDep, client_ip, json_body
 from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import audit, users
 from gateway.identity.users import User
-from gateway.models import AuditEntryOut, MemberCreate, MemberOut
+from gateway.models import AuditEntryOut, FeedbackEntryOut, MemberCreate, MemberOut
 from gateway.state import Gateway
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.storage import feedback
+from shared.storage.feedback import Entry, Rating
 
 # Every route here: only the tenant's admins.
 router = APIRouter(
@@ -166,3 +173,151 @@ async def audit_log(
         )
         for e in entries
     ]
+
+
+FEEDBACK_PAGE_MAX = 500
+RatingFilter = Annotated[Rating | None, Query(description="Only this rating")]
+
+
+def _entry(e: Entry) -> FeedbackEntryOut:
+    return FeedbackEntryOut(
+        seq=e.seq,
+        user_id=e.user_id,
+        username=e.username,
+        conversation_id=e.conversation_id,
+        turn=e.turn,
+        rating=e.feedback.rating,
+        comment=e.feedback.comment,
+        wrong_source=e.feedback.wrong_source,
+        wrong_source_ref=e.wrong,
+        question=e.question,
+        answer=e.answer,
+        created_at=e.feedback.created_at,
+        updated_at=e.feedback.updated_at,
+    )
+
+
+@router.get("/feedback", response_model=list[FeedbackEntryOut])
+async def list_feedback(
+    gateway: GatewayDep,
+    admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=FEEDBACK_PAGE_MAX)] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAX, description="Ratings older than this `seq`")
+    ] = None,
+    rating: RatingFilter = None,
+) -> list[FeedbackEntryOut]:
+    """The tenant's ratings of answers, the most recently given first, each
+    with the question and answer it rates."""
+    entries = await feedback.for_tenant(
+        gateway.clients.pool, admin.tenant_id, rating=rating, limit=limit, before=before
+    )
+    return [_entry(e) for e in entries]
+
+
+# The CSV's columns: the entry's fields, the wrong source's place flattened.
+CSV_COLUMNS = (
+    "updated_at",
+    "username",
+    "user_id",
+    "conversation_id",
+    "turn",
+    "rating",
+    "comment",
+    "wrong_source",
+    "wrong_source_file",
+    "wrong_source_document_id",
+    "question",
+    "answer",
+)
+_EXPORTED = {
+    "json": {
+        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEntryOut"}}
+    },
+    "csv": {"schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/feedback/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Every rating of the tenant, newest first, as a file to save",
+            "content": {"application/json": _EXPORTED["json"], "text/csv": _EXPORTED["csv"]},
+        }
+    },
+)
+async def export_feedback(
+    gateway: GatewayDep,
+    admin: Admin,
+    format: Annotated[Literal["json", "csv"], Query(description="The file's format")] = "json",
+    rating: RatingFilter = None,
+) -> StreamingResponse:
+    """The tenant's feedback, whole (read a page at a time, sent as read)."""
+    entries = _all_feedback(gateway, admin, rating)
+    body = _as_csv(entries) if format == "csv" else _as_json(entries)
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
+    disposition = f'attachment; filename="feedback.{format}"'
+    return StreamingResponse(body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+async def _all_feedback(
+    gateway: Gateway, admin: User, rating: Rating | None
+) -> AsyncIterator[FeedbackEntryOut]:
+    before = None
+    while True:
+        page = await feedback.for_tenant(
+            gateway.clients.pool,
+            admin.tenant_id,
+            rating=rating,
+            limit=FEEDBACK_PAGE_MAX,
+            before=before,
+        )
+        for entry in page:
+            yield _entry(entry)
+        if len(page) < FEEDBACK_PAGE_MAX:
+            return
+        before = page[-1].seq
+
+
+async def _as_json(entries: AsyncIterator[FeedbackEntryOut]) -> AsyncIterator[str]:
+    yield "["
+    first = True
+    async for entry in entries:
+        yield ("" if first else ",") + entry.model_dump_json()
+        first = False
+    yield "]\n"
+
+
+async def _as_csv(entries: AsyncIterator[FeedbackEntryOut]) -> AsyncIterator[str]:
+    yield _csv_line(CSV_COLUMNS)
+    async for e in entries:
+        wrong = e.wrong_source_ref or {}
+        yield _csv_line(
+            (
+                e.updated_at.isoformat(),
+                e.username,
+                str(e.user_id),
+                str(e.conversation_id),
+                str(e.turn),
+                e.rating,
+                e.comment or "",
+                "" if e.wrong_source is None else str(e.wrong_source),
+                str(wrong.get("filename", "")),
+                str(wrong.get("document_id", "")),
+                e.question,
+                e.answer,
+            )
+        )
+
+
+def _csv_line(values: tuple[str, ...]) -> str:
+    line = io.StringIO()
+    # A cell a spreadsheet would run as a formula is quoted as text.
+    csv.writer(line).writerow([_inert(v) for v in values])
+    return line.getvalue()
+
+
+def _inert(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

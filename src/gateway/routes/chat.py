@@ -55,7 +55,18 @@ _OPEN_ERRORS = (
 _HISTORY = {
     "History": link(
         "history", "The conversation so far", conversation_id="$response.body#/conversation_id"
-    )
+    ),
+    "Conversation": link(
+        "get_conversation",
+        "The conversation, turn by turn",
+        conversation_id="$response.body#/conversation_id",
+    ),
+    "RateAnswer": link(
+        "rate_answer",
+        "Rate the answer",
+        conversation_id="$response.body#/conversation_id",
+        turn="$response.body#/turn",
+    ),
 }
 
 
@@ -95,6 +106,7 @@ def to_sse(event: RelayEvent) -> dict[str, str]:
                 seq=event.seq,
                 cited=event.cited,
                 grounded=event.grounded,
+                **({"turn": event.turn} if event.turn is not None else {}),
             )
     return {"event": event.type, "data": json.dumps(_jsonable(data))}
 
@@ -133,6 +145,11 @@ def _jsonable(data: BaseModel | list[Source]) -> Any:
                     "resume_stream",
                     "The rest of the stream, after a dropped connection (with Last-Event-ID)",
                     stream_id="$response.header.X-Stream-ID",
+                ),
+                "Conversation": link(
+                    "get_conversation",
+                    "The conversation, turn by turn",
+                    conversation_id="$response.header.X-Conversation-ID",
                 ),
             },
         },

@@ -181,6 +181,7 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
     sources: list[Source] = []
     cited: list[int] = []
     grounded = True
+    turn: int | None = None
     async for event in events:
         if isinstance(event, AttemptReset):
             words, sources = [], []  # the lost attempt's words are not the answer
@@ -194,7 +195,7 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
         elif event.type == "sources":
             sources = event.sources
         elif event.type == "done":
-            cited, grounded = event.cited, event.grounded
+            cited, grounded, turn = event.cited, event.grounded, event.turn
         elif event.type == "error":
             raise Unavailable(event.message)
     return ChatAnswer(
@@ -203,4 +204,5 @@ async def _collect(relay: ChatRelay, events: AsyncIterator[RelayEvent]) -> ChatA
         cited=cited,
         grounded=grounded,
         conversation_id=relay.conversation_id,
+        turn=turn,
     )

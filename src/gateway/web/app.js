@@ -144,6 +144,7 @@ function signOut(message) {
   $("document-list").replaceChildren();
   $("messages").replaceChildren();
   conversationId = null;
+  clearConversations();
   setRegistering(false);
   $("app-view").hidden = true;
   $("sign-out").hidden = true;
@@ -158,6 +159,7 @@ function enterApp() {
   $("sign-out").hidden = false;
   $("whoami").textContent = session.username;
   startDocumentWatch();
+  refreshConversations();
 }
 
 // --- server-sent events over fetch --------------------------------------------
@@ -484,6 +486,11 @@ function onStreamEvent(turn, event) {
       break;
     case "done":
       conversationId = event.data.conversation_id;
+      if (event.data.turn) {
+        turn.element.dataset.turn = String(event.data.turn);
+        addFeedbackBar(turn, conversationId, event.data.turn, null);
+      }
+      refreshConversations();
       // An older server sends no "grounded": its answers are grounded.
       if (event.data.grounded === false) markNotFound(turn);
       else turn.element.dataset.grounded = "true";
@@ -576,6 +583,291 @@ async function readAnswer(turn, response, place) {
   return false;
 }
 
+// --- conversations ------------------------------------------------------------
+// A sidebar of the user's conversations, the most recently active first:
+// open one to read it and ask on in it, rename it in place, delete it (a
+// second click confirms: no JavaScript dialogs), or start a new one.
+
+const CONVERSATION_PAGE = 30;
+let conversationCursor = null;
+// Bumped on each reload of the list: a slower, older answer is dropped.
+let conversationLoad = 0;
+
+function clearConversations() {
+  conversationLoad += 1;
+  conversationCursor = null;
+  $("conversation-list").replaceChildren();
+  $("more-conversations").hidden = true;
+  show($("conversation-status"), "");
+}
+
+async function refreshConversations(more = false) {
+  const load = more ? conversationLoad : ++conversationLoad;
+  const params = new URLSearchParams({ limit: String(CONVERSATION_PAGE) });
+  if (more && conversationCursor) params.set("cursor", conversationCursor);
+  let page;
+  try {
+    const response = await api(`/api/conversations?${params}`);
+    if (!response.ok) {
+      // An older gateway has no conversations: no sidebar, nothing to show.
+      $("conversations").hidden = response.status === 404;
+      return;
+    }
+    page = await response.json();
+  } catch {
+    return; // the next answer refreshes it
+  }
+  if (load !== conversationLoad) return;
+  if (!more) $("conversation-list").replaceChildren();
+  for (const conversation of page.conversations) renderConversation(conversation);
+  conversationCursor = page.next_cursor;
+  $("more-conversations").hidden = !conversationCursor;
+}
+
+function renderConversation(conversation) {
+  const item = document.createElement("li");
+  item.dataset.id = conversation.id;
+  item.dataset.active = String(conversation.id === conversationId);
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open";
+  open.textContent = conversation.title;
+  open.title = "Open this conversation";
+  open.addEventListener("click", () => openConversation(conversation.id));
+  const rename = document.createElement("button");
+  rename.type = "button";
+  rename.className = "rename";
+  rename.textContent = "Rename";
+  rename.addEventListener("click", () => startRename(item, conversation));
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "delete";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () => deleteConversation(item, remove, conversation.id));
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  const turns = conversation.turn_count === 1 ? "1 turn" : `${conversation.turn_count} turns`;
+  meta.textContent = `${turns} · ${new Date(conversation.last_activity_at).toLocaleString()}`;
+  item.append(open, rename, remove, meta);
+  $("conversation-list").append(item);
+}
+
+function markActive() {
+  for (const item of $("conversation-list").children) {
+    item.dataset.active = String(item.dataset.id === conversationId);
+  }
+}
+
+function newConversation() {
+  opening += 1; // a conversation still being opened is not drawn
+  if (chatAbort) chatAbort.abort();
+  conversationId = null;
+  $("messages").replaceChildren();
+  markActive();
+  $("question").focus();
+}
+
+// Bumped on each opening: only the last one clicked is drawn, whichever
+// answer comes back first.
+let opening = 0;
+
+async function openConversation(id) {
+  const mine = ++opening;
+  show($("conversation-status"), "");
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
+  if (mine !== opening) return;
+  if (!response.ok) {
+    show($("conversation-status"), await errorText(response));
+    if (response.status === 404) refreshConversations();
+    return;
+  }
+  const conversation = await response.json();
+  if (mine !== opening) return;
+  if (chatAbort) chatAbort.abort();
+  conversationId = conversation.id;
+  $("messages").replaceChildren();
+  for (const stored of conversation.turns) renderStoredTurn(stored);
+  markActive();
+}
+
+// A turn read back: drawn like a streamed one. The stored answer does not
+// say whether it was grounded; one that cites none of its sources was not.
+function renderStoredTurn(stored) {
+  addMessage("question").textContent = stored.question;
+  const element = addMessage("answer");
+  const body = document.createElement("div");
+  body.className = "answer-text";
+  element.append(body);
+  element.dataset.state = "done";
+  element.dataset.turn = String(stored.turn);
+  const sources = new Map(stored.sources.map((s) => [s.n, s]));
+  const cites = [...stored.answer.matchAll(/\[(\d+)\]/g)].some((m) => sources.has(Number(m[1])));
+  const turn = { element, body, text: stored.answer, tokens: 0, sources, grounded: true };
+  if (!cites && sources.size) {
+    markNotFound(turn);
+  } else {
+    renderAnswer(turn);
+    renderSources(turn);
+  }
+  addFeedbackBar(turn, conversationId, stored.turn, stored.feedback);
+  return turn;
+}
+
+function startRename(item, conversation) {
+  if (item.querySelector("input")) return;
+  const input = document.createElement("input");
+  input.value = conversation.title;
+  input.maxLength = 200;
+  input.setAttribute("aria-label", "New title");
+  // Once: removing a focused input fires its blur, which would remove it again.
+  let closed = false;
+  const done = () => {
+    if (closed) return;
+    closed = true;
+    input.remove();
+  };
+  input.addEventListener("keydown", async (event) => {
+    if (event.key === "Escape") return done();
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    const title = input.value.trim();
+    if (!title) return done();
+    const response = await api(`/api/conversations/${encodeURIComponent(conversation.id)}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ title }),
+    });
+    if (!response.ok) return show($("conversation-status"), await errorText(response));
+    conversation.title = (await response.json()).title;
+    item.querySelector(".open").textContent = conversation.title;
+    done();
+  });
+  input.addEventListener("blur", done);
+  item.append(input);
+  input.focus();
+  input.select();
+}
+
+// The first click arms the button, a second within 4 s deletes.
+async function deleteConversation(item, button, id) {
+  if (button.dataset.armed !== "true") {
+    button.dataset.armed = "true";
+    button.textContent = "Delete?";
+    setTimeout(() => {
+      button.dataset.armed = "false";
+      button.textContent = "Delete";
+    }, 4000);
+    return;
+  }
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (!response.ok && response.status !== 404) {
+    show($("conversation-status"), await errorText(response));
+    return;
+  }
+  item.remove();
+  if (conversationId === id) newConversation();
+}
+
+// --- feedback on answers -------------------------------------------------------
+// Under each answer: a good and a bad button. A bad rating opens a short
+// form (what was wrong, which source); sending it replaces the rating, as
+// any new rating of the same answer does.
+
+function addFeedbackBar(turn, conversation, number, existing) {
+  turn.element.querySelector(".feedback")?.remove();
+  const bar = document.createElement("div");
+  bar.className = "feedback";
+  const buttons = {};
+  for (const [rating, label, title] of [
+    ["up", "Good", "A good answer"],
+    ["down", "Bad", "A bad answer"],
+  ]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = `rate rate-${rating}`;
+    button.textContent = label;
+    button.title = title;
+    button.setAttribute("aria-label", title);
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => rateAnswer(bar, rating, {}));
+    buttons[rating] = button;
+    bar.append(button);
+  }
+  const state = document.createElement("span");
+  state.className = "feedback-state muted";
+  state.setAttribute("role", "status");
+  bar.append(state);
+  bar.feedback = { conversation, number, turn, buttons, state };
+  turn.element.append(bar);
+  if (existing) showRating(bar, existing);
+}
+
+function showRating(bar, rated) {
+  for (const [rating, button] of Object.entries(bar.feedback.buttons)) {
+    button.setAttribute("aria-pressed", String(rating === rated.rating));
+  }
+  bar.dataset.rating = rated.rating;
+  bar.feedback.state.textContent = rated.rating === "up" ? "Thanks!" : "Thanks: noted as a bad answer";
+}
+
+// From the buttons (a bad rating then opens the form), or the form's details.
+async function rateAnswer(bar, rating, details, fromForm = false) {
+  const { conversation, number } = bar.feedback;
+  const path = `/api/conversations/${encodeURIComponent(conversation)}/turns/${number}/feedback`;
+  const response = await api(path, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ rating, ...details }),
+  });
+  if (!response.ok) {
+    bar.feedback.state.textContent = await errorText(response);
+    bar.feedback.state.className = "feedback-state error";
+    return false;
+  }
+  bar.feedback.state.className = "feedback-state muted";
+  showRating(bar, await response.json());
+  bar.querySelector(".feedback-form")?.remove();
+  if (rating === "down" && !fromForm) openFeedbackForm(bar);
+  return true;
+}
+
+function openFeedbackForm(bar) {
+  const form = document.createElement("form");
+  form.className = "feedback-form";
+  const comment = document.createElement("textarea");
+  comment.rows = 2;
+  comment.maxLength = 2000;
+  comment.placeholder = "What was wrong? (optional)";
+  comment.setAttribute("aria-label", "What was wrong");
+  const which = document.createElement("select");
+  which.setAttribute("aria-label", "Which source was wrong");
+  const none = document.createElement("option");
+  none.value = "";
+  none.textContent = "No source in particular";
+  which.append(none);
+  for (const source of bar.feedback.turn.sources.values()) {
+    const option = document.createElement("option");
+    option.value = String(source.n);
+    option.textContent = `[${source.n}] ${source.filename} was wrong`;
+    which.append(option);
+  }
+  const send = document.createElement("button");
+  send.type = "submit";
+  send.textContent = "Send";
+  form.append(comment, which, send);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const details = {};
+    if (comment.value.trim()) details.comment = comment.value.trim();
+    if (which.value) details.wrong_source = Number(which.value);
+    rateAnswer(bar, "down", details, true).then((sent) => {
+      if (sent) bar.feedback.state.textContent = "Thanks: your note was sent";
+    });
+  });
+  bar.append(form);
+  comment.focus();
+}
+
 // --- start ------------------------------------------------------------------
 
 async function start() {
@@ -588,6 +880,8 @@ async function start() {
   $("file-input").addEventListener("change", onFileChosen);
   $("chat-form").addEventListener("submit", onAsk);
   $("source-close").addEventListener("click", () => $("source-dialog").close());
+  $("new-conversation").addEventListener("click", newConversation);
+  $("more-conversations").addEventListener("click", () => refreshConversations(true));
   try {
     const response = await fetch("/web/config.json");
     if (response.ok) config = await response.json();

@@ -32,6 +32,7 @@ class Answer:
     # nothing is cited, and the sources are only the closest passages.
     grounded: bool = True
     error: str | None = None  # an error or timeout event: no complete answer
+    turn: int | None = None  # the answer's turn in its conversation (an older server: none)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class Answer:
             "cited": self.cited,
             "grounded": self.grounded,
             "error": self.error,
+            "turn": self.turn,
         }
 
 
@@ -102,6 +104,7 @@ def _apply(
         answer.cited = list(data.get("cited") or [])
         # An older server sends no "grounded": its answers are grounded.
         answer.grounded = data.get("grounded") is not False
+        answer.turn = data.get("turn")
         return False
     elif event in ("error", "timeout"):
         answer.error = str(data.get("message") or event)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from ragstream.client import auth, credentials, ingest
 from ragstream.client import chat as chatting
+from ragstream.client import conversations as conversations_api
 from ragstream.client import documents as docs_api
 from ragstream.client.errors import ClientError
 from ragstream.client.session import Session, open_login
@@ -122,13 +124,26 @@ def _summary(plan: ingest.Plan) -> Table:
 
 
 def chat(
-    question: Annotated[str, typer.Argument(help="the question")],
+    question: Annotated[
+        list[str],
+        typer.Argument(
+            help="the question; with --continue, optionally a conversation id before it",
+            metavar="[ID] QUESTION",
+        ),
+    ],
     url: UrlOption = None,
     as_json: JsonFlag = False,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="passages to use")] = None,
     conversation: Annotated[
         str | None, typer.Option("--conversation", help="continue this conversation id")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="continue a conversation: the id given before the question, else your last",
+        ),
+    ] = False,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", help="seconds without a reply before the gateway gives up"),
@@ -136,6 +151,8 @@ def chat(
 ) -> int:
     """Ask a question; the answer streams, then its numbered sources (or, when
     the documents do not answer it, the closest passages, not cited)."""
+    text, given = _question_and_id(question, resume)
+    conversation = conversation or given
 
     terminal = sys.stdout.isatty()
     if terminal and not as_json:
@@ -155,7 +172,9 @@ def chat(
         sys.stdout.flush()
 
     with Session(open_login(url)) as session:
-        answer = chatting.ask(session, question, top_k, conversation, show, timeout, restart)
+        if resume and conversation is None:
+            conversation = conversations_api.last(session)
+        answer = chatting.ask(session, text, top_k, conversation, show, timeout, restart)
     if as_json:
         print(json.dumps(answer.as_json()))
         return 1 if answer.error else 0
@@ -164,8 +183,29 @@ def chat(
         raise ClientError(f"the answer did not complete: {answer.error}")
     _print_sources(answer.sources, answer.grounded)
     if answer.conversation_id:
-        err.print(f"[dim]conversation {answer.conversation_id}[/]")
+        turn = f", turn {answer.turn}" if answer.turn else ""
+        err.print(f"[dim]conversation {answer.conversation_id}{turn}[/]")
     return 0
+
+
+def _question_and_id(words: list[str], resume: bool) -> tuple[str, str | None]:
+    """``rag chat [--continue [ID]] QUESTION``: (the question, the id given)."""
+    if len(words) == 1:
+        return words[0], None
+    if len(words) == 2 and resume and _is_uuid(words[0]):
+        return words[1], words[0]
+    raise ClientError(
+        "one question, in quotes (and with --continue, a conversation id before it)",
+        exit_code=2,
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _print_sources(sources: list[dict[str, Any]], grounded: bool = True) -> None:

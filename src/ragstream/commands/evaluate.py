@@ -61,10 +61,20 @@ def evaluate(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="also write the figures to this file")
     ] = None,
+    review_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--review-list",
+            help="instead: write the questions your tenant rated down here, as lines for"
+            " questions.jsonl to label (needs `rag login` as a tenant admin)",
+        ),
+    ] = None,
     data_dir: StackDir = DEFAULT_DATA_DIR,
 ) -> int:
     """Score retrieval configurations and their answers on a labelled set, through
     the HTTP API."""
+    if review_list is not None:
+        return write_review_list(review_list, base_url)
     from ragstream.api import ApiError
     from ragstream.evaluation.dataset import load_dataset, verify
     from ragstream.evaluation.runner import (
@@ -118,6 +128,20 @@ def evaluate(
         raise DependencyError(f"lost the gateway at {where}: {reason(exc)} ({hint})") from exc
     print(header(labelled, split) + "\n")
     print(table(results))
+    return 0
+
+
+def write_review_list(path: Path, url: str | None) -> int:
+    """The questions rated down, one JSON line each, for a person to label."""
+    from ragstream.client import feedback
+    from ragstream.client.session import Session, open_login
+    from ragstream.evaluation.review import review_lines
+
+    with Session(open_login(url)) as session:
+        rated_down = feedback.list_feedback(session, "down", limit=100_000)
+    lines = review_lines(rated_down)
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    print(f"{len(lines)} questions rated down ({len(rated_down)} ratings) written to {path}")
     return 0
 
 

@@ -208,6 +208,12 @@ class DoneReply(Reply):
         " so, `cited` is empty, and the sources sent are only the closest passages."
         " A reply from an older worker has no such field and is grounded.",
     )
+    turn: int | None = Field(
+        default=None,
+        ge=1,
+        description="The answer's turn in its conversation, as stored (feedback names it);"
+        " null from an older worker",
+    )
 
 
 class ErrorReply(Reply):
@@ -222,6 +228,42 @@ REPLY_ADAPTER: TypeAdapter[TokenReply | SourcesReply | DoneReply | ErrorReply] =
     AnyReply
 )
 TERMINAL_REPLIES = ("done", "error")
+
+
+# --- feedback ----------------------------------------------------------------
+
+
+class SourceRef(BaseModel):
+    """Where a source of an answer came from, without its text."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    n: int = Field(ge=1, description="Its citation number in the answer")
+    document_id: UUID
+    filename: str
+    chunk_index: int = Field(ge=0)
+    page: int | None = None
+    section: str | None = None
+
+
+class FeedbackGiven(Event):
+    """``rag.feedback``, keyed by conversation id: a user rated an answer
+    (``user_id`` gave it). One rating per user and turn: a later one for the
+    same turn replaces the earlier (``replaced``), so a consumer that counts
+    keeps the last per (tenant_id, user_id, conversation_id, turn)."""
+
+    type: Literal["feedback"] = "feedback"
+    conversation_id: UUID
+    turn: int = Field(ge=1, description="The rated answer's turn in its conversation")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=2000)
+    wrong_source: int | None = Field(
+        default=None, ge=1, description="The number [n] of the source said to be wrong"
+    )
+    question: str
+    answer: str
+    sources: list[SourceRef] = Field(description="The sources the answer was given, numbered")
+    replaced: bool = Field(description="Whether it replaces an earlier rating of the turn")
 
 
 # --- failures ----------------------------------------------------------------

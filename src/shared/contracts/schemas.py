@@ -25,6 +25,7 @@ from shared.contracts.events import (
     ChatCancel,
     ChatRequest,
     DeadLetter,
+    FeedbackGiven,
     IngestRequest,
     IngestStatus,
 )
@@ -79,6 +80,14 @@ _SENT = (
         AnyReply,
         "token, sources, done and error events, sent to the partition named in reply_to"
         " (keyed by correlation id when there is none).",
+    ),
+    _Channel(
+        "feedback",
+        _TOPICS.feedback,
+        FeedbackGiven,
+        "Ratings of answers (up or down, a comment, the source said to be wrong), sent by"
+        " the gateway as users give them; keyed by conversation id. A later rating of the"
+        " same turn replaces the earlier one.",
     ),
     _Channel(
         "ingestDeadLetters",
@@ -154,6 +163,7 @@ def _event_schemas() -> dict[str, dict[str, Any]]:
         "ChatReply": REPLY_ADAPTER.json_schema(mode="serialization"),
         "ChatCancel": _schema(ChatCancel),
         "DeadLetter": _schema(DeadLetter),
+        "FeedbackGiven": _schema(FeedbackGiven),
     }
 
 

@@ -28,6 +28,7 @@ class Topics:
     chat_requests: str
     chat_replies: str
     chat_cancel: str
+    feedback: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
@@ -37,6 +38,7 @@ class Topics:
             chat_requests=f"{prefix}.chat.requests",
             chat_replies=f"{prefix}.chat.replies",
             chat_cancel=f"{prefix}.chat.cancel",
+            feedback=f"{prefix}.feedback",
         )
 
     @staticmethod
@@ -66,6 +68,7 @@ def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
         topic(topics.chat_requests, requests),
         topic(topics.chat_replies, settings.kafka_reply_partitions, short_lived),
         topic(topics.chat_cancel, 1, short_lived),
+        topic(topics.feedback, requests),
         topic(Topics.dead_letter(topics.ingest_requests), 1),
         topic(Topics.dead_letter(topics.chat_requests), 1),
     ]

@@ -30,17 +30,30 @@ async def append_exchange(
     question: str,
     answer: str,
     sources: list[dict[str, Any]],
-) -> None:
-    """Store a question and its answer together, or neither."""
+) -> int:
+    """Store a question and its answer together, or neither; the turn they
+    were filed as in their conversation (which the insert trigger creates,
+    or counts them in, migration 0010)."""
+    insert = (
+        "INSERT INTO chat_history (tenant_id, user_id, conversation_id, correlation_id,"
+        " role, content, sources) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING turn"
+    )
     async with pool.acquire() as conn, conn.transaction():
-        await conn.executemany(
-            "INSERT INTO chat_history (tenant_id, user_id, conversation_id, correlation_id,"
-            " role, content, sources) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            [
-                (tenant_id, user_id, conversation_id, correlation_id, "user", question, []),
-                (tenant_id, user_id, conversation_id, correlation_id, "assistant", answer, sources),
-            ],
+        # The question first: its row takes the turn the answer's row shares.
+        turn: int = await conn.fetchval(
+            insert, tenant_id, user_id, conversation_id, correlation_id, "user", question, []
         )
+        await conn.execute(
+            insert,
+            tenant_id,
+            user_id,
+            conversation_id,
+            correlation_id,
+            "assistant",
+            answer,
+            sources,
+        )
+    return turn
 
 
 async def list_turns(

@@ -37,6 +37,7 @@ METRIC_MODULES = (
     "gateway.streams.replies",
     "gateway.streams.lease",
     "gateway.routes.health",
+    "gateway.routes.feedback",
     "query.metrics",
     "ingest.metrics",
     "ingest.reconciler",

@@ -147,7 +147,7 @@ def test_a_bad_choice_names_the_setting_without_echoing_values() -> None:
     [
         (["up", "--port", "abc"], "rag up: Invalid value for '--port'"),
         (["worker", "indexer"], "rag worker: Invalid value for 'kind'"),
-        (["chat"], "rag chat: Missing argument 'question'."),
+        (["chat"], "rag chat: Missing argument '[ID] QUESTION'."),
         (["nonsense"], "rag: No such command 'nonsense'."),
         (["docs", "list", "--bogus"], "rag docs list: unrecognized arguments: --bogus"),
         (["reindex"], "rag: pass either --tenant NAME or --all"),

@@ -77,7 +77,10 @@ def test_a_grounded_answer_keeps_its_tokens_sources_and_citations() -> None:
             ("sources", [SOURCE, OTHER]),
             ("token", {"text": "Within 30 days ", "seq": 1}),
             ("token", {"text": "[1].", "seq": 2}),
-            ("done", {"conversation_id": "c-2", "seq": 3, "cited": [1], "grounded": True}),
+            (
+                "done",
+                {"conversation_id": "c-2", "seq": 3, "cited": [1], "grounded": True, "turn": 4},
+            ),
         ]
     )
     assert tokens == ["Within 30 days ", "[1]."]
@@ -90,6 +93,7 @@ def test_a_grounded_answer_keeps_its_tokens_sources_and_citations() -> None:
         "cited": [1],
         "grounded": True,
         "error": None,
+        "turn": 4,
     }
 
 
@@ -127,7 +131,7 @@ def run_chat(monkeypatch: pytest.MonkeyPatch, answer: Answer, *, as_json: bool =
     monkeypatch.setattr(commands, "open_login", lambda url: None)
     monkeypatch.setattr(commands, "Session", FakeSession)
     monkeypatch.setattr(chatting, "ask", fake_ask)
-    return commands.chat("q?", as_json=as_json)
+    return commands.chat(["q?"], as_json=as_json)
 
 
 def test_chat_prints_a_grounded_answer_then_its_sources(

@@ -33,6 +33,7 @@ def test_every_topic_has_a_message_in_the_asyncapi_document() -> None:
         topics.chat_requests,
         topics.chat_replies,
         topics.chat_cancel,
+        topics.feedback,
         Topics.dead_letter(topics.ingest_requests),
         Topics.dead_letter(topics.chat_requests),
     }
@@ -77,6 +78,7 @@ def test_workers_receive_requests_and_send_events() -> None:
         "chatReplies": "send",
         "ingestDeadLetters": "send",
         "chatDeadLetters": "send",
+        "feedback": "send",
     }
 
 

@@ -12,7 +12,7 @@ TOPICS = Topics.from_prefix("rag")
 def test_topics_take_the_replication_and_the_in_sync_minimum() -> None:
     settings = Settings(kafka_replication_factor=3, kafka_min_insync_replicas=2)
     wanted = {topic.name: topic for topic in _wanted(settings, TOPICS)}
-    assert len(wanted) == 7
+    assert len(wanted) == 8
     for topic in wanted.values():
         assert topic.replication_factor == 3
         assert topic.topic_configs["min.insync.replicas"] == "2"

@@ -245,7 +245,7 @@ class _Steps:
     async def token(self, piece: str) -> None:
         self.tokens.append(piece)
 
-    async def done(self, cited: object, *, grounded: bool) -> None:
+    async def done(self, cited: object, *, grounded: bool, turn: int | None = None) -> None:
         self.finished = True
 
 
