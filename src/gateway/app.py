@@ -25,6 +25,7 @@ from gateway.routes import (
     health,
     keys,
     openai_compat,
+    search,
     web,
 )
 from gateway.state import Gateway
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.
-    for module in (document_events, documents, chat, keys, admin):
+    for module in (document_events, documents, chat, keys, admin, search):
         app.include_router(
             module.router,
             dependencies=[Depends(limit_requests)],

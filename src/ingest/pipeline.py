@@ -237,8 +237,8 @@ class Indexer:
         )
         # Read after embedding, just before the write: the row's value now.
         # A row that is gone gives private; handle() drops the chunks anyway.
-        visibility = await documents.visibility_of(self.clients.pool, request.document_id)
-        visibility = visibility or "private"
+        row = await documents.by_id(self.clients.pool, request.document_id)
+        visibility = row.visibility if row is not None else "private"
         await self.clients.vectors.upsert(
             [
                 Chunk(
@@ -253,6 +253,11 @@ class Indexer:
                     page=pieces[n].page,
                     section=pieces[n].section,
                     visibility=visibility,
+                    # The row's, for filters; settled after the last batch.
+                    content_type=row.content_type if row is not None else None,
+                    uploaded_at=row.created_at if row is not None else None,
+                    tags=tuple(row.tags) if row is not None else (),
+                    meta=tuple(row.meta.items()) if row is not None else (),
                 )
                 for n, vector in zip(batch, vectors, strict=True)
             ]
@@ -274,6 +279,10 @@ class Indexer:
         # None: chunks kept from before may carry another value; checked.
         uniform = next(iter(written)) if written is not None and len(written) == 1 else None
         await documents.sync_visibility(self.clients.pool, self.clients.vectors, doc, uniform)
+        # Labels likewise: a PATCH may have changed them meanwhile, and chunks
+        # kept from an earlier delivery (or indexed before labels existed)
+        # get them, with the content type and upload time, here.
+        await documents.sync_labels(self.clients.pool, self.clients.vectors, doc)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:
         return await self.clients.vectors.chunk_ids(

@@ -28,6 +28,7 @@ class Topics:
     chat_requests: str
     chat_replies: str
     chat_cancel: str
+    search_requests: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
@@ -37,6 +38,7 @@ class Topics:
             chat_requests=f"{prefix}.chat.requests",
             chat_replies=f"{prefix}.chat.replies",
             chat_cancel=f"{prefix}.chat.cancel",
+            search_requests=f"{prefix}.search.requests",
         )
 
     @staticmethod
@@ -66,8 +68,11 @@ def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
         topic(topics.chat_requests, requests),
         topic(topics.chat_replies, settings.kafka_reply_partitions, short_lived),
         topic(topics.chat_cancel, 1, short_lived),
+        # A search is only useful while its caller waits, like a reply.
+        topic(topics.search_requests, requests, short_lived),
         topic(Topics.dead_letter(topics.ingest_requests), 1),
         topic(Topics.dead_letter(topics.chat_requests), 1),
+        topic(Topics.dead_letter(topics.search_requests), 1),
     ]
 
 
