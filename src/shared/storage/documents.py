@@ -286,12 +286,17 @@ def chunk_fields(doc: Document) -> dict[str, Any]:
     return document_fields(doc.content_type, doc.created_at, doc.tags, doc.meta)
 
 
-async def sync_labels(pool: asyncpg.Pool, vectors: VectorStore, doc: Document) -> None:
+async def sync_labels(
+    pool: asyncpg.Pool,
+    vectors: VectorStore,
+    doc: Document,
+    written: dict[str, Any] | None = None,
+) -> None:
     """Make the document's chunk metadata in Chroma carry its row's labels
     (and content type and upload time), as ``sync_visibility`` does for
     visibility: written from the row, then the row read again, and written
-    again if it changed meanwhile."""
-    written: dict[str, Any] | None = None
+    again if it changed meanwhile. ``written``: what every chunk already
+    carries (``None``: unknown, so every chunk is read and checked)."""
     for _ in range(SYNC_ROUNDS):
         current = await by_id(pool, doc.id)
         if current is None:
