@@ -28,6 +28,7 @@ from gateway.routes import (
     keys,
     openai_compat,
     resume,
+    search,
     web,
 )
 from gateway.state import Gateway
@@ -111,7 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.
-    for module in (document_events, documents, chat, resume, conversations, feedback, keys, admin):
+    for module in (
+        document_events,
+        documents,
+        chat,
+        resume,
+        conversations,
+        feedback,
+        keys,
+        admin,
+        search,
+    ):
         app.include_router(
             module.router,
             dependencies=[Depends(limit_requests)],

@@ -17,7 +17,8 @@ from pydantic import (
 
 from gateway.streams.inbox import StreamEndReason
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
-from shared.contracts.events import ChatOptions, DocumentStatus, Source
+from shared.contracts.events import ChatOptions, DocumentStatus, Passage, Source
+from shared.contracts.labels import META_RULE, TAG_RULE, Filters, Meta, Tags
 from shared.storage.documents import Lane
 from shared.storage.feedback import COMMENT_MAX
 
@@ -181,10 +182,18 @@ class DocumentOut(BaseModel):
         default="interactive",
         description="interactive: indexed ahead of the tenant's bulk work; bulk: an import",
     )
+    tags: list[str] = Field(default_factory=list, description="The document's tags")
+    meta: dict[str, str] = Field(default_factory=dict, description="The document's metadata")
 
 
-class VisibilityBody(Strict):
-    visibility: Literal["private", "tenant"]
+class DocumentPatch(Strict):
+    """What a PATCH changes: any of visibility, tags, metadata (absent or
+    null: unchanged; nothing given changes nothing). Tags and metadata are
+    replaced whole; the chunks follow in both indexes before the answer."""
+
+    visibility: Literal["private", "tenant"] | None = None
+    tags: Tags | None = Field(default=None, description=f"Replaces the tags: {TAG_RULE}")
+    meta: Meta | None = Field(default=None, description=f"Replaces the metadata: {META_RULE}")
 
 
 # Said of the options a server without a generative model refuses
@@ -192,6 +201,13 @@ class VisibilityBody(Strict):
 # server's configuration, the description and the documented 400 say it.
 NEEDS_GENERATOR = (
     "without one (LLM_PROVIDER `extractive`, the default) the request is refused with 400"
+)
+
+
+FILTERS = (
+    "Search only the caller's documents with these tags (any/all), metadata, file name,"
+    " content type or upload time; ANDed with what the caller may read, so a filter only"
+    " narrows"
 )
 
 
@@ -216,6 +232,7 @@ class ChatBody(Strict):
     document_ids: list[UUID] | None = Field(
         default=None, min_length=1, max_length=100, description="Search only these documents"
     )
+    filters: Filters | None = Field(default=None, description=FILTERS)
 
     def options(self) -> ChatOptions:
         return ChatOptions(
@@ -224,6 +241,7 @@ class ChatBody(Strict):
             hyde=self.hyde,
             compression=self.compression,
             document_ids=self.document_ids,
+            filters=self.filters,
         )
 
 
@@ -414,3 +432,48 @@ class FeedbackEntryOut(BaseModel):
     answer: str
     created_at: datetime
     updated_at: datetime
+
+
+# --- POST /api/search ---------------------------------------------------------
+
+
+def _chat_option(name: str) -> str | None:
+    return ChatBody.model_fields[name].description
+
+
+class SearchBody(Strict):
+    """The same retrieval options as a chat's, and no conversation."""
+
+    query: Message
+    top_k: TopK | None = Field(
+        default=None, description="Passages wanted (default: RETRIEVAL_TOP_K)"
+    )
+    retrieval: RetrievalMode | None = Field(default=None, description=_chat_option("retrieval"))
+    reranking: RerankingMethod | None = Field(default=None, description=_chat_option("reranking"))
+    hyde: bool | None = Field(default=None, description=_chat_option("hyde"))
+    compression: bool | None = Field(default=None, description=_chat_option("compression"))
+    document_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=100, description="Search only these documents"
+    )
+    filters: Filters | None = Field(default=None, description=FILTERS)
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=STREAM_TIMEOUT_MAX,
+        description="Seconds to wait for the passages (default: STREAM_TIMEOUT); then 504",
+    )
+
+    def options(self) -> ChatOptions:
+        return ChatOptions(
+            retrieval=self.retrieval,
+            reranking=self.reranking,
+            hyde=self.hyde,
+            compression=self.compression,
+            document_ids=self.document_ids,
+            filters=self.filters,
+        )
+
+
+class SearchOut(BaseModel):
+    query: str
+    passages: list[Passage] = Field(description="The caller's passages, best first")

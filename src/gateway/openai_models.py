@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from gateway.models import NEEDS_GENERATOR, NO_NUL, TopK, integral
 from shared.config import RerankingMethod, RetrievalMode
 from shared.contracts.events import Source, storable
+from shared.contracts.labels import Filters
 
 # Text a user wrote: no NUL, refused by storable with a reason that says so
 # (a pattern's error would quote the pattern), and said by the schema.
@@ -87,6 +88,11 @@ class CompletionRequest(Lenient):
         min_length=1,
         max_length=100,
         description="ragstream extension: search only these documents",
+    )
+    filters: Filters | None = Field(
+        default=None,
+        description="ragstream extension: search only the caller's documents with these tags"
+        " (any/all), metadata, file name, content type or upload time (it only narrows)",
     )
     conversation_id: UUID | None = Field(
         default=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -166,11 +167,15 @@ class Indexer:
         stored = await self._chunk_ids(request)
         missing = [n for n, id_ in enumerate(ids) if id_ not in stored]
         written: set[Visibility] = set()
+        # The row's fields (labels, type, time) each batch was given, as JSON.
+        fields: set[str] = set()
         # Embed and store a batch at a time: a long document's vectors are
         # never all in memory at once.
         for start in range(0, len(missing), STORE_BATCH):
             batch = missing[start : start + STORE_BATCH]
-            written.add(await self._store_vectors(request, pieces, contexts, ids, batch))
+            visibility, given = await self._store_vectors(request, pieces, contexts, ids, batch)
+            written.add(visibility)
+            fields.add(given)
             # The sweeper re-queues documents whose row stands still.
             await documents.touch(self.clients.pool, request.document_id)
         await self.clients.vectors.delete_ids(request.tenant_id, stored - set(ids))
@@ -181,7 +186,7 @@ class Indexer:
             kept=len(ids) - len(missing),
         )
         kept = len(missing) < len(ids)
-        await self._settle_visibility(request, None if kept else written)
+        await self._settle_visibility(request, None if kept else written, None if kept else fields)
         await self.clients.lexical.replace_document(
             request.tenant_id,
             request.user_id,
@@ -229,16 +234,16 @@ class Indexer:
         contexts: list[str],
         ids: list[str],
         batch: list[int],
-    ) -> Visibility:
+    ) -> tuple[Visibility, str]:
         """Embed and store the chunks at ``batch`` (positions); the visibility
-        they were given."""
+        and the row's fields (``documents.chunk_fields``, as JSON) they were given."""
         vectors = await self.clients.require_embedder().embed_documents(
             [contexts[n] for n in batch]
         )
         # Read after embedding, just before the write: the row's value now.
         # A row that is gone gives private; handle() drops the chunks anyway.
-        visibility = await documents.visibility_of(self.clients.pool, request.document_id)
-        visibility = visibility or "private"
+        row = await documents.by_id(self.clients.pool, request.document_id)
+        visibility = row.visibility if row is not None else "private"
         await self.clients.vectors.upsert(
             [
                 Chunk(
@@ -253,14 +258,23 @@ class Indexer:
                     page=pieces[n].page,
                     section=pieces[n].section,
                     visibility=visibility,
+                    # The row's, for filters; settled after the last batch.
+                    content_type=row.content_type if row is not None else None,
+                    uploaded_at=row.created_at if row is not None else None,
+                    tags=tuple(row.tags) if row is not None else (),
+                    meta=tuple(row.meta.items()) if row is not None else (),
                 )
                 for n, vector in zip(batch, vectors, strict=True)
             ]
         )
-        return visibility
+        given = json.dumps(documents.chunk_fields(row), sort_keys=True) if row else ""
+        return visibility, given
 
     async def _settle_visibility(
-        self, request: IngestRequest, written: set[Visibility] | None
+        self,
+        request: IngestRequest,
+        written: set[Visibility] | None,
+        fields: set[str] | None = None,
     ) -> None:
         """The owner may have shared or unshared the document while its
         batches were written: each batch carries the row's visibility as read
@@ -274,6 +288,15 @@ class Indexer:
         # None: chunks kept from before may carry another value; checked.
         uniform = next(iter(written)) if written is not None and len(written) == 1 else None
         await documents.sync_visibility(self.clients.pool, self.clients.vectors, doc, uniform)
+        # Labels likewise: a PATCH may have changed them meanwhile, and chunks
+        # kept from an earlier delivery (or indexed before labels existed)
+        # get them, with the content type and upload time, here.
+        uniform_fields = (
+            json.loads(next(iter(fields)))
+            if fields and len(fields) == 1 and "" not in fields
+            else None
+        )
+        await documents.sync_labels(self.clients.pool, self.clients.vectors, doc, uniform_fields)
 
     async def _chunk_ids(self, request: IngestRequest) -> set[str]:
         return await self.clients.vectors.chunk_ids(

@@ -34,3 +34,8 @@ RELEVANCE = Histogram(
     " relevance gate compares it with ANSWER_MIN_RELEVANCE)",
     buckets=(-10, -8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8, 10),
 )
+SEARCH_REQUESTS = Counter(
+    "rag_search_requests_total",
+    "Search requests (POST /api/search) by outcome: answered, refused, failed, expired",
+    ["outcome"],
+)

@@ -21,10 +21,11 @@ from query.compression import Compressor
 from query.hyde import hypothetical_passage
 from query.llm import ChatModel, Message
 from query.memory import standalone_question
-from query.rerank.base import Reranker
+from query.rerank.base import RERANKER_STAGE, Reranker
 from query.retrieval import Owner, Retriever
 from shared.config import RerankingMethod, RetrievalMode, Settings
-from shared.contracts.events import ChatRequest
+from shared.contracts.events import ChatOptions, ChatRequest
+from shared.contracts.labels import Filters
 from shared.errors import InvalidInput, Unavailable
 from shared.runtime.tracing import traced
 from shared.storage.vectorstore import Hit
@@ -42,12 +43,16 @@ class Plan:
     hyde: bool
     compression: bool
     document_ids: tuple[UUID, ...] | None = None
+    filters: Filters | None = None
 
     @classmethod
     def for_request(cls, request: ChatRequest, settings: Settings) -> Plan:
-        options = request.options
+        return cls.for_options(request.top_k, request.options, settings)
+
+    @classmethod
+    def for_options(cls, top_k: int | None, options: ChatOptions, settings: Settings) -> Plan:
         return cls(
-            top_k=request.top_k or settings.retrieval_top_k,
+            top_k=top_k or settings.retrieval_top_k,
             retrieval=options.retrieval or settings.retrieval_mode,
             reranking=options.reranking or settings.reranking_method,
             hyde=settings.rag_use_hyde if options.hyde is None else options.hyde,
@@ -55,6 +60,7 @@ class Plan:
                 settings.rag_use_compression if options.compression is None else options.compression
             ),
             document_ids=tuple(options.document_ids) if options.document_ids else None,
+            filters=options.filters,
         )
 
     def cache_parts(self) -> tuple[object, ...]:
@@ -65,6 +71,7 @@ class Plan:
             self.hyde,
             self.compression,
             self.document_ids,
+            self.filters.key() if self.filters else None,
         )
 
 
@@ -128,11 +135,17 @@ class RetrievalPipeline:
             k=k,
             dense_text=dense_text,
             document_ids=plan.document_ids,
+            filters=plan.filters,
         )
 
     @traced("rerank")
     async def _rerank(self, owner: Owner, question: str, hits: list[Hit], plan: Plan) -> list[Hit]:
-        return await self.rerankers[plan.reranking].rerank(question, hits, plan.top_k, owner)
+        reranked = await self.rerankers[plan.reranking].rerank(question, hits, plan.top_k, owner)
+        # The reranker's score, unless a fused reranker recorded it already.
+        return [
+            h if RERANKER_STAGE in h.stage_scores() else h.scored(RERANKER_STAGE, h.score)
+            for h in reranked
+        ]
 
     @traced("compress")
     async def _compress(self, question: str, hits: list[Hit]) -> list[Hit]:

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from query.fusion import reciprocal_rank_fusion
 from shared.adapters.embedding import Embedder
 from shared.config import RetrievalMode
+from shared.contracts.labels import Filters
 from shared.storage.lexical import LexicalIndex
 from shared.storage.vectorstore import Hit, VectorStore
 
@@ -75,11 +76,16 @@ class Retriever:
     rrf_k: int = 60
 
     async def dense(
-        self, owner: Owner, text: str, k: int, document_ids: Sequence[UUID] | None = None
+        self,
+        owner: Owner,
+        text: str,
+        k: int,
+        document_ids: Sequence[UUID] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
         embedding = await self.embeddings.embed(owner, text)
         hits = await self.vectors.search(
-            owner.tenant_id, owner.user_id, embedding, k, document_ids=document_ids
+            owner.tenant_id, owner.user_id, embedding, k, document_ids=document_ids, filters=filters
         )
         if not hits:
             return hits
@@ -89,10 +95,15 @@ class Retriever:
         return [h for h in hits if h.document_id in allowed]
 
     async def lexical_search(
-        self, owner: Owner, text: str, k: int, document_ids: Sequence[UUID] | None = None
+        self,
+        owner: Owner,
+        text: str,
+        k: int,
+        document_ids: Sequence[UUID] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
         return await self.lexical.search(
-            owner.tenant_id, owner.user_id, text, k, document_ids=document_ids
+            owner.tenant_id, owner.user_id, text, k, document_ids=document_ids, filters=filters
         )
 
     async def retrieve(
@@ -104,16 +115,17 @@ class Retriever:
         k: int,
         dense_text: str | None = None,
         document_ids: Sequence[UUID] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
         """The best ``k`` chunks. ``dense_text`` replaces the question for the
         dense search only (HyDE: a hypothetical answer embeds closer to real
         answers than the question does; BM25 keeps the user's own words)."""
         if mode == "dense":
-            return await self.dense(owner, dense_text or question, k, document_ids)
+            return await self.dense(owner, dense_text or question, k, document_ids, filters)
         if mode == "lexical":
-            return await self.lexical_search(owner, question, k, document_ids)
+            return await self.lexical_search(owner, question, k, document_ids, filters)
         dense, lexical = await asyncio.gather(
-            self.dense(owner, dense_text or question, k, document_ids),
-            self.lexical_search(owner, question, k, document_ids),
+            self.dense(owner, dense_text or question, k, document_ids, filters),
+            self.lexical_search(owner, question, k, document_ids, filters),
         )
         return reciprocal_rank_fusion([dense, lexical], k=self.rrf_k)[:k]

@@ -21,9 +21,10 @@ from query.rerank.fused import RetrievalFused
 from query.rerank.llm import LLMReranker
 from query.rerank.mmr import MMRReranker
 from query.retrieval import QueryEmbeddings, Retriever
+from query.search import SearchHandler
 from shared.adapters.onnx_models import MS_MARCO_MINILM_L12, OnnxTextModel
 from shared.config import Settings
-from shared.contracts.events import ChatCancel, ChatRequest
+from shared.contracts.events import ChatCancel, ChatRequest, SearchRequest
 from shared.runtime.clients import Clients
 from shared.runtime.consumer import Consumer
 from shared.runtime.worker import BackgroundJob, run_worker
@@ -111,9 +112,10 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
     # misinstalled worker fails at start-up): the reranker and the relevance
     # gate both read with it.
     scorer = OnnxTextModel.load(MS_MARCO_MINILM_L12)
+    pipeline = build_pipeline(clients, model, scorer)
     handler = ChatHandler(
         clients=clients,
-        pipeline=build_pipeline(clients, model, scorer),
+        pipeline=pipeline,
         generator=build_generator(settings, model),
         cancellations=cancellations,
         reader=EvidenceReader(scorer, max_pairs=settings.answer_scored_sentences),
@@ -128,7 +130,32 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
     )
     subscribe_requests(clients, consumer)
     subscribe_cancels(clients, cancellations)
+    subscribe_searches(clients, SearchHandler(clients, pipeline))
     return []
+
+
+def subscribe_searches(clients: Clients, handler: SearchHandler) -> None:
+    """Searches in a group of their own, on their own topic: a chat
+    backlog never delays one, and a worker without this code never sees one."""
+    consumer = Consumer(
+        broker=clients.broker,
+        topic=clients.topics.search_requests,
+        group_id=f"{clients.settings.kafka_topic_prefix}.search",
+        model=SearchRequest,
+        handle=handler.handle,
+    )
+    subscriber = clients.broker.subscriber(
+        consumer.topic,
+        group_id=consumer.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        max_workers=clients.settings.query_concurrency,
+        auto_commit_interval_ms=_COMMIT_INTERVAL_MS,
+    )
+
+    @subscriber
+    async def on_search(msg: KafkaMessage) -> None:
+        await consumer(msg.body, msg.raw_message)
 
 
 def subscribe_requests(clients: Clients, consumer: Consumer[ChatRequest]) -> None:

@@ -82,7 +82,11 @@ def source_topics(prefix: str, wanted: list[str] | None) -> list[str]:
     from shared.contracts.topics import Topics
 
     topics = Topics.from_prefix(prefix)
-    known = {"ingest": topics.ingest_requests, "chat": topics.chat_requests}
+    known = {
+        "ingest": topics.ingest_requests,
+        "chat": topics.chat_requests,
+        "search": topics.search_requests,
+    }
     if not wanted:
         return list(known.values())
     chosen = []

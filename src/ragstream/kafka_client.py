@@ -58,6 +58,7 @@ from shared.contracts.events import (
     ErrorReply,
     IngestStatus,
     ReplyTo,
+    SearchReply,
     SourcesReply,
     TokenReply,
     utcnow,
@@ -332,6 +333,8 @@ async def _replies_of(request: ChatRequest, queue: asyncio.Queue[bytes]) -> Asyn
     attempt: str | None = None
     while True:
         reply = REPLY_ADAPTER.validate_json(await queue.get())
+        if isinstance(reply, SearchReply):
+            continue  # not a chat's
         if (reply.tenant_id, reply.user_id) != (request.tenant_id, request.user_id):
             continue
         attempt = attempt or reply.attempt_id

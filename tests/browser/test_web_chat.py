@@ -132,8 +132,11 @@ async def test_a_question_the_documents_do_not_answer_is_shown_as_not_found(
 ) -> None:
     page = web.page
     await sign_in(page, client)
+    # Tags typed before the upload go with it, and show on the document.
+    await page.fill("#upload-tags", "policy, expenses")
     row = await upload(page, "expense-policy.md", POLICY)
     await expect(row.locator(".status")).to_have_text("indexed", timeout=INDEXING_MS)
+    await expect(row.locator(".tags")).to_have_text("#policy #expenses")
 
     answer = await ask(page, "What is the capital of France?")
     await expect(answer).to_have_attribute("data-state", "done", timeout=ANSWER_MS)

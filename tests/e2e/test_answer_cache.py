@@ -94,6 +94,12 @@ async def test_repeated_questions_come_from_the_cache_until_the_corpus_changes(
     assert not cached
     _, cached = await _ask(cache_client, query, user, question, retrieval="lexical")
     assert not cached
+    # Filters are part of the key: another filter is another answer, the
+    # same filter written in another order the same one.
+    none, cached = await _ask(cache_client, query, user, question, filters={"tags_any": ["x", "y"]})
+    assert not cached and none["sources"] == []
+    _, cached = await _ask(cache_client, query, user, question, filters={"tags_any": ["y", "x"]})
+    assert cached
 
     # Another tenant asking the same never gets this tenant's cached answer.
     stranger = await new_user(client)

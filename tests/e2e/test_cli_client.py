@@ -201,6 +201,19 @@ async def test_ingest_chat_list_and_delete(
     assert declined_json["grounded"] is False and declined_json["cited"] == []
     assert declined_json["sources"] and declined_json["error"] is None
 
+    # rag search: the ranked passages, each stage's score, no answer.
+    found = rag(tmp_path, "search", question, "--retrieval", "hybrid", "--reranking", "none")
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0] == " 1. travel-policy.md — Travel policy", found.stdout
+    assert "dense " in lines[1] and "bm25 " in lines[1] and "fused " in lines[1]
+    assert "within 30 days" in lines[2]
+    ranked = json.loads(rag(tmp_path, "search", question, "--json", "--top-k", "1").stdout)
+    assert [p["filename"] for p in ranked] == ["travel-policy.md"]
+    assert ranked[0]["rank"] == 1 and ranked[0]["scores"]["dense"] > 0
+    only = rag(tmp_path, "search", question, "--json", "--document", docs["handbook.txt"]["id"])
+    assert {p["filename"] for p in json.loads(only.stdout)} <= {"handbook.txt"}
+
     gone = docs["travel-policy.md"]["id"]
     deleted = rag(tmp_path, "docs", "delete", gone)
     assert deleted.returncode == 0 and f"deleted {gone}" in deleted.stdout

@@ -102,8 +102,12 @@ def test_a_generated_client_uploads_lists_chats_and_deletes(
     client = _signed_in(gateway.base_url or "")
 
     note = types.File(payload=io.BytesIO(NOTE), file_name="car-park.txt", mime_type="text/plain")
-    accepted = upload.sync(client=client, body=models.BodyUpload(file=note))
+    # Tags and metadata as the generated model takes them: lists of strings.
+    body = models.BodyUpload(file=note, tags=["parking", "site"], meta=["building=north"])
+    accepted = upload.sync(client=client, body=body)
     assert isinstance(accepted, models.DocumentOut), accepted
+    assert accepted.tags == ["parking", "site"]
+    assert accepted.meta.to_dict() == {"building": "north"}
     assert _indexed(client, accepted.id).status.value == "indexed"
 
     listed = list_documents.sync(client=client)
@@ -115,6 +119,13 @@ def test_a_generated_client_uploads_lists_chats_and_deletes(
     assert isinstance(answer, models.ChatAnswer), answer
     assert "HERON-5521" in answer.answer
     assert {source.document_id for source in answer.sources} == {accepted.id}
+
+    search = _module("api.search.search")
+    filters = models.Filters(tags_any=["parking"])
+    found = search.sync(client=client, body=models.SearchBody(query="gate code", filters=filters))
+    assert isinstance(found, models.SearchOut), found
+    assert found.passages[0].document_id == accepted.id
+    assert found.passages[0].scores.dense is not None
 
     deleted = delete_document.sync_detailed(client=client, document_id=accepted.id)
     assert deleted.status_code == 204

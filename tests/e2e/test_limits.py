@@ -434,6 +434,39 @@ async def test_concurrent_streams_per_user_are_capped(http: httpx.AsyncClient) -
     await _until_stream_allowed(http, user.headers)
 
 
+async def test_a_search_holds_a_stream_slot_and_ends_at_its_timeout(
+    http: httpx.AsyncClient,
+) -> None:
+    """POST /api/search is limited like a chat: it takes one of the user's
+    MAX_CONCURRENT_STREAMS while it waits. No worker reads this gateway's
+    topics, so a search waits for its whole `timeout`, then 504."""
+    user = await new_user(http, "searches")
+    async with http.stream(
+        "POST",
+        "/api/chat/stream",
+        headers=user.headers,
+        json={"message": "hi", "stream_timeout": 3},
+    ) as first:
+        assert first.status_code == 200
+        busy = await http.post("/api/search", headers=user.headers, json={"query": "x"})
+        assert "at most 1" in busy.json()["detail"] and _retry_after(busy) >= 1
+        await first.aread()
+    async with asyncio.timeout(10):
+        while True:
+            started = time.monotonic()
+            late = await http.post(
+                "/api/search", headers=user.headers, json={"query": "x", "timeout": 1}
+            )
+            if late.status_code != 429:  # the stream's slot is given back moments later
+                break
+            await asyncio.sleep(0.2)
+    assert late.status_code == 504, late.text
+    assert "no passages within 1 seconds" in late.json()["detail"]
+    assert 1 <= time.monotonic() - started < 5
+    # ... and gave its slot back.
+    await _until_stream_allowed(http, user.headers)
+
+
 async def _until_stream_allowed(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
     """The slot of a stream the client left is freed moments later."""
     async with asyncio.timeout(10):

@@ -223,3 +223,53 @@ async def test_a_readers_chunks_are_found_below_many_they_cannot_read(
     [hit] = await index.search(tenant, alice, "budget forecast", k=3)
     assert hit.document_id == mine
     assert len(await index.search(tenant, bob, "budget forecast", k=3)) == 3
+
+
+async def test_labels_reach_the_chunk_rows_and_filter_inside_the_query(
+    pool: asyncpg.Pool,
+) -> None:
+    """Issue 22: the row's labels are copied onto its chunk rows when they
+    are written, follow a change (documents.set_labels, one transaction),
+    and each filter narrows the search in the SQL."""
+    from datetime import timedelta
+
+    from shared.contracts.labels import Filters
+
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    labelled, plain = await _document(pool, tenant, user), await _document(pool, tenant, user)
+    async with pool.acquire() as conn:
+        assert await documents.set_labels(
+            conn, tenant, user, labelled, ["finance", "q3"], {"team": "accounts"}
+        )
+    index = LexicalIndex(pool)
+    await index.replace_document(tenant, user, labelled, _chunks(labelled, ["budget review"]))
+    await index.replace_document(tenant, user, plain, _chunks(plain, ["budget draft"]))
+    row = await pool.fetchrow(
+        "SELECT tags, meta::text AS meta FROM chunks WHERE document_id = $1", labelled
+    )
+    assert (row["tags"], row["meta"]) == (["finance", "q3"], '{"team": "accounts"}')
+
+    async def found(**filters: object) -> set[uuid.UUID]:
+        hits = await index.search(tenant, user, "budget", 10, filters=Filters(**filters))
+        return {h.document_id for h in hits}
+
+    created = (await documents.by_id(pool, labelled)).created_at  # type: ignore[union-attr]
+    assert await found() == {labelled, plain}
+    assert await found(tags_any=["finance", "nope"]) == {labelled}
+    assert await found(tags_all=["finance", "nope"]) == set()
+    assert await found(meta={"team": "accounts"}) == {labelled}
+    assert await found(meta={"team": "other"}) == set()
+    assert await found(filename="policy.md") == {labelled, plain}
+    assert await found(content_type="application/pdf") == set()
+    assert await found(uploaded_after=created - timedelta(minutes=1)) == {labelled, plain}
+    assert await found(uploaded_before=created - timedelta(minutes=1)) == set()
+
+    # A change moves the chunk rows with the row; another user's is refused.
+    async with pool.acquire() as conn:
+        assert await documents.set_labels(conn, tenant, user, labelled, [], None)
+        assert not await documents.set_labels(conn, tenant, uuid.uuid4(), labelled, ["x"], None)
+    assert await found(tags_any=["finance"]) == set()
+    assert await found(meta={"team": "accounts"}) == {labelled}
+    # A replay copies the row's labels again.
+    await index.replace_document(tenant, user, labelled, _chunks(labelled, ["budget review"]))
+    assert await found(meta={"team": "accounts"}) == {labelled}

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from gateway.streams.inbox import Inbox
 from gateway.streams.replies import ReplyRouter
 from shared.config import Settings
-from shared.contracts.events import DoneReply, TokenReply
+from shared.contracts.events import DoneReply, SearchReply, TokenReply
 from shared.runtime.kafka import create_broker, publish, publish_nowait
 
 
@@ -153,3 +153,35 @@ async def test_a_burst_bigger_than_the_queue_reaches_a_client_that_keeps_reading
 async def _read(stream: Inbox, count: int) -> list[int]:
     """A client that keeps reading, as fast as the loop lets it."""
     return [(await stream.get()).seq for _ in range(count)]
+
+
+async def test_a_search_gets_its_one_reply_and_never_another_owners(
+    stack_env: dict[str, str],
+) -> None:
+    """POST /api/search's reply is routed by the same rule as a stream's:
+    the search's id, for its tenant and user, the first reply heard."""
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"replies-{uuid.uuid4().hex[:8]}"
+    await _create_topic(bootstrap, topic, partitions=1)
+    router = ReplyRouter(bootstrap, topic, partition=0)
+    await router.start()
+    broker = create_broker(Settings(kafka_bootstrap_servers=bootstrap), "test")
+    await broker.start()
+    owner = {"tenant_id": uuid.uuid4(), "user_id": uuid.uuid4(), "correlation_id": "c"}
+    stranger = {**owner, "tenant_id": uuid.uuid4(), "user_id": uuid.uuid4()}
+    try:
+        waiter = router.expect("search-mine", owner["tenant_id"], owner["user_id"])
+        before = _unclaimed()
+        forged = SearchReply(stream_id="search-mine", error="evil", **stranger)
+        first = SearchReply(stream_id="search-mine", error="first", **owner)
+        second = SearchReply(stream_id="search-mine", error="second", **owner)
+        for reply in (forged, first, second):
+            await publish(broker, topic, reply, partition=0)
+        got = await asyncio.wait_for(waiter.reply, 10)
+        assert got.error == "first"
+        await asyncio.sleep(0.5)
+        assert _unclaimed() == before + 2  # the forged one and the second
+    finally:
+        router.forget("search-mine")
+        await broker.stop()
+        await router.stop()

@@ -30,6 +30,7 @@ Action = Literal[
     "key.revoked",
     "document.uploaded",
     "document.deleted",
+    "document.labelled",
     "document.shared",
     "document.unshared",
 ]

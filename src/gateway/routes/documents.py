@@ -17,12 +17,14 @@ from uuid import UUID
 
 import structlog
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+from pydantic import ValidationError
 
 from gateway.http.deps import CurrentUser, GatewayDep, RequestId, client_ip, json_body
 from gateway.http.openapi import SIGNED_IN, errors, json_body_schema, link
 from gateway.identity import audit
 from gateway.identity.users import User
-from gateway.models import DocumentOut, VisibilityBody
+from gateway.models import DocumentOut, DocumentPatch
+from shared.contracts.labels import META_RULE, TAG_RULE, Labels, meta_from_form, tags_from_form
 from shared.errors import (
     Forbidden,
     InvalidInput,
@@ -114,7 +116,8 @@ _UPLOAD_ERRORS = errors(
     (
         InvalidInput,
         "No file name, one with control characters, an empty file, an unprintable"
-        " Content-Type, or a body that is not multipart form data",
+        " Content-Type, tags or metadata that break their rules, or a body that is not"
+        " multipart form data",
     ),
     (UnsupportedDocument, "A file name whose suffix is not a supported kind of document"),
     (Forbidden, "The tenant's document or storage quota is reached"),
@@ -167,8 +170,25 @@ async def upload(
             " indexed first (docs/architecture.md, Fair ingestion)"
         ),
     ] = "interactive",
+    tags: Annotated[
+        list[str] | None,
+        Form(
+            description="Tags: repeat the field for each (`-F tags=finance -F tags=2026`), or"
+            f" separate them with commas, or send a JSON array; {TAG_RULE}. A tag that breaks"
+            " the rule is refused with 400"
+        ),
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        Form(
+            description="Metadata: repeat the field for each entry as `key=value`"
+            " (`-F meta=team=infra`), or send a JSON object of strings"
+            f' (`-F \'meta={{"team": "infra"}}\'`); {META_RULE}. 400 otherwise'
+        ),
+    ] = None,
     ip: ClientIp = None,
 ) -> DocumentOut:
+    labels = _labels(tags or [], meta or [])
     size = file.size if file.size is not None else _measure(file.file)
     doc = new_document(
         user.tenant_id,
@@ -178,6 +198,8 @@ async def upload(
         size_bytes=size,
         limit_bytes=gateway.clients.settings.max_upload_bytes,
         lane=lane,
+        tags=labels.tags,
+        meta=labels.meta,
     )
     intake = Intake.of(gateway.clients)
     await intake.admit(doc)  # before a byte is written
@@ -198,6 +220,19 @@ async def upload(
         raise
     log.info("Document queued", document_id=str(doc.id), size_bytes=accepted.size_bytes)
     return _out(accepted, user)
+
+
+def _labels(tags: list[str], meta: list[str]) -> Labels:
+    """An upload's tags and metadata from its form fields, or 400 saying why."""
+    try:
+        return Labels.model_validate({"tags": tags_from_form(tags), "meta": meta_from_form(meta)})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+        raise InvalidInput(f"{problems[:500]} ({TAG_RULE}; meta: {META_RULE})") from None
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 async def _undo_when_done(intake: Intake, doc: Document, work: asyncio.Task[Document]) -> None:
@@ -240,28 +275,36 @@ async def get_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID
 @router.patch(
     "/{document_id}",
     response_model=DocumentOut,
-    openapi_extra=json_body_schema(VisibilityBody),
+    openapi_extra=json_body_schema(DocumentPatch),
     responses=errors(_NOT_FOUND, _NOT_OWNER),
 )
 async def set_visibility(
     gateway: GatewayDep,
     user: CurrentUser,
     document_id: UUID,
-    body: Annotated[VisibilityBody, Depends(json_body(VisibilityBody))],
+    body: Annotated[DocumentPatch, Depends(json_body(DocumentPatch))],
     ip: ClientIp = None,
 ) -> DocumentOut:
-    """Share the document with the tenant, or make it private again. Only
-    the owner may; the change applies to search at once."""
+    """Share the document with the tenant or make it private again, and/or
+    replace its tags or metadata. Only the owner may; the change applies to
+    search at once (the chunks follow in both indexes before the answer)."""
     clients = gateway.clients
     await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
-    await _set_row_visibility(clients, user, document_id, body.visibility, ip)
+    if body.visibility is not None:
+        await _set_row_visibility(clients, user, document_id, body.visibility, ip)
+    if body.tags is not None or body.meta is not None:
+        await _set_row_labels(clients, user, document_id, body, ip)
     doc = await documents.get(clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
         raise NotFound("document not found")
     # Row first, then the chunks, even when the row did not change: a PATCH
     # repeated after a failed one completes it. (The lexical index reads the
-    # row itself; only the vector store holds a copy.)
-    await documents.sync_visibility(clients.pool, clients.vectors, doc)
+    # visibility from the row and got the labels in the row's transaction;
+    # only the vector store holds copies to bring in line here.)
+    if body.visibility is not None:
+        await documents.sync_visibility(clients.pool, clients.vectors, doc)
+    if body.tags is not None or body.meta is not None:
+        await documents.sync_labels(clients.pool, clients.vectors, doc)
     # The row's trigger outdated cached answers, but one computed before the
     # chunks above followed it may have been cached since. Not best-effort:
     # on a failure the PATCH fails, and repeating it completes it.
@@ -292,6 +335,28 @@ async def _set_row_visibility(
                 target=document_id,
                 ip=ip,
             )
+
+
+async def _set_row_labels(
+    clients: Clients, user: User, document_id: UUID, body: DocumentPatch, ip: str | None
+) -> None:
+    """The row, its BM25 chunk rows and the audit entry, together."""
+    tags = list(dict.fromkeys(body.tags)) if body.tags is not None else None
+    async with clients.pool.acquire() as conn, conn.transaction():
+        if not await documents.set_labels(
+            conn, user.tenant_id, user.id, document_id, tags, body.meta
+        ):
+            raise NotFound("document not found")  # deleted meanwhile
+        changed = {"tags": tags, "meta": body.meta}
+        await audit.record(
+            conn,
+            tenant_id=user.tenant_id,
+            actor_id=user.id,
+            action="document.labelled",
+            target=document_id,
+            ip=ip,
+            detail={key: value for key, value in changed.items() if value is not None},
+        )
 
 
 @router.delete(

@@ -241,7 +241,10 @@ def to_chat(body: CompletionRequest, settings: Settings) -> tuple[ChatBody, list
     )
     try:
         chat = ChatBody(
-            message=text_of(last, index), conversation_id=body.conversation_id, **options
+            message=text_of(last, index),
+            conversation_id=body.conversation_id,
+            filters=body.filters,
+            **options,
         )
     except ValidationError as exc:
         reason = exc.errors(include_input=False)[0]["msg"]

@@ -15,7 +15,7 @@ from uuid import uuid4
 from starlette.types import Receive, Scope, Send
 
 from gateway.identity.users import User
-from gateway.models import ChatAnswer, ChatBody
+from gateway.models import ChatAnswer, ChatBody, SearchBody
 from gateway.state import Gateway
 from gateway.streams.inbox import AttemptReset
 from gateway.streams.relay import ChatRelay, RelayEvent, StreamEnded, StreamTimeout
@@ -42,7 +42,7 @@ def _relay(
     )
 
 
-def check_options(body: ChatBody, settings: Settings) -> None:
+def check_options(body: ChatBody | SearchBody, settings: Settings) -> None:
     """Refuse what the configured workers cannot do, before anything is sent.
     (The settings themselves cannot ask for it: they are refused at start.)"""
     if settings.has_generator:

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from gateway.streams.inbox import AnyReplyEvent, CutReason, Inbox
-from shared.contracts.events import REPLY_ADAPTER
+from shared.contracts.events import REPLY_ADAPTER, SearchReply
 from shared.runtime.follow import PartitionFollower, group_less_consumer
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,14 @@ STREAMS_ACTIVE = Gauge(
 DEFAULT_QUEUE_SIZE = 256
 # Event-loop turns a filling stream's writer gets before the router reads on.
 CATCH_UP_TURNS = 32
+
+
+class OneReply:
+    """A search waiting for its reply."""
+
+    def __init__(self, tenant_id: UUID, user_id: UUID) -> None:
+        self.tenant_id, self.user_id = tenant_id, user_id
+        self.reply: asyncio.Future[SearchReply] = asyncio.get_running_loop().create_future()
 
 
 class ReplyRouter:
@@ -67,6 +75,8 @@ class ReplyRouter:
         # Streams resumed here, read from their own partition and offset by
         # gateway.streams.resume: only counted (and cut on shutdown) here.
         self._resumed: dict[int, Inbox] = {}
+        # Searches waiting for their one reply (gateway.streams.search).
+        self._searches: dict[str, OneReply] = {}
 
     async def start(self) -> None:
         await self._follower.start([self.partition])
@@ -105,6 +115,16 @@ class ReplyRouter:
         if self._streams.pop(stream_id, None) is not None:
             STREAMS_ACTIVE.dec()
 
+    def expect(self, stream_id: str, tenant_id: UUID, user_id: UUID) -> OneReply:
+        """Register a search before publishing it; ``forget`` it when done."""
+        waiter = OneReply(tenant_id, user_id)
+        if self._searches.setdefault(stream_id, waiter) is not waiter:
+            raise ValueError(f"search {stream_id} is open already")
+        return waiter
+
+    def forget(self, stream_id: str) -> None:
+        self._searches.pop(stream_id, None)
+
     def cut_all(self, reason: CutReason) -> None:
         """End every open stream at its next read (on shutdown)."""
         for inbox in [*self._streams.values(), *self._resumed.values()]:
@@ -132,6 +152,9 @@ class ReplyRouter:
         except ValidationError as exc:
             log.error("Malformed reply dropped", offset=record.offset, error=str(exc))
             return
+        if isinstance(reply, SearchReply):
+            self._answer_search(reply, record.offset)
+            return
         stream = self._streams.get(reply.stream_id)
         if stream is None:
             UNCLAIMED_REPLIES.inc()
@@ -143,6 +166,19 @@ class ReplyRouter:
         self._deliver(stream, reply, record.offset)
         if stream.filling():
             await self._let_reader_catch_up(stream)
+
+    def _answer_search(self, reply: SearchReply, offset: int) -> None:
+        """The same rule as a stream's: only the search with its id, only if
+        the reply is for that search's tenant and user; the first reply heard."""
+        waiter = self._searches.get(reply.stream_id)
+        if waiter is None or waiter.reply.done():
+            UNCLAIMED_REPLIES.inc()
+            return
+        if (reply.tenant_id, reply.user_id) != (waiter.tenant_id, waiter.user_id):
+            UNCLAIMED_REPLIES.inc()
+            log.warning("Reply for another owner dropped", offset=offset)
+            return
+        waiter.reply.set_result(reply)
 
     @staticmethod
     async def _let_reader_catch_up(stream: Inbox) -> None:

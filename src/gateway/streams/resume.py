@@ -33,7 +33,7 @@ from gateway.state import Gateway
 from gateway.streams.inbox import AnyReplyEvent, Inbox
 from gateway.streams.leaving import START_ID
 from gateway.streams.relay import ChatRelay, RelayEvent
-from shared.contracts.events import REPLY_ADAPTER, TERMINAL_REPLIES, ChatRequest
+from shared.contracts.events import REPLY_ADAPTER, TERMINAL_REPLIES, ChatRequest, SearchReply
 from shared.errors import InvalidInput
 from shared.runtime.follow import group_less_consumer
 from shared.runtime.kafka import kafka_security
@@ -133,6 +133,8 @@ class Replay:
         try:
             reply = REPLY_ADAPTER.validate_json(record.value or b"")
         except ValidationError:
+            return None
+        if isinstance(reply, SearchReply):  # one search's answer, never a chat's
             return None
         request = self._request
         mine = (reply.stream_id, reply.tenant_id, reply.user_id) == (

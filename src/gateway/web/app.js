@@ -264,7 +264,7 @@ function renderDocument(doc) {
   if (!item) {
     item = document.createElement("li");
     item.dataset.id = doc.document_id;
-    for (const part of ["filename", "status", "detail"]) {
+    for (const part of ["filename", "status", "detail", "tags"]) {
       const span = document.createElement("span");
       span.className = part;
       item.append(span);
@@ -272,6 +272,10 @@ function renderDocument(doc) {
     list.prepend(item);
   }
   item.querySelector(".filename").textContent = doc.filename;
+  // A status event carries no tags: keep what the list showed.
+  if (Array.isArray(doc.tags)) {
+    item.querySelector(".tags").textContent = doc.tags.map((tag) => `#${tag}`).join(" ");
+  }
   const status = item.querySelector(".status");
   status.textContent = doc.status;
   status.dataset.status = doc.status;
@@ -296,6 +300,9 @@ function upload(file, retry) {
   }
   const form = new FormData();
   form.append("file", file);
+  // The gateway splits on commas and says why a tag is refused.
+  const tags = $("upload-tags").value.trim();
+  if (tags) form.append("tags", tags);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/documents");
   xhr.setRequestHeader("Authorization", `Bearer ${session.access}`);

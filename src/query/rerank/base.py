@@ -7,6 +7,9 @@ from typing import Protocol
 from query.retrieval import Owner
 from shared.storage.vectorstore import Hit
 
+# The stage name a reranker's own score is recorded under (Hit.stages).
+RERANKER_STAGE = "reranker"
+
 
 class Reranker(Protocol):
     name: str

@@ -9,7 +9,7 @@ reciprocal rank fusion do better than either (docs/quality.md)."""
 from __future__ import annotations
 
 from query.fusion import reciprocal_rank_fusion
-from query.rerank.base import Reranker
+from query.rerank.base import RERANKER_STAGE, Reranker
 from query.retrieval import Owner
 from shared.storage.vectorstore import Hit
 
@@ -32,4 +32,5 @@ class RetrievalFused:
         if not hits or k < 1:
             return []
         reranked = await self._inner.rerank(question, hits, len(hits), owner)
-        return reciprocal_rank_fusion([hits, reranked], k=self._rrf_k)[:k]
+        reranked = [h.scored(RERANKER_STAGE, h.score) for h in reranked]
+        return reciprocal_rank_fusion([hits, reranked], k=self._rrf_k, stage="reranked_fused")[:k]

@@ -62,10 +62,22 @@ def collect(paths: Sequence[Path]) -> Plan:
     return plan
 
 
-def upload(session: Session, item: Item, *, bulk: bool = False) -> None:
-    """``bulk``: indexed after the tenant's interactive uploads (an import)."""
+def upload(
+    session: Session,
+    item: Item,
+    *,
+    bulk: bool = False,
+    tags: Sequence[str] = (),
+    meta: Sequence[str] = (),
+) -> None:
+    """``bulk``: indexed after the tenant's interactive uploads (an import).
+    ``tags`` and ``meta`` (``key=value`` each) label the document."""
     content_type = mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
-    form = {"lane": "bulk" if bulk else "interactive"}
+    form: dict[str, str | list[str]] = {"lane": "bulk" if bulk else "interactive"}
+    if tags:
+        form["tags"] = list(tags)
+    if meta:
+        form["meta"] = list(meta)
     try:
         with item.path.open("rb") as body:
             files = {"file": (item.path.name, body, content_type)}

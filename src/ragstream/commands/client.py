@@ -1,4 +1,4 @@
-"""Client commands over the HTTP API: login, logout, ingest, chat, docs."""
+"""Client commands over the HTTP API: login, logout, ingest, chat, search, docs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ragstream.client import auth, credentials, ingest
 from ragstream.client import chat as chatting
 from ragstream.client import conversations as conversations_api
 from ragstream.client import documents as docs_api
+from ragstream.client import search as searching
 from ragstream.client.errors import ClientError
 from ragstream.client.session import Session, open_login
 from ragstream.client.terminal import printable
@@ -73,6 +74,13 @@ def ingest_command(
         bool,
         typer.Option("--bulk", help="an import: indexed after your tenant's other uploads"),
     ] = False,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="tag every uploaded document (repeat)")
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="metadata key=value on every uploaded document (repeat)"),
+    ] = None,
 ) -> int:
     """Upload documents and wait until each is indexed or failed."""
     plan = ingest.collect(paths)
@@ -82,7 +90,7 @@ def ingest_command(
         task = progress.add_task("uploading", total=len(plan.items))
         for item in plan.items:
             progress.update(task, description=f"uploading {escape(item.shown)}")
-            ingest.upload(session, item, bulk=bulk)
+            ingest.upload(session, item, bulk=bulk, tags=tag or (), meta=meta or ())
             if item.status == "refused":
                 progress.advance(task)
         progress.update(task, description="indexing")
@@ -221,6 +229,67 @@ def _print_sources(sources: list[dict[str, Any]], grounded: bool = True) -> None
         out.print(printable(line), markup=False)
 
 
+_STAGES = ("dense", "bm25", "fused", "reranker", "reranked_fused")
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    url: UrlOption = None,
+    as_json: JsonFlag = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="passages wanted")] = None,
+    retrieval: Annotated[
+        str | None, typer.Option("--retrieval", help="dense, lexical or hybrid")
+    ] = None,
+    reranking: Annotated[
+        str | None, typer.Option("--reranking", help="none, cross-encoder, mmr or llm")
+    ] = None,
+    document: Annotated[
+        list[str] | None, typer.Option("--document", help="search only this document id")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="only documents with this tag (repeat: any)")
+    ] = None,
+    all_tags: Annotated[
+        bool, typer.Option("--all-tags", help="only documents with every --tag")
+    ] = False,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="only documents with this metadata key=value (repeat: all)"),
+    ] = None,
+) -> int:
+    """Your passages for a query, ranked, with each stage's score; no answer."""
+    filters = searching.filters(tag or [], all_tags, meta or [])
+    with Session(open_login(url)) as session:
+        passages = searching.search(
+            session,
+            query,
+            top_k=top_k,
+            retrieval=retrieval,
+            reranking=reranking,
+            document_ids=document or None,
+            extra={"filters": filters} if filters else None,
+        )
+    if as_json:
+        print(json.dumps(passages))
+        return 0
+    if not passages:
+        err.print("no passages")
+        return 0
+    for p in passages:
+        where = f", page {p['page']}" if p.get("page") else ""
+        section = f" — {p['section']}" if p.get("section") else ""
+        scores = "  ".join(
+            f"{name} {p['scores'][name]:.4g}"
+            for name in _STAGES
+            if p["scores"].get(name) is not None
+        )
+        out.print(printable(f"{p['rank']:>2}. {p['filename']}{where}{section}"), markup=False)
+        out.print(printable(f"    {scores}"), markup=False, style="dim")
+        snippet = " ".join(p["text"].split())
+        out.print(printable(f"    {snippet[:200]}"), markup=False)
+    return 0
+
+
 @docs_app.command("list")
 def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
     """Your documents and those shared with your tenant, newest first."""
@@ -269,4 +338,5 @@ def register(app: typer.Typer) -> None:
     app.command("logout")(logout)
     app.command("ingest")(ingest_command)
     app.command("chat")(chat)
+    app.command("search")(search)
     app.add_typer(docs_app, name="docs")

@@ -2,10 +2,12 @@
 retrieval configuration, scored by hit@1, hit@5, MRR and nDCG@10, and by what
 the answers say.
 
-Everything goes through ``POST /api/chat`` as a user's question would: the
-ranking scored is the ``sources`` list the answer came with; the answer is
-judged by its text (a fact in it), its citations (a gold page among them) and
-whether the system declined (``grounded`` false). Every question is asked,
+Everything goes through the HTTP API as a user's question would. The ranking
+scored is what ``POST /api/search`` returns for the question with the
+configuration's options (the passages a chat with those options is given,
+whatever its answer cites); the answer, from ``POST /api/chat``, is judged by
+its text (a fact in it), its citations (a gold page among them) and whether
+the system declined (``grounded`` false). Every question is asked,
 unanswerable ones too, but only answerable ones have a ranking to score.
 """
 
@@ -174,14 +176,14 @@ def upload_corpus(
     say(f"\rindexed {total}/{total} documents in {time.monotonic() - started:.0f} s\n")
 
 
-def _chat(
-    http: httpx.Client, dataset: Dataset, body: dict[str, Any]
+def _post(
+    http: httpx.Client, dataset: Dataset, path: str, body: dict[str, Any]
 ) -> tuple[httpx.Response, float]:
     """The response and its round trip. A run can outlast the access token
     (a slow model, many configurations): on 401 sign in again, once."""
     for attempt in range(2):
         started = time.perf_counter()
-        response = http.post("/api/chat", json=body)
+        response = http.post(path, json=body)
         latency = time.perf_counter() - started
         if response.status_code != 401 or attempt:
             break
@@ -189,15 +191,32 @@ def _chat(
     return response, latency
 
 
+def rank(
+    http: httpx.Client, dataset: Dataset, question: Question, config: Config
+) -> list[dict[str, Any]] | str:
+    """The passages POST /api/search ranks for the question, best first, or
+    the refusal's reason."""
+    body = {"query": question.question, "top_k": RANK_DEPTH, "timeout": STREAM_TIMEOUT}
+    response, _ = _post(http, dataset, "/api/search", body | config.options)
+    if response.status_code == 400:
+        return str(response.json().get("detail", response.text))
+    passages: list[dict[str, Any]] = expect(response, 200)["passages"]
+    return passages
+
+
 def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config) -> Asked | str:
-    """One question; its answer and ranked sources judged, or the refusal's reason."""
+    """One question: its ranking (from the search API) and its answer judged,
+    or the refusal's reason."""
+    ranked = rank(http, dataset, question, config)
+    if isinstance(ranked, str):
+        return ranked
     body = {
         "message": question.question,
         "top_k": RANK_DEPTH,
         "stream_timeout": STREAM_TIMEOUT,
         **config.options,
     }
-    response, latency = _chat(http, dataset, body)
+    response, latency = _post(http, dataset, "/api/chat", body)
     if response.status_code == 400:
         return str(response.json().get("detail", response.text))
     reply = expect(response, 200)
@@ -207,8 +226,8 @@ def ask(http: httpx.Client, dataset: Dataset, question: Question, config: Config
     # A gateway older than the field answered exactly when it cited a source.
     grounded = bool(reply.get("grounded", bool(cited)))
     outcome = Outcome(
-        passages=[passage_relevant(question, s["filename"], s["text"]) for s in sources],
-        documents=[(s["filename"], document_relevant(question, s["filename"])) for s in sources],
+        passages=[passage_relevant(question, p["filename"], p["text"]) for p in ranked],
+        documents=[(p["filename"], document_relevant(question, p["filename"])) for p in ranked],
         latency=latency,
         n_gold=len(question.gold),
         n_gold_documents=len(question.gold_documents),

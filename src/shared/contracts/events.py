@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.config import TOP_K_MAX, RerankingMethod, RetrievalMode
+from shared.contracts.labels import Filters
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -100,6 +101,12 @@ class ChatOptions(BaseModel):
     document_ids: list[UUID] | None = Field(
         default=None, min_length=1, max_length=100, description="Search only these documents"
     )
+    filters: Filters | None = Field(
+        default=None,
+        description="Search only documents with these tags, metadata, name, type or upload"
+        " time (ANDed with what the caller may read). Unknown filter fields are refused, never"
+        " ignored: a worker that cannot apply a filter must not search wider.",
+    )
 
 
 def storable(text: str) -> str:
@@ -148,6 +155,82 @@ class ChatRequest(Event):
         " history of `conversation_id`. Workers that predate it ignore it and read the stored"
         " history.",
     )
+
+
+# --- search: retrieval without an answer --------------------------------------
+
+
+class SearchRequest(Event):
+    """``rag.search.requests``, keyed by stream id: the caller's passages for
+    a query, ranked as a chat with the same options would rank its sources,
+    and no answer. One ``SearchReply`` comes back to ``reply_to``."""
+
+    type: Literal["search.request"] = "search.request"
+    stream_id: StreamId = Field(
+        default_factory=new_stream_id,
+        description="Chosen by the server for each request: the reply is keyed by it and"
+        " checked against the tenant and user",
+    )
+    query: UserText = Field(min_length=1, max_length=8000)
+    top_k: int | None = Field(default=None, ge=1, le=TOP_K_MAX)
+    options: ChatOptions = Field(default_factory=ChatOptions)
+    deadline: AwareDatetime
+    reply_to: ReplyTo | None = None
+
+
+class StageScores(BaseModel):
+    """The score each stage that ranked a passage gave it; null where the
+    stage did not run or did not find the passage."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    dense: float | None = Field(default=None, description="Cosine similarity of the embeddings")
+    bm25: float | None = Field(default=None, description="BM25 score of the lexical search")
+    fused: float | None = Field(
+        default=None, description="Reciprocal-rank-fusion score of dense and BM25 (hybrid)"
+    )
+    reranker: float | None = Field(
+        default=None, description="The reranker's own score (cross-encoder, MMR or LLM)"
+    )
+    reranked_fused: float | None = Field(
+        default=None,
+        description="RRF of the retrieval order and the reranker's (RERANK_FUSION), which"
+        " ranked it last when present",
+    )
+
+
+class Passage(BaseModel):
+    """One retrieved passage, ranked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rank: int = Field(ge=1, description="1 is the best")
+    document_id: UUID
+    filename: str
+    chunk_index: int = Field(ge=0)
+    page: int | None = Field(default=None, ge=1, description="PDF page the passage is on")
+    section: str | None = Field(
+        default=None, description="The heading path the passage is under (`A > B`)"
+    )
+    text: str = Field(description="The passage (compressed when compression ran)")
+    score: float = Field(description="The score that ranked it last (higher is better)")
+    scores: StageScores
+
+
+class SearchReply(Event):
+    """On ``rag.chat.replies``: the one reply to a ``SearchRequest``."""
+
+    type: Literal["search.reply"] = "search.reply"
+    stream_id: StreamId
+    seq: int = Field(default=0, ge=0, description="Always 0: a search has one reply")
+    attempt_id: AttemptId | None = None
+    outcome: Literal["answered", "refused", "failed"] = Field(
+        default="answered",
+        description="refused: the request asked for what this worker cannot do (`error` says"
+        " what); failed: the search broke (try again). Either way `passages` is empty.",
+    )
+    passages: list[Passage] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="Why it was refused or failed")
 
 
 class ChatCancel(Event):
@@ -222,12 +305,12 @@ class ErrorReply(Reply):
 
 
 AnyReply = Annotated[
-    TokenReply | SourcesReply | DoneReply | ErrorReply, Field(discriminator="type")
+    TokenReply | SourcesReply | DoneReply | ErrorReply | SearchReply, Field(discriminator="type")
 ]
-REPLY_ADAPTER: TypeAdapter[TokenReply | SourcesReply | DoneReply | ErrorReply] = TypeAdapter(
-    AnyReply
+REPLY_ADAPTER: TypeAdapter[TokenReply | SourcesReply | DoneReply | ErrorReply | SearchReply] = (
+    TypeAdapter(AnyReply)
 )
-TERMINAL_REPLIES = ("done", "error")
+TERMINAL_REPLIES = ("done", "error", "search.reply")
 
 
 # --- feedback ----------------------------------------------------------------

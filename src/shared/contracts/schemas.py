@@ -28,6 +28,7 @@ from shared.contracts.events import (
     FeedbackGiven,
     IngestRequest,
     IngestStatus,
+    SearchRequest,
 )
 from shared.contracts.topics import Topics
 
@@ -60,6 +61,13 @@ _RECEIVED = (
         "Questions to answer; keyed by conversation id. Replies go to reply_to.",
     ),
     _Channel(
+        "searchRequests",
+        _TOPICS.search_requests,
+        SearchRequest,
+        "Queries to rank passages for, without an answer (POST /api/search); keyed by stream"
+        " id. One search.reply goes to reply_to.",
+    ),
+    _Channel(
         "chatCancel",
         _TOPICS.chat_cancel,
         ChatCancel,
@@ -78,8 +86,8 @@ _SENT = (
         "chatReplies",
         _TOPICS.chat_replies,
         AnyReply,
-        "token, sources, done and error events, sent to the partition named in reply_to"
-        " (keyed by correlation id when there is none).",
+        "token, sources, done and error events, and the search.reply of a search request,"
+        " sent to the partition named in reply_to (keyed by stream id when there is none).",
     ),
     _Channel(
         "feedback",
@@ -100,6 +108,12 @@ _SENT = (
         Topics.dead_letter(_TOPICS.chat_requests),
         DeadLetter,
         "Chat requests the worker could not handle, with the reason.",
+    ),
+    _Channel(
+        "searchDeadLetters",
+        Topics.dead_letter(_TOPICS.search_requests),
+        DeadLetter,
+        "Search requests the worker could not handle, with the reason.",
     ),
 )
 
@@ -162,6 +176,7 @@ def _event_schemas() -> dict[str, dict[str, Any]]:
         "ChatRequest": _schema(ChatRequest),
         "ChatReply": REPLY_ADAPTER.json_schema(mode="serialization"),
         "ChatCancel": _schema(ChatCancel),
+        "SearchRequest": _schema(SearchRequest),
         "DeadLetter": _schema(DeadLetter),
         "FeedbackGiven": _schema(FeedbackGiven),
     }

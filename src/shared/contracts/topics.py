@@ -29,6 +29,7 @@ class Topics:
     chat_replies: str
     chat_cancel: str
     feedback: str
+    search_requests: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
@@ -39,6 +40,7 @@ class Topics:
             chat_replies=f"{prefix}.chat.replies",
             chat_cancel=f"{prefix}.chat.cancel",
             feedback=f"{prefix}.feedback",
+            search_requests=f"{prefix}.search.requests",
         )
 
     @staticmethod
@@ -69,8 +71,11 @@ def _wanted(settings: Settings, topics: Topics) -> list[NewTopic]:
         topic(topics.chat_replies, settings.kafka_reply_partitions, short_lived),
         topic(topics.chat_cancel, 1, short_lived),
         topic(topics.feedback, requests),
+        # A search is only useful while its caller waits, like a reply.
+        topic(topics.search_requests, requests, short_lived),
         topic(Topics.dead_letter(topics.ingest_requests), 1),
         topic(Topics.dead_letter(topics.chat_requests), 1),
+        topic(Topics.dead_letter(topics.search_requests), 1),
     ]
 
 

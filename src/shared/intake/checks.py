@@ -62,6 +62,8 @@ def new_document(
     visibility: Visibility = "private",
     lane: Lane = "interactive",
     doc_id: UUID | None = None,
+    tags: list[str] | None = None,
+    meta: dict[str, str] | None = None,
 ) -> Document:
     """The row to store, or the reason it is refused (``InvalidInput``,
     ``UnsupportedDocument``, ``PayloadTooLarge``)."""
@@ -86,4 +88,6 @@ def new_document(
         updated_at=now,
         visibility=visibility,
         lane=lane,
+        tags=list(tags or []),
+        meta=dict(meta or {}),
     )

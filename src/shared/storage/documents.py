@@ -8,10 +8,11 @@ like an id that does not exist.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -19,6 +20,7 @@ import asyncpg
 from shared.config import Settings
 from shared.contracts.events import DocumentStatus
 from shared.errors import Forbidden, NotFound, Unavailable
+from shared.storage.vectorstore import document_fields
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -47,7 +49,7 @@ Lane = Literal["interactive", "bulk"]
 
 COLUMNS = (
     "id, tenant_id, user_id, filename, content_type, size_bytes, sha256, blob_key,"
-    " status, chunks, error, created_at, updated_at, visibility, lane"
+    " status, chunks, error, created_at, updated_at, visibility, lane, tags, meta"
 )
 FIELDS = tuple(name.strip() for name in COLUMNS.split(","))
 # What a caller may read: their own documents and their tenant's shared ones.
@@ -72,17 +74,24 @@ class Document:
     updated_at: datetime
     visibility: Visibility = "private"
     lane: Lane = "interactive"
+    # Labels (shared.contracts.labels), copied onto every chunk for filters.
+    tags: list[str] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Document:
         """The document of a row that has (at least) its columns."""
-        return cls(**{name: record[name] for name in FIELDS if name in record})
+        fields = {name: record[name] for name in FIELDS if name in record}
+        if isinstance(fields.get("meta"), str):  # a pool without the jsonb codec
+            fields["meta"] = json.loads(fields["meta"])
+        return cls(**fields)
 
 
 async def insert(pool: Db, doc: Document) -> None:
     await pool.execute(
         f"INSERT INTO documents ({COLUMNS})"  # noqa: S608
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+        # meta as text: the same SQL whether or not the pool decodes jsonb.
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::text::jsonb)",
         doc.id,
         doc.tenant_id,
         doc.user_id,
@@ -98,6 +107,8 @@ async def insert(pool: Db, doc: Document) -> None:
         doc.updated_at,
         doc.visibility,
         doc.lane,
+        doc.tags,
+        json.dumps(doc.meta),
     )
 
 
@@ -236,6 +247,66 @@ async def visibility_of(pool: Db, doc_id: UUID) -> Visibility | None:
 
 
 SYNC_ROUNDS = 5
+
+
+async def set_labels(
+    conn: Conn,
+    tenant_id: UUID,
+    user_id: UUID,
+    doc_id: UUID,
+    tags: list[str] | None,
+    meta: dict[str, str] | None,
+) -> bool:
+    """Replace an owned document's tags and/or metadata (``None``: keep),
+    on its row and its BM25 chunk rows, inside the caller's transaction;
+    whether the caller owns such a document. Chroma's copy: ``sync_labels``."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM documents WHERE id=$1 AND tenant_id=$2 AND user_id=$3 FOR UPDATE",
+        doc_id,
+        tenant_id,
+        user_id,
+    )
+    if found is None:
+        return False
+    changes = (("tags", "$2::text[]", tags), ("meta", "$2::text::jsonb", meta))
+    for column, param, value in changes:
+        if value is None:
+            continue
+        for table, key in (("documents", "id"), ("chunks", "document_id")):
+            await conn.execute(
+                f"UPDATE {table} SET {column}={param} WHERE {key}=$1",  # noqa: S608 - names are ours
+                doc_id,
+                json.dumps(value) if column == "meta" else value,
+            )
+    return True
+
+
+def chunk_fields(doc: Document) -> dict[str, Any]:
+    """What each of the document's chunks copies from its row into Chroma."""
+    return document_fields(doc.content_type, doc.created_at, doc.tags, doc.meta)
+
+
+async def sync_labels(
+    pool: asyncpg.Pool,
+    vectors: VectorStore,
+    doc: Document,
+    written: dict[str, Any] | None = None,
+) -> None:
+    """Make the document's chunk metadata in Chroma carry its row's labels
+    (and content type and upload time), as ``sync_visibility`` does for
+    visibility: written from the row, then the row read again, and written
+    again if it changed meanwhile. ``written``: what every chunk already
+    carries (``None``: unknown, so every chunk is read and checked)."""
+    for _ in range(SYNC_ROUNDS):
+        current = await by_id(pool, doc.id)
+        if current is None:
+            return
+        wanted = chunk_fields(current)
+        if wanted == written:
+            return
+        await vectors.set_document_fields(doc.tenant_id, doc.user_id, doc.id, wanted)
+        written = wanted
+    raise Unavailable("the document's labels keep changing; try again")
 
 
 async def sync_visibility(

@@ -22,6 +22,7 @@ chunks (tests/integration/test_lexical.py, docs/quality.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -32,6 +33,7 @@ from uuid import UUID
 import asyncpg
 import Stemmer
 
+from shared.contracts.labels import Filters
 from shared.storage import documents
 from shared.storage.vectorstore import Hit
 
@@ -115,6 +117,13 @@ WITH postings AS MATERIALIZED (
         WHERE c.id = s.chunk_id AND c.tenant_id = $1 AND d.tenant_id = $1
           AND (c.user_id = $2 OR d.visibility = 'tenant')
           AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
+          AND ($8::text[] IS NULL OR c.tags && $8::text[])
+          AND ($9::text[] IS NULL OR c.tags @> $9::text[])
+          AND ($10::text IS NULL OR c.meta @> $10::text::jsonb)
+          AND ($11::text IS NULL OR d.filename = $11::text)
+          AND ($12::text IS NULL OR d.content_type = $12::text)
+          AND ($13::timestamptz IS NULL OR d.created_at >= $13::timestamptz)
+          AND ($14::timestamptz IS NULL OR d.created_at < $14::timestamptz)
         LIMIT 1
     ) readable
     LIMIT $4
@@ -168,6 +177,21 @@ def _rows(
     return chunk_rows, term_rows
 
 
+def _filter_arguments(filters: Filters | None) -> tuple[object, ...]:
+    """$8-$14 of ``_SEARCH``: NULL where a filter is not set."""
+    if filters is None:
+        return (None,) * 7
+    return (
+        sorted(set(filters.tags_any)) if filters.tags_any else None,
+        sorted(set(filters.tags_all)) if filters.tags_all else None,
+        json.dumps(filters.meta) if filters.meta else None,
+        filters.filename,
+        filters.content_type,
+        filters.uploaded_after,
+        filters.uploaded_before,
+    )
+
+
 class LexicalIndex:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -183,6 +207,13 @@ class LexicalIndex:
         replaces, never duplicates). Raises ``asyncpg.ForeignKeyViolationError``
         when the document row is gone."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # The row's labels, copied onto each chunk row; FOR SHARE keeps a
+            # PATCH of them (which updates the row and its chunk rows in one
+            # transaction) from passing between this read and the commit.
+            labelled = await conn.fetchval(
+                "SELECT tags <> '{}' OR meta <> '{}'::jsonb FROM documents WHERE id = $1 FOR SHARE",
+                document_id,
+            )
             await conn.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
             # A batch at a time, counted off the event loop: a long document
             # has millions of terms, and a blocked loop misses Kafka heartbeats.
@@ -199,6 +230,14 @@ class LexicalIndex:
                     records=term_rows,
                     columns=["tenant_id", "term", "chunk_id", "tf", "length"],
                 )
+            if labelled:
+                # Copied onto the chunk rows (an unlabelled document's keep
+                # the columns' empty defaults, with no second write).
+                await conn.execute(
+                    "UPDATE chunks c SET tags = d.tags, meta = d.meta FROM documents d"
+                    " WHERE d.id = $1 AND c.document_id = d.id",
+                    document_id,
+                )
 
     async def delete_document(self, document_id: UUID) -> None:
         await self._pool.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
@@ -210,6 +249,7 @@ class LexicalIndex:
         question: str,
         k: int,
         document_ids: Sequence[UUID] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
         terms = sorted(set(tokenize(question)))
         if not terms:
@@ -223,6 +263,7 @@ class LexicalIndex:
             K1,
             B,
             list(document_ids) if document_ids is not None else None,
+            *_filter_arguments(filters),
         )
         return [
             Hit(
@@ -231,10 +272,10 @@ class LexicalIndex:
                 filename=row["filename"],
                 chunk_index=row["chunk_index"],
                 text=row["text"],
-                score=round(float(row["score"]), 4),
+                score=0.0,
                 page=row["page"],
                 section=row["section"],
-            )
+            ).scored("bm25", round(float(row["score"]), 4))
             for row in rows
         ]
 

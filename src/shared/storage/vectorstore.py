@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -35,6 +36,7 @@ from chromadb.errors import NotFoundError
 
 from shared.adapters.embedding import Embedder
 from shared.config import Settings
+from shared.contracts.labels import Filters
 from shared.errors import RagError, Unavailable
 from shared.storage.vector_writes import VectorWriteLock
 from shared.text import in_context
@@ -53,6 +55,11 @@ class Chunk:
     page: int | None = None
     section: str | None = None
     visibility: str = "private"
+    # Copies of the document row's, for filters (shared.contracts.labels).
+    content_type: str | None = None
+    uploaded_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,19 @@ class Hit:
     score: float
     page: int | None = None
     section: str | None = None
+    # (stage, score) of every stage that ranked it, in order: what
+    # POST /api/search shows ("dense", "bm25", "fused", "reranker",
+    # "reranked_fused"). A tuple, so a Hit stays hashable.
+    stages: tuple[tuple[str, float], ...] = ()
+
+    def scored(self, stage: str, score: float) -> Hit:
+        """This hit ranked by ``stage`` with ``score`` (replacing an earlier
+        score of the same stage)."""
+        kept = tuple((name, value) for name, value in self.stages if name != stage)
+        return replace(self, score=score, stages=(*kept, (stage, score)))
+
+    def stage_scores(self) -> dict[str, float]:
+        return dict(self.stages)
 
     @property
     def in_context(self) -> str:
@@ -81,15 +101,70 @@ def _owner(user_id: UUID, **more: object) -> dict[str, Any]:
     return {"$and": clauses}
 
 
-def _readable(user_id: UUID, **more: object) -> dict[str, Any]:
+def _readable(user_id: UUID, *clauses: dict[str, Any], **more: object) -> dict[str, Any]:
     """What ``user_id`` may search in their tenant's collection: their own
-    chunks or shared ones."""
+    chunks or shared ones (and ``clauses`` and ``more``, which only narrow it)."""
     mine_or_shared: dict[str, object] = {
         "$or": [{"user_id": str(user_id)}, {"visibility": "tenant"}]
     }
-    if not more:
+    narrower = [*clauses, *({key: value} for key, value in more.items())]
+    if not narrower:
         return mine_or_shared
-    return {"$and": [mine_or_shared, *({key: value} for key, value in more.items())]}
+    return {"$and": [mine_or_shared, *narrower]}
+
+
+# Chunk metadata keys of a document's labels: one key per tag and per
+# metadata entry, so a filter is plain equality in Chroma's ``where``.
+TAG_KEY = "tag:"
+META_KEY = "meta:"
+
+
+def _either(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    # Chroma's $or wants two clauses at least.
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+
+def filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
+    """A filter as clauses of Chroma's ``where`` (to be ANDed with the
+    reader's): each narrows, none can widen."""
+    if filters is None:
+        return []
+    clauses: list[dict[str, Any]] = []
+    if filters.tags_any:
+        clauses.append(_either([{TAG_KEY + tag: True} for tag in sorted(set(filters.tags_any))]))
+    clauses += [{TAG_KEY + tag: True} for tag in sorted(set(filters.tags_all or ()))]
+    clauses += [{META_KEY + key: value} for key, value in sorted((filters.meta or {}).items())]
+    if filters.filename is not None:
+        clauses.append({"filename": filters.filename})
+    if filters.content_type is not None:
+        clauses.append({"content_type": filters.content_type})
+    if filters.uploaded_after is not None:
+        clauses.append({"uploaded_at": {"$gte": _epoch(filters.uploaded_after)}})
+    if filters.uploaded_before is not None:
+        clauses.append({"uploaded_at": {"$lt": _epoch(filters.uploaded_before)}})
+    return clauses
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def label_metadata(tags: Sequence[str], meta: Mapping[str, str]) -> dict[str, Any]:
+    return {**{TAG_KEY + t: True for t in tags}, **{META_KEY + k: v for k, v in meta.items()}}
+
+
+def document_fields(
+    content_type: str,
+    uploaded_at: datetime,
+    tags: Sequence[str],
+    meta: Mapping[str, str],
+) -> dict[str, Any]:
+    """What every chunk's metadata copies from its document row, for filters."""
+    return {
+        "content_type": content_type,
+        "uploaded_at": _epoch(uploaded_at),
+        **label_metadata(tags, meta),
+    }
 
 
 def _may_read(user_id: UUID, meta: dict[str, Any]) -> bool:
@@ -249,11 +324,16 @@ class VectorStore:
         embedding: list[float],
         k: int,
         document_ids: Sequence[UUID] | None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
+        narrower = filter_clauses(filters)
+        if document_ids is not None:
+            narrower.append({"document_id": {"$in": [str(d) for d in document_ids]}})
+
         def search(collection: Any) -> list[Hit]:
-            if document_ids is not None:
-                where = _readable(user_id, document_id={"$in": [str(d) for d in document_ids]})
-                return _hits(_query(collection, embedding, k, where))
+            if narrower:
+                # Filtered inside Chroma's query, with the reader's filter.
+                return _hits(_query(collection, embedding, k, _readable(user_id, *narrower)))
             wanted = k * OVERFETCH
             rows = _query(collection, embedding, wanted, None)
             readable = [row for row in rows if _may_read(user_id, row[2])]
@@ -307,6 +387,27 @@ class VectorStore:
             updated += len(ids)
         return updated
 
+    def _set_fields(
+        self, tenant_id: UUID, user_id: UUID, document_id: UUID, wanted: Mapping[str, Any]
+    ) -> int:
+        where = _owner(user_id, document_id=str(document_id))
+        page = max(1, min(self._client.get_max_batch_size(), VISIBILITY_PAGE))
+        updated = 0
+        for collection in self._tenant_collections(tenant_id):
+            found = collection.get(where=where, include=["metadatas"])
+            ids, metas = found["ids"], found["metadatas"]
+            changes = [
+                (chunk_id, change)
+                for chunk_id, current in zip(ids, metas, strict=True)
+                if (change := _label_change(current or {}, wanted))
+            ]
+            for start in range(0, len(changes), page):
+                batch = changes[start : start + page]
+                # Metadata updates merge; a key set to None is removed.
+                collection.update(ids=[c for c, _ in batch], metadatas=[m for _, m in batch])
+            updated += len(ids)
+        return updated
+
     def _delete_everywhere(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> int:
         where = _owner(user_id, document_id=str(document_id))
         deleted = 0
@@ -332,8 +433,11 @@ class VectorStore:
         embedding: list[float],
         k: int,
         document_ids: Sequence[UUID] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
-        return await asyncio.to_thread(self._search, tenant_id, user_id, embedding, k, document_ids)
+        return await asyncio.to_thread(
+            self._search, tenant_id, user_id, embedding, k, document_ids, filters
+        )
 
     async def chunk_ids(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> set[str]:
         return await asyncio.to_thread(self._ids, tenant_id, user_id, document_id)
@@ -370,11 +474,34 @@ class VectorStore:
                 self._set_visibility, tenant_id, user_id, document_id, visibility
             )
 
+    async def set_document_fields(
+        self, tenant_id: UUID, user_id: UUID, document_id: UUID, wanted: Mapping[str, Any]
+    ) -> int:
+        """Make the owner's document's chunk metadata carry ``wanted``
+        (``document_fields``: its labels, content type, upload time), in every
+        embedding space's collection of the tenant, tags and metadata it no
+        longer has removed; only chunks that differ are written. How many
+        chunks it found."""
+        async with self._writing(tenant_id):
+            return await asyncio.to_thread(
+                self._set_fields, tenant_id, user_id, document_id, wanted
+            )
+
     async def heartbeat(self) -> None:
         await asyncio.to_thread(self._client.heartbeat)
 
 
 _Row = tuple[str, str, dict[str, Any], float]
+
+
+def _label_change(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata update taking a chunk's labels from ``current`` to
+    ``wanted`` (None removes a key); empty when they agree."""
+    change: dict[str, Any] = {
+        key: None for key in current if key.startswith((TAG_KEY, META_KEY)) and key not in wanted
+    }
+    change.update({key: value for key, value in wanted.items() if current.get(key) != value})
+    return change
 
 
 def _upsert_batch(collection: Any, chunks: list[Chunk]) -> None:
@@ -391,6 +518,11 @@ def _upsert_batch(collection: Any, chunks: list[Chunk]) -> None:
                 "chunk_index": c.chunk_index,
                 "visibility": c.visibility,
                 **_optional(page=c.page, section=c.section),
+                **(
+                    document_fields(c.content_type, c.uploaded_at, c.tags, dict(c.meta))
+                    if c.content_type is not None and c.uploaded_at is not None
+                    else {}
+                ),
             }
             for c in chunks
         ],
@@ -426,9 +558,9 @@ def _hits(rows: list[_Row]) -> list[Hit]:
             filename=str(meta["filename"]),
             chunk_index=int(meta["chunk_index"]),
             text=text,
-            score=round(1.0 - float(distance), 4),
+            score=0.0,
             page=_int_or_none(meta.get("page")),
             section=_str_or_none(meta.get("section")),
-        )
+        ).scored("dense", round(1.0 - float(distance), 4))
         for chunk_id, text, meta, distance in rows
     ]

@@ -92,3 +92,14 @@ async def test_with_the_bundled_cross_encoder() -> None:
     assert ranked[0].chunk_id == "c2"
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     assert {h.chunk_id for h in ranked} == {h.chunk_id for h in retrieved}
+
+
+async def test_the_rerankers_own_score_is_kept_beside_the_fused_one() -> None:
+    hits = [h.scored("fused", h.score) for h in _hits("a", "b")]
+    out = await RetrievalFused(Fixed(["b", "a"]), rrf_k=60).rerank("q", hits, 2)
+    for hit in out:
+        stages = hit.stage_scores()
+        assert set(stages) == {"fused", "reranker", "reranked_fused"}
+        assert hit.score == stages["reranked_fused"]  # what ranked it last
+    by_id = {h.chunk_id: h.stage_scores() for h in out}
+    assert by_id["a"]["fused"] == 1.0 and by_id["b"]["fused"] == 0.9

@@ -51,6 +51,7 @@ class Gateway:
         self.logins = 0
         self.refuse_always = refuse_always
         self.chats: list[dict[str, object]] = []
+        self.searches: list[dict[str, object]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/auth/register":
@@ -58,10 +59,13 @@ class Gateway:
         if request.url.path == "/api/auth/login":
             self.logins += 1
             return httpx.Response(200, json={"access_token": f"t{self.logins}"})
-        self.chats.append(json.loads(request.content))
+        search = request.url.path == "/api/search"
+        (self.searches if search else self.chats).append(json.loads(request.content))
         current = request.headers["Authorization"] == f"Bearer t{self.logins}"
         if self.refuse_always or not current:
             return httpx.Response(401, json={"detail": "Invalid token"})
+        if search:
+            return httpx.Response(200, json={"query": "q", "passages": [SOURCE]})
         return httpx.Response(
             200, json={"answer": "8pm [1]", "sources": [SOURCE], "cited": [1], "grounded": True}
         )
@@ -80,7 +84,11 @@ def test_an_expired_token_is_renewed_once_and_the_question_asked_again() -> None
     assert not isinstance(asked, str)
     assert asked.outcome.documents == [("parking.md", True)]
     assert gateway.logins == 2
-    assert len(gateway.chats) == 2
+    # The search met the expired token; the chat after it had the new one.
+    assert len(gateway.searches) == 2
+    assert len(gateway.chats) == 1
+    assert gateway.searches[0]["timeout"] == 300.0
+    assert gateway.searches[0]["retrieval"] == "hybrid"
     assert gateway.chats[0]["stream_timeout"] == 300.0
     assert gateway.chats[0]["retrieval"] == "hybrid"
 
@@ -89,7 +97,7 @@ def test_a_refusal_that_survives_a_new_token_ends_the_run() -> None:
     gateway = Gateway(refuse_always=True)
     with pytest.raises(ApiError, match="401"):
         ask(_client(gateway), DATASET, QUESTION, CONFIGS[2])
-    assert len(gateway.chats) == 2
+    assert len(gateway.searches) == 2
 
 
 # --- answers: what each question records, and the figures over a run ---------
@@ -107,8 +115,15 @@ class Scripted:
     """A signed-in gateway that answers each question with the reply scripted
     for its text (``DECLINED`` when none is)."""
 
-    def __init__(self, replies: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        replies: dict[str, dict[str, Any]],
+        rankings: dict[str, list[dict[str, str]]] | None = None,
+    ) -> None:
+        """``rankings``: what the search API ranks for a question (by default
+        the scripted answer's sources)."""
         self.replies = replies
+        self.rankings = rankings or {}
         self.asked: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -116,6 +131,10 @@ class Scripted:
             return httpx.Response(200, json={"access_token": "t"})
         if request.url.path == "/api/auth/register":
             return httpx.Response(409)
+        if request.url.path == "/api/search":
+            query = json.loads(request.content)["query"]
+            ranked = self.rankings.get(query, self.replies.get(query, DECLINED)["sources"])
+            return httpx.Response(200, json={"query": query, "passages": ranked})
         message = json.loads(request.content)["message"]
         self.asked.append(message)
         return httpx.Response(200, json=self.replies.get(message, DECLINED))
@@ -154,6 +173,25 @@ def test_an_answer_is_recorded_with_its_citations_and_judged() -> None:
         "gold_document": True,
     }
     json.dumps(record)  # all of it serialisable
+
+
+def test_the_ranking_scored_is_the_search_apis_not_the_answers_sources() -> None:
+    """An answer given only the wrong page still ranks the right one first
+    if the search API does: ranking figures do not depend on the answer."""
+    client = httpx.Client(
+        base_url="http://gateway",
+        transport=httpx.MockTransport(
+            Scripted(
+                {QUESTION.question: _reply("Not sure [1].", [OTHER], [1])},
+                rankings={QUESTION.question: [SOURCE, OTHER]},
+            )
+        ),
+    )
+    asked = ask(client, DATASET, QUESTION, CONFIGS[2])
+    assert isinstance(asked, Asked)
+    assert asked.outcome.passages == [True, False]
+    assert asked.outcome.documents == [("parking.md", True), ("vpn.md", False)]
+    assert not asked.cited_gold  # the answer itself cited the other page
 
 
 def test_citing_only_other_pages_is_not_citing_gold() -> None:

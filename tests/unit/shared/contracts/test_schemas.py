@@ -34,8 +34,10 @@ def test_every_topic_has_a_message_in_the_asyncapi_document() -> None:
         topics.chat_replies,
         topics.chat_cancel,
         topics.feedback,
+        topics.search_requests,
         Topics.dead_letter(topics.ingest_requests),
         Topics.dead_letter(topics.chat_requests),
+        Topics.dead_letter(topics.search_requests),
     }
 
 
@@ -64,7 +66,7 @@ def test_asyncapi_payloads_are_the_event_models() -> None:
         }
     replies = _payload(doc, "chatReplies")
     kinds = {ref["$ref"].rsplit("/", 1)[1] for ref in replies["oneOf"]}
-    assert kinds == {"TokenReply", "SourcesReply", "DoneReply", "ErrorReply"}
+    assert kinds == {"TokenReply", "SourcesReply", "DoneReply", "ErrorReply", "SearchReply"}
 
 
 def test_workers_receive_requests_and_send_events() -> None:
@@ -79,6 +81,8 @@ def test_workers_receive_requests_and_send_events() -> None:
         "ingestDeadLetters": "send",
         "chatDeadLetters": "send",
         "feedback": "send",
+        "searchRequests": "receive",
+        "searchDeadLetters": "send",
     }
 
 
