@@ -201,6 +201,12 @@ async def test_ingest_chat_list_and_delete(
     assert declined_json["grounded"] is False and declined_json["cited"] == []
     assert declined_json["sources"] and declined_json["error"] is None
 
+    # Filters on chat: a tag no document has leaves nothing to answer from.
+    untagged = json.loads(rag(tmp_path, "chat", question, "--json", "--tag", "no-such").stdout)
+    assert untagged["sources"] == [] and untagged["grounded"] is False, untagged
+    malformed = rag(tmp_path, "chat", question, "--meta", "no-equals-sign")
+    assert malformed.returncode != 0 and "expected key=value" in malformed.stderr
+
     # rag search: the ranked passages, each stage's score, no answer.
     found = rag(tmp_path, "search", question, "--retrieval", "hybrid", "--reranking", "none")
     assert found.returncode == 0, found.stderr

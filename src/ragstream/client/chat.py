@@ -120,12 +120,15 @@ def ask(
     on_token: Callable[[str], None],
     stream_timeout: float | None = None,
     on_reset: Callable[[], None] = lambda: None,
+    *,
+    filters: dict[str, Any] | None = None,
 ) -> Answer:
     body: dict[str, Any] = {"message": question}
     optional: dict[str, Any] = {
         "top_k": top_k,
         "conversation_id": conversation_id,
         "stream_timeout": stream_timeout,
+        "filters": filters,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     answer = Answer()

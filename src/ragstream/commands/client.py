@@ -29,6 +29,14 @@ UrlOption = Annotated[
     typer.Option("--url", help="the gateway (default: the login's, else $RAG_URL, else local)"),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="one JSON document on stdout")]
+TagOption = Annotated[
+    list[str] | None, typer.Option("--tag", help="only documents with this tag (repeat: any)")
+]
+AllTagsFlag = Annotated[bool, typer.Option("--all-tags", help="only documents with every --tag")]
+MetaOption = Annotated[
+    list[str] | None,
+    typer.Option("--meta", help="only documents with this metadata key=value (repeat: all)"),
+]
 
 # Piped output is not wrapped at 80 columns: a row stays one line for grep.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
@@ -156,11 +164,15 @@ def chat(
         float | None,
         typer.Option("--timeout", help="seconds without a reply before the gateway gives up"),
     ] = None,
+    tag: TagOption = None,
+    all_tags: AllTagsFlag = False,
+    meta: MetaOption = None,
 ) -> int:
     """Ask a question; the answer streams, then its numbered sources (or, when
     the documents do not answer it, the closest passages, not cited)."""
     text, given = _question_and_id(question, resume)
     conversation = conversation or given
+    filters = searching.filters(tag or [], all_tags, meta or [])
 
     terminal = sys.stdout.isatty()
     if terminal and not as_json:
@@ -182,7 +194,9 @@ def chat(
     with Session(open_login(url)) as session:
         if resume and conversation is None:
             conversation = conversations_api.last(session)
-        answer = chatting.ask(session, text, top_k, conversation, show, timeout, restart)
+        answer = chatting.ask(
+            session, text, top_k, conversation, show, timeout, restart, filters=filters or None
+        )
     if as_json:
         print(json.dumps(answer.as_json()))
         return 1 if answer.error else 0
@@ -246,16 +260,9 @@ def search(
     document: Annotated[
         list[str] | None, typer.Option("--document", help="search only this document id")
     ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="only documents with this tag (repeat: any)")
-    ] = None,
-    all_tags: Annotated[
-        bool, typer.Option("--all-tags", help="only documents with every --tag")
-    ] = False,
-    meta: Annotated[
-        list[str] | None,
-        typer.Option("--meta", help="only documents with this metadata key=value (repeat: all)"),
-    ] = None,
+    tag: TagOption = None,
+    all_tags: AllTagsFlag = False,
+    meta: MetaOption = None,
 ) -> int:
     """Your passages for a query, ranked, with each stage's score; no answer."""
     filters = searching.filters(tag or [], all_tags, meta or [])
