@@ -86,6 +86,19 @@ async def world(gateway: Component, db: asyncpg.Pool) -> World:
     return World(victim, insider, outsider, doc_id, shared_id, conversation, ids)
 
 
+async def fresh_attacker(
+    client: httpx.AsyncClient, db: asyncpg.Pool, world: World, attacker: str
+) -> User:
+    """A new insider (a member of the victim's tenant) or outsider (another
+    tenant's admin) who has sent nothing yet. Tests that read what an id
+    resolves to need one: continuing someone's conversation id on chat files
+    a conversation of one's own under that id (test_chat_leaks does so with
+    the world's attackers), and a later read of that id is then rightly 200."""
+    if attacker == "insider":
+        return await member_of(client, db, world.victim.tenant_id, "fresh-insider")
+    return await new_user(client, "fresh-outsider")
+
+
 async def tenant_documents(pool: asyncpg.Pool, tenant_id: str) -> int:
     count: int = await pool.fetchval(
         "SELECT count(*) FROM documents WHERE tenant_id = $1", uuid.UUID(tenant_id)

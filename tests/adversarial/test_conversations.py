@@ -7,11 +7,12 @@ turns in its memory, its list, its title or its answer."""
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.adversarial.conftest import SECRET, SECRET_CODE, SECRET_NUMBER, World
-from tests.support.api import User, stream_chat
+from tests.adversarial.conftest import SECRET, SECRET_CODE, SECRET_NUMBER, World, fresh_attacker
+from tests.support.api import stream_chat
 
 
 async def _victims(client: httpx.AsyncClient, world: World) -> dict[str, object]:
@@ -25,9 +26,9 @@ async def _victims(client: httpx.AsyncClient, world: World) -> dict[str, object]
 
 @pytest.mark.parametrize("attacker", ["insider", "outsider"])
 async def test_another_users_conversation_id_is_not_found(
-    client: httpx.AsyncClient, world: World, attacker: str
+    client: httpx.AsyncClient, world: World, db: asyncpg.Pool, attacker: str
 ) -> None:
-    actor: User = getattr(world, attacker)
+    actor = await fresh_attacker(client, db, world, attacker)
     before = await _victims(client, world)
     url = f"/api/conversations/{world.conversation_id}"
     for method, body in (("GET", None), ("PATCH", {"title": "pwned"}), ("DELETE", None)):
@@ -42,9 +43,9 @@ async def test_another_users_conversation_id_is_not_found(
 
 @pytest.mark.parametrize("attacker", ["insider", "outsider"])
 async def test_continuing_another_users_conversation_starts_ones_own(
-    client: httpx.AsyncClient, world: World, attacker: str
+    client: httpx.AsyncClient, world: World, db: asyncpg.Pool, attacker: str
 ) -> None:
-    actor: User = getattr(world, attacker)
+    actor = await fresh_attacker(client, db, world, attacker)
     before = await _victims(client, world)
     question = "What did I ask before, and what was the combination?"
     response, events = await stream_chat(

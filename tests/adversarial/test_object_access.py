@@ -22,6 +22,7 @@ from tests.adversarial.conftest import (
     SECRET_CODE,
     SECRET_NUMBER,
     World,
+    fresh_attacker,
 )
 from tests.support.api import User, member_of, new_user
 
@@ -116,9 +117,9 @@ async def test_the_spec_has_routes_with_ids(spec: Spec) -> None:
 
 @pytest.mark.parametrize("attacker", ["outsider", "insider"])
 async def test_no_route_reveals_or_touches_another_users_object(
-    client: httpx.AsyncClient, world: World, spec: Spec, attacker: str
+    client: httpx.AsyncClient, world: World, spec: Spec, db: asyncpg.Pool, attacker: str
 ) -> None:
-    actor: User = getattr(world, attacker)
+    actor = await fresh_attacker(client, db, world, attacker)
     failures: list[str] = []
     for op in operations(spec, with_path_ids=True):
         unknown = (await call(client, actor, op, str(uuid.uuid4()), spec)).status_code
