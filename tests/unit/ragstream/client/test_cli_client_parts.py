@@ -122,7 +122,8 @@ def run_chat(monkeypatch: pytest.MonkeyPatch, answer: Answer, *, as_json: bool =
         def __exit__(self, *_: object) -> None:
             pass
 
-    def fake_ask(session: Any, question: str, *args: Any) -> Answer:
+    def fake_ask(session: Any, question: str, *args: Any, filters: Any = None) -> Answer:
+        assert filters is None  # no --tag or --meta given
         on_token = args[2]
         if answer.text:
             on_token(answer.text)
