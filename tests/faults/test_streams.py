@@ -530,7 +530,11 @@ async def test_a_client_that_falls_behind_is_cut_when_its_queue_overflows(
     assert took <= 10
     error = tail[tail.index(b"event: error") :]
     assert b"overflow" in error and b"event: done" not in tail, error[:300]
-    assert metric(text, "rag_gateway_stream_cancels_total", reason="overflow") == 1
+    # Its answer is cancelled, unless the worker had finished it before the
+    # cut (the flood is written at full speed): then there is nothing to stop.
+    cancelled = metric(text, "rag_gateway_stream_cancels_total", reason="overflow")
+    answered = metric(text, "rag_gateway_stream_leaves_total", outcome="answered")
+    assert (cancelled, answered) in ((1, 0), (0, 1)), (cancelled, answered)
     # The overflow cut it, not the send timeout.
     assert metric(text, "rag_gateway_slow_clients_total") == 0
     assert metric(text, "rag_gateway_streams_active") == 0
