@@ -211,6 +211,18 @@ FILTERS = (
 )
 
 
+def _options(body: ChatBody | SearchBody) -> ChatOptions:
+    """The retrieval options a chat and a search share, for the workers."""
+    return ChatOptions(
+        retrieval=body.retrieval,
+        reranking=body.reranking,
+        hyde=body.hyde,
+        compression=body.compression,
+        document_ids=body.document_ids,
+        filters=body.filters,
+    )
+
+
 class ChatBody(Strict):
     message: Message
     conversation_id: UUID | None = None
@@ -235,14 +247,7 @@ class ChatBody(Strict):
     filters: Filters | None = Field(default=None, description=FILTERS)
 
     def options(self) -> ChatOptions:
-        return ChatOptions(
-            retrieval=self.retrieval,
-            reranking=self.reranking,
-            hyde=self.hyde,
-            compression=self.compression,
-            document_ids=self.document_ids,
-            filters=self.filters,
-        )
+        return _options(self)
 
 
 class ChatAnswer(BaseModel):
@@ -464,14 +469,7 @@ class SearchBody(Strict):
     )
 
     def options(self) -> ChatOptions:
-        return ChatOptions(
-            retrieval=self.retrieval,
-            reranking=self.reranking,
-            hyde=self.hyde,
-            compression=self.compression,
-            document_ids=self.document_ids,
-            filters=self.filters,
-        )
+        return _options(self)
 
 
 class SearchOut(BaseModel):

@@ -144,21 +144,12 @@ def subscribe_searches(clients: Clients, handler: SearchHandler) -> None:
         model=SearchRequest,
         handle=handler.handle,
     )
-    subscriber = clients.broker.subscriber(
-        consumer.topic,
-        group_id=consumer.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
-        max_workers=clients.settings.query_concurrency,
-        auto_commit_interval_ms=_COMMIT_INTERVAL_MS,
-    )
-
-    @subscriber
-    async def on_search(msg: KafkaMessage) -> None:
-        await consumer(msg.body, msg.raw_message)
+    subscribe_requests(clients, consumer)
 
 
-def subscribe_requests(clients: Clients, consumer: Consumer[ChatRequest]) -> None:
+def subscribe_requests(
+    clients: Clients, consumer: Consumer[ChatRequest] | Consumer[SearchRequest]
+) -> None:
     # Offsets are committed as requests are taken (not answered), every
     # second: a client is waiting with a deadline, so a crash should replay
     # little. What it does replay is claimed per stream (query.claims), so a
