@@ -19,6 +19,7 @@ from tests.support.processes import Component, start_gateway, start_worker
 
 if TYPE_CHECKING:
     from ragstream.localstack.s3 import S3Service
+    from tests.support.oidc_provider import OidcProvider
 
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CHROMA_URL")
 
@@ -100,4 +101,51 @@ def gateway(
 @pytest.fixture
 async def client(gateway: Component) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A real OpenID provider (tests/support/oidc: oidc-provider under Node)
+    on a free loopback port. Started only by the tests that ask for it."""
+    from tests.support.oidc_provider import OidcProvider
+
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc") / "provider.log")
+    provider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+def oidc_settings(provider: OidcProvider) -> dict[str, str]:
+    """A gateway's settings for ``provider``'s users (tests/support/oidc)."""
+    from tests.support.oidc_provider import API_AUDIENCE, WEB_CLIENT, WEB_SECRET
+
+    return {
+        "OIDC_ISSUER_URL": provider.issuer,
+        "OIDC_CLIENT_ID": WEB_CLIENT,
+        "OIDC_CLIENT_SECRET": WEB_SECRET,
+        "OIDC_AUDIENCE": API_AUDIENCE,
+        "OIDC_SCOPES": "openid email profile groups tenant api",
+        "OIDC_ADMIN_GROUP": "rag-admins",
+        # Each test rotates right after a first read: no wait of the default 30 s.
+        "OIDC_JWKS_REFRESH_SECONDS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def oidc_gateway(
+    app_env: dict[str, str], log_dir: Path, workers: list[Component], oidc_provider: OidcProvider
+) -> Iterator[Component]:
+    """A gateway that takes the provider's tokens, beside the session's
+    gateway (the same workers, database and topics)."""
+    component = start_gateway("gateway-oidc", {**app_env, **oidc_settings(oidc_provider)}, log_dir)
+    yield component
+    component.stop()
+
+
+@pytest.fixture
+async def oidc_client(oidc_gateway: Component) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=oidc_gateway.base_url or "", timeout=30) as http:
         yield http

@@ -14,6 +14,7 @@ from gateway.http import errors, openapi
 from gateway.http.limits import Limits
 from gateway.http.middleware import BodyLimits, RequestContext, SecurityHeaders
 from gateway.http.throttle import limit_requests
+from gateway.identity.oidc import OidcVerifier
 from gateway.identity.security import Tokens
 from gateway.routes import (
     admin,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_clients(settings, "gateway", embedder=False) as clients:
+        async with open_clients(settings, "gateway", embedder=False, oidc=True) as clients:
             await blob_root.claim_at_start(clients.pool, clients.blobs)  # its marker, if new
             await clients.broker.start()
             lease = PartitionLease(
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lease,
                 document_events,
                 limits=Limits(clients.redis, settings),
+                oidc=OidcVerifier(clients.oidc_http, settings) if clients.oidc_http else None,
                 request_partitions=await replies.partitions_of(clients.topics.chat_requests),
             )
             sampler = Sampler(clients.pool, "gateway")

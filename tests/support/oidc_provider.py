@@ -81,6 +81,12 @@ class OidcProvider:
     redirect_uris: list[str] = field(default_factory=lambda: [DEFAULT_REDIRECT])
     issuer: str = ""
     process: subprocess.Popen[bytes] | None = None
+    # In the provider's usernames and tenant names: alice is "alice-<run_id>".
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    def name(self, login: str) -> str:
+        """The username (or tenant name) the provider gives ``login``."""
+        return f"{login}-{self.run_id}"
 
     def start(self, timeout: float = 60) -> None:
         home = installed()
@@ -90,6 +96,7 @@ class OidcProvider:
             "API_AUDIENCE": API_AUDIENCE,
             "REDIRECT_URIS": ",".join(self.redirect_uris),
             "WEB_CLIENT_SECRET": WEB_SECRET,
+            "RUN_ID": self.run_id,
         }
         start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:

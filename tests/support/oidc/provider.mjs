@@ -23,13 +23,17 @@ const HOST = '127.0.0.1';
 const API_AUDIENCE = process.env.API_AUDIENCE || 'https://ragstream.test/api';
 const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1/callback').split(',');
 const WEB_SECRET = process.env.WEB_CLIENT_SECRET || 'web-client-secret-for-tests-only';
+// Appended to usernames and tenant names, so runs sharing a database never meet.
+const RUN = process.env.RUN_ID ? `-${process.env.RUN_ID}` : '';
 
 // The test users: `sub` is the login typed at the provider's sign-in page.
 const USERS = {
-  alice: { email: 'alice@acme.test', tenant: 'acme', groups: ['staff', 'rag-admins'] },
-  bob: { email: 'bob@acme.test', tenant: 'acme', groups: ['staff'] },
-  carol: { email: 'carol@globex.test', tenant: 'globex', groups: ['staff'] },
-  erin: { email: 'erin@acme.test', tenant: 'acme', groups: [] },
+  alice: { email: 'alice@acme.test', tenant: `acme${RUN}`, groups: ['staff', 'rag-admins'] },
+  bob: { email: 'bob@acme.test', tenant: `acme${RUN}`, groups: ['staff'] },
+  carol: { email: 'carol@globex.test', tenant: `globex${RUN}`, groups: ['staff'] },
+  erin: { email: 'erin@acme.test', tenant: `acme${RUN}`, groups: [] },
+  // A local account has his username first (tests/e2e/test_oidc.py).
+  frank: { email: 'frank@globex.test', tenant: `globex${RUN}`, groups: [] },
   // No tenant claim: ragstream must refuse rather than guess.
   dave: { email: 'dave@nowhere.test', groups: [] },
 };
@@ -37,7 +41,7 @@ const USERS = {
 function userClaims(sub) {
   const user = USERS[sub];
   if (!user) return undefined;
-  return { sub, preferred_username: sub, name: sub, ...user };
+  return { sub, preferred_username: `${sub}${RUN}`, name: sub, ...user };
 }
 
 async function newKey() {
