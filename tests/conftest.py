@@ -141,6 +141,8 @@ def oidc_gateway(
     """A gateway that takes the provider's tokens, beside the session's
     gateway (the same workers, database and topics)."""
     component = start_gateway("gateway-oidc", {**app_env, **oidc_settings(oidc_provider)}, log_dir)
+    # The web sign-in's redirect URI, now that the gateway has its address.
+    oidc_provider.allow_redirect(f"{component.base_url}/api/auth/oidc/callback")
     yield component
     component.stop()
 

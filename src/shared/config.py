@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         " the provider's scope for groups, `groups` say, to get them in the token).",
         json_schema_extra=_doc("identity"),
     )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="The web sign-in's redirect URI as registered at the provider"
+        " (`https://rag.example.com/api/auth/oidc/callback`). Unset: built from the address"
+        " the browser used, which behind a proxy needs uvicorn's `--proxy-headers`.",
+        json_schema_extra=_doc("identity", "none"),
+    )
     oidc_audience: str | None = Field(
         default=None,
         description="The `aud` of the provider's access tokens for this API (its resource or"

@@ -17,7 +17,8 @@ import jwt
 import pytest
 
 from tests.support.api import User, upload, wait_for_status
-from tests.support.oidc_provider import OidcProvider
+from tests.support.oidc_provider import OidcProvider, through_pages
+from tests.support.processes import Component
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -151,3 +152,64 @@ async def test_a_provider_user_named_like_a_local_account_does_not_get_it(
     response = await whoami(oidc_client, tokens.access_token)
     assert response.status_code == 401
     assert "taken" in response.text
+
+
+async def _web_sign_in(client: httpx.AsyncClient, login: str) -> httpx.Response:
+    """The browser's part, with one cookie jar for gateway and provider:
+    the gateway's /login, the provider's pages, back to the callback."""
+    started = await client.get("/api/auth/oidc/login")
+    assert started.status_code == 302, started.text
+    assert "code_challenge=" in started.headers["location"]
+    callback = f"{client.base_url}/api/auth/oidc/callback"
+    provider_answer = await client.get(started.headers["location"])
+    back = await through_pages(client, provider_answer, login, callback)
+    return await client.get(back)
+
+
+async def test_the_web_sign_in_by_code_and_pkce_starts_a_session(
+    oidc_gateway: Component, oidc_provider: OidcProvider
+) -> None:
+    async with httpx.AsyncClient(base_url=oidc_gateway.base_url or "", timeout=30) as browser:
+        config = (await browser.get("/web/config.json")).json()
+        assert config["sso"] is True
+        done = await _web_sign_in(browser, "bob")
+        assert done.status_code == 302
+        location = done.headers["location"]
+        assert location.startswith("/#sso="), location
+        code = location.removeprefix("/#sso=")
+        tokens = await browser.post("/api/auth/oidc/exchange", json={"code": code})
+        assert tokens.status_code == 200, tokens.text
+        pair = tokens.json()
+        me = await whoami(browser, pair["access_token"])
+        assert me.status_code == 200, me.text
+        assert me.json()["username"] == oidc_provider.name("bob")
+        # A ragstream session like a password one: it refreshes, and the code is used up.
+        refreshed = await browser.post(
+            "/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        again = await browser.post("/api/auth/oidc/exchange", json={"code": code})
+        assert again.status_code == 401
+
+
+async def test_a_callback_with_another_browsers_state_is_refused(
+    oidc_gateway: Component, oidc_provider: OidcProvider
+) -> None:
+    """Login CSRF: a callback URL from someone else's sign-in, opened in a
+    browser that did not start it, signs nobody in."""
+    base = oidc_gateway.base_url or ""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as attacker:
+        started = await attacker.get("/api/auth/oidc/login")
+        callback = f"{base}/api/auth/oidc/callback"
+        answer = await attacker.get(started.headers["location"])
+        back = await through_pages(attacker, answer, "alice", callback)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as victim:
+        landed = await victim.get(back)
+        assert landed.status_code == 302
+        assert landed.headers["location"] == "/#sso_error=refused"
+    # Nor does the same URL opened twice in the browser that started it.
+    async with httpx.AsyncClient(base_url=base, timeout=30) as browser:
+        first = await _web_sign_in(browser, "alice")
+        assert first.headers["location"].startswith("/#sso=")
+        replay = await browser.get(str(first.request.url))
+        assert replay.headers["location"] in ("/#sso_error=refused", "/#sso_error=expired")

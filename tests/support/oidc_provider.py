@@ -134,6 +134,10 @@ class OidcProvider:
         """A new signing key (its kid), published first; the old stay published."""
         return str(self._admin("rotate")["kid"])
 
+    def allow_redirect(self, uri: str) -> None:
+        """Register ``uri`` as a redirect URI of the web client."""
+        self._admin("redirect_uris", {"uris": [uri]})
+
     def retire_old_keys(self) -> None:
         self._admin("retire")
 
@@ -166,7 +170,11 @@ class OidcProvider:
         }
         async with httpx.AsyncClient(base_url=self.issuer, timeout=30) as http:
             response = await http.get("/auth", params=params)
-            code = await self._through_pages(http, response, login, redirect_uri)
+            back = await through_pages(http, response, login, redirect_uri)
+            query = parse_qs(urlparse(back).query)
+            if "code" not in query:
+                raise RuntimeError(f"the provider refused: {query}")
+            code = query["code"][0]
             tokens = await http.post(
                 "/token",
                 auth=(client_id, client_secret),
@@ -181,29 +189,28 @@ class OidcProvider:
         body = tokens.json()
         return Tokens(body["access_token"], body["id_token"], body)
 
-    async def _through_pages(
-        self, http: httpx.AsyncClient, response: httpx.Response, login: str, redirect_uri: str
-    ) -> str:
-        """Follow redirects and submit the sign-in and consent forms until
-        the provider redirects to ``redirect_uri``: the code it carries."""
-        for _ in range(12):
-            if response.is_redirect:
-                location = urljoin(str(response.url), response.headers["location"])
-                if location.startswith(redirect_uri):
-                    query = parse_qs(urlparse(location).query)
-                    if "code" not in query:
-                        raise RuntimeError(f"the provider refused: {query}")
-                    return query["code"][0]
-                response = await http.get(location)
-                continue
-            response.raise_for_status()
-            action = _FORM_ACTION.search(response.text)
-            if action is None:
-                raise RuntimeError(f"no form on the provider's page: {response.text[:500]}")
-            target = urljoin(str(response.url), unescape(action.group(1)))
-            if 'name="login"' in response.text:
-                form = {"prompt": "login", "login": login, "password": "any"}
-            else:
-                form = {"prompt": "consent"}
-            response = await http.post(target, data=form)
-        raise RuntimeError("the provider's sign-in did not end in a redirect")
+
+async def through_pages(
+    http: httpx.AsyncClient, response: httpx.Response, login: str, redirect_uri: str
+) -> str:
+    """From the provider's answer to an authorization request: follow its
+    redirects and submit its sign-in (as ``login``) and consent forms, as a
+    browser would, until it redirects to ``redirect_uri``; that URL."""
+    for _ in range(12):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if location.startswith(redirect_uri):
+                return location
+            response = await http.get(location)
+            continue
+        response.raise_for_status()
+        action = _FORM_ACTION.search(response.text)
+        if action is None:
+            raise RuntimeError(f"no form on the provider's page: {response.text[:500]}")
+        target = urljoin(str(response.url), unescape(action.group(1)))
+        if 'name="login"' in response.text:
+            form = {"prompt": "login", "login": login, "password": "any"}
+        else:
+            form = {"prompt": "consent"}
+        response = await http.post(target, data=form)
+    raise RuntimeError("the provider's sign-in did not end in a redirect")

@@ -67,6 +67,8 @@ class ProviderKeys:
         self._max_age = settings.oidc_jwks_cache_seconds
         self._min_refresh = settings.oidc_jwks_refresh_seconds
         self._keys: dict[str, ProviderKey] = {}
+        # The discovery document last read (its endpoints, for the sign-in).
+        self.discovery: dict[str, Any] = {}
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -82,6 +84,15 @@ class ProviderKeys:
         if key is None:
             raise AuthError(_INVALID)
         return key
+
+    async def endpoint(self, name: str) -> str:
+        """An endpoint of the discovery document (``token_endpoint``, ...)."""
+        if self._stale(self._max_age) or not self.discovery:
+            await self._load(self._max_age if self.discovery else 0)
+        url = self.discovery.get(name)
+        if not isinstance(url, str):
+            raise Unavailable(f"the sign-in provider offers no {name}")
+        return url
 
     def _stale(self, age: float) -> bool:
         return self._loaded_at is None or time.monotonic() - self._loaded_at >= age
@@ -105,6 +116,7 @@ class ProviderKeys:
         if discovery.get("issuer") != self._issuer:
             raise ValueError("the discovery document names another issuer")
         jwks = await self._json(str(discovery["jwks_uri"]))
+        self.discovery = discovery
         keys: dict[str, ProviderKey] = {}
         for data in jwks.get("keys", []):
             if not isinstance(data, dict) or data.get("use", "sig") != "sig" or "kid" not in data:
@@ -137,7 +149,7 @@ class OidcVerifier:
     def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
         assert settings.oidc_issuer_url is not None
         self.issuer = settings.oidc_issuer_url
-        self._keys = ProviderKeys(http, settings)
+        self.keys = ProviderKeys(http, settings)
         self._audiences = [a for a in (settings.oidc_audience, settings.oidc_client_id) if a]
         self._algorithms = list(settings.oidc_algorithms)
         self._leeway = settings.oidc_leeway_seconds
@@ -154,8 +166,9 @@ class OidcVerifier:
             return False
         return isinstance(claims, dict) and claims.get("iss") == self.issuer
 
-    async def verify(self, token: str) -> ExternalClaims:
-        """The token's user, or AuthError (one message whatever is wrong)."""
+    async def verify(self, token: str, *, nonce: str | None = None) -> ExternalClaims:
+        """The token's user, or AuthError (one message whatever is wrong).
+        ``nonce``: the ID token of a sign-in must carry the one it sent."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -165,7 +178,7 @@ class OidcVerifier:
         # "signed" with the public key.
         if algorithm not in self._algorithms or not isinstance(kid, str):
             raise AuthError(_INVALID)
-        key = await self._keys.get(kid)
+        key = await self.keys.get(kid)
         if not key.fits(algorithm):
             raise AuthError(_INVALID)
         try:
@@ -180,6 +193,8 @@ class OidcVerifier:
             )
         except jwt.PyJWTError:
             raise AuthError(_INVALID) from None
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise AuthError(_INVALID)
         return self._mapped(claims)
 
     def _mapped(self, claims: dict[str, Any]) -> ExternalClaims:

@@ -8,6 +8,7 @@
 // on 127.0.0.1 only):
 //   POST /admin/rotate   a new signing key, first in the JWKS; the old ones stay published
 //   POST /admin/retire   only the newest key stays published
+//   POST /admin/redirect_uris  {uris}: the web client's redirect URIs besides REDIRECT_URIS
 //   POST /admin/sign     {claims, key: "current"|"foreign", alg}: a JWT signed by the
 //                        provider's current key (or one it never published), for the
 //                        refusals (another audience, another issuer, expired) to test
@@ -170,6 +171,11 @@ async function admin(req, res) {
       keys = [await newKey(), ...keys];
       build();
       return send(res, 200, { kid: keys[0].kid, kids: keys.map((k) => k.kid) });
+    case '/admin/redirect_uris':
+      // The web client's redirect URIs, once the test knows the gateway's address.
+      clients[0].redirect_uris = [...REDIRECT_URIS, ...body.uris];
+      build();
+      return send(res, 200, { redirect_uris: clients[0].redirect_uris });
     case '/admin/retire':
       keys = [keys[0]];
       build();
