@@ -120,12 +120,13 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
 
 def oidc_settings(provider: OidcProvider) -> dict[str, str]:
     """A gateway's settings for ``provider``'s users (tests/support/oidc)."""
-    from tests.support.oidc_provider import API_AUDIENCE, WEB_CLIENT, WEB_SECRET
+    from tests.support.oidc_provider import API_AUDIENCE, CLI_CLIENT, WEB_CLIENT, WEB_SECRET
 
     return {
         "OIDC_ISSUER_URL": provider.issuer,
         "OIDC_CLIENT_ID": WEB_CLIENT,
         "OIDC_CLIENT_SECRET": WEB_SECRET,
+        "OIDC_DEVICE_CLIENT_ID": CLI_CLIENT,
         "OIDC_AUDIENCE": API_AUDIENCE,
         "OIDC_SCOPES": "openid email profile groups tenant api",
         "OIDC_ADMIN_GROUP": "rag-admins",

@@ -31,6 +31,7 @@ from gateway.routes import (
     resume,
     search,
     sso,
+    sso_device,
     web,
 )
 from gateway.state import Gateway
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     add_middleware(app, settings, tokens)
-    for module in (health, auth, sso, asyncapi, web):
+    for module in (health, auth, sso, sso_device, asyncapi, web):
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         " the browser used, which behind a proxy needs uvicorn's `--proxy-headers`.",
         json_schema_extra=_doc("identity", "none"),
     )
+    oidc_device_client_id: str | None = Field(
+        default=None,
+        description="The provider's client for `rag login --sso` (the device-code flow;"
+        " usually a public client). Unset: `OIDC_CLIENT_ID`. Its ID tokens are accepted"
+        " like `OIDC_CLIENT_ID`'s.",
+        json_schema_extra=_doc("identity", "none"),
+    )
     oidc_audience: str | None = Field(
         default=None,
         description="The `aud` of the provider's access tokens for this API (its resource or"

@@ -8,8 +8,13 @@ stays refused. Forgeries are tests/adversarial/test_oidc_tokens.py's."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -19,6 +24,8 @@ import pytest
 from tests.support.api import User, upload, wait_for_status
 from tests.support.oidc_provider import OidcProvider, through_pages
 from tests.support.processes import Component
+
+RAG = str(Path(sys.executable).parent / "rag")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -213,3 +220,37 @@ async def test_a_callback_with_another_browsers_state_is_refused(
         assert first.headers["location"].startswith("/#sso=")
         replay = await browser.get(str(first.request.url))
         assert replay.headers["location"] in ("/#sso_error=refused", "/#sso_error=expired")
+
+
+async def test_rag_login_sso_signs_in_by_device_code(
+    oidc_gateway: Component, oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
+    """`rag login --sso` in a subprocess shows an address and a code; the
+    user approves at the provider (its real device pages); the CLI ends
+    signed in as the provider's user, with a session it can use."""
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("RAG_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        RAG,
+        "login",
+        "--sso",
+        "--url",
+        oidc_gateway.base_url or "",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+    found = re.search(r"Open (\S+) and sign in; the code is (\S+)", line)
+    assert found, line
+    assert found.group(2) in found.group(1)  # the address carries the code
+    await oidc_provider.approve_device(found.group(1), "alice")
+    rest = (await asyncio.wait_for(process.stdout.read(), 60)).decode()
+    assert await process.wait() == 0, rest
+    assert f"as {oidc_provider.name('alice')}" in rest
+    stored = json.loads((tmp_path / "config" / "ragstream" / "login.json").read_text())
+    async with httpx.AsyncClient(base_url=oidc_gateway.base_url or "", timeout=30) as client:
+        me = await whoami(client, stored["access_token"])
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == oidc_provider.name("alice")

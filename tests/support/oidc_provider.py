@@ -35,6 +35,7 @@ CLI_CLIENT = "ragstream-cli"
 DEFAULT_REDIRECT = "http://127.0.0.1:9/callback"
 _LISTENING = re.compile(r"oidc-provider listening on (http://\S+)")
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
 def installed() -> Path:
@@ -134,6 +135,13 @@ class OidcProvider:
         """A new signing key (its kid), published first; the old stay published."""
         return str(self._admin("rotate")["kid"])
 
+    async def approve_device(self, verification_uri_complete: str, login: str) -> None:
+        """The user's part of the device flow: open the address the CLI
+        showed, confirm the code, sign in as ``login``, consent."""
+        async with httpx.AsyncClient(timeout=30) as http:
+            page = await http.get(verification_uri_complete)
+            await through_pages(http, page, login, None)
+
     def allow_redirect(self, uri: str) -> None:
         """Register ``uri`` as a redirect URI of the web client."""
         self._admin("redirect_uris", {"uris": [uri]})
@@ -191,26 +199,29 @@ class OidcProvider:
 
 
 async def through_pages(
-    http: httpx.AsyncClient, response: httpx.Response, login: str, redirect_uri: str
+    http: httpx.AsyncClient, response: httpx.Response, login: str, redirect_uri: str | None
 ) -> str:
-    """From the provider's answer to an authorization request: follow its
-    redirects and submit its sign-in (as ``login``) and consent forms, as a
-    browser would, until it redirects to ``redirect_uri``; that URL."""
-    for _ in range(12):
+    """From a provider page (an authorization request's answer, or the
+    device flow's code page): follow its redirects and submit its forms
+    (their hidden fields, the sign-in as ``login``, the consent), as a
+    browser would, until it redirects to ``redirect_uri`` (that URL), or
+    shows a page without a form (the device flow's success: "")."""
+    for _ in range(16):
         if response.is_redirect:
             location = urljoin(str(response.url), response.headers["location"])
-            if location.startswith(redirect_uri):
+            if redirect_uri is not None and location.startswith(redirect_uri):
                 return location
             response = await http.get(location)
             continue
         response.raise_for_status()
         action = _FORM_ACTION.search(response.text)
         if action is None:
+            if redirect_uri is None:
+                return ""
             raise RuntimeError(f"no form on the provider's page: {response.text[:500]}")
         target = urljoin(str(response.url), unescape(action.group(1)))
+        form = {unescape(n): unescape(v) for n, v in _HIDDEN.findall(response.text)}
         if 'name="login"' in response.text:
-            form = {"prompt": "login", "login": login, "password": "any"}
-        else:
-            form = {"prompt": "consent"}
+            form |= {"login": login, "password": "any"}
         response = await http.post(target, data=form)
-    raise RuntimeError("the provider's sign-in did not end in a redirect")
+    raise RuntimeError("the provider's sign-in did not end")

@@ -150,7 +150,12 @@ class OidcVerifier:
         assert settings.oidc_issuer_url is not None
         self.issuer = settings.oidc_issuer_url
         self.keys = ProviderKeys(http, settings)
-        self._audiences = [a for a in (settings.oidc_audience, settings.oidc_client_id) if a]
+        audiences = (
+            settings.oidc_audience,
+            settings.oidc_client_id,
+            settings.oidc_device_client_id,
+        )
+        self._audiences = [a for a in audiences if a]
         self._algorithms = list(settings.oidc_algorithms)
         self._leeway = settings.oidc_leeway_seconds
         self._tenant_claim = settings.oidc_tenant_claim

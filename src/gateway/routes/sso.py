@@ -29,7 +29,7 @@ from pydantic import Field
 from gateway.http.deps import GatewayDep, client_ip, json_body
 from gateway.http.openapi import errors, json_body_schema
 from gateway.identity import audit, external, sessions
-from gateway.identity.oidc import OidcVerifier
+from gateway.identity.oidc import ExternalClaims, OidcVerifier
 from gateway.models import Strict, TokenOut
 from gateway.state import Gateway
 from shared.errors import AuthError, NotFound, RagError, Unavailable
@@ -46,7 +46,7 @@ class HandoffBody(Strict):
     code: str = Field(min_length=16, max_length=128)
 
 
-def _sso(gateway: Gateway) -> OidcVerifier:
+def sso_of(gateway: Gateway) -> OidcVerifier:
     if gateway.oidc is None:
         raise NotFound("single sign-on is not configured")
     return gateway.oidc
@@ -64,7 +64,7 @@ def _redirect_uri(gateway: Gateway, request: Request) -> str:
 
 @router.get("/login", include_in_schema=False)
 async def oidc_login(gateway: GatewayDep, request: Request) -> RedirectResponse:
-    sso = _sso(gateway)
+    sso = sso_of(gateway)
     settings = gateway.clients.settings
     state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
@@ -124,7 +124,7 @@ async def _signed_in(
     gateway: Gateway, request: Request, code: str | None, state: str | None, error: str | None
 ) -> str:
     """The one-time code of a new session for the provider's user."""
-    sso = _sso(gateway)
+    sso = sso_of(gateway)
     if error is not None or not code or not state:
         raise AuthError("the provider refused the sign-in")
     cookie = request.cookies.get(STATE_COOKIE, "")
@@ -136,7 +136,68 @@ async def _signed_in(
     login = json.loads(saved)
     id_token = await _code_for_id_token(gateway, sso, request, code, login["verifier"])
     claims = await sso.verify(id_token, nonce=login["nonce"])
-    pool, ip = gateway.clients.pool, client_ip(request)
+    tokens = await session_for(gateway, claims, client_ip(request))
+    handoff = secrets.token_urlsafe(32)
+    key = _key(gateway, "handoff", handoff)
+    await gateway.clients.redis.set(key, tokens.model_dump_json(), ex=HANDOFF_SECONDS)
+    return handoff
+
+
+async def provider_post(
+    gateway: Gateway, endpoint: str, form: dict[str, str], client_id: str
+) -> httpx.Response:
+    """A form POST to one of the provider's endpoints (by its discovery
+    name) as ``client_id``: with the client secret when it is
+    OIDC_CLIENT_ID's (confidential), naming itself only otherwise (public)."""
+    sso, settings, http = sso_of(gateway), gateway.clients.settings, gateway.clients.oidc_http
+    assert http is not None
+    secret = settings.oidc_client_secret if client_id == settings.oidc_client_id else None
+    form = {**form, "client_id": client_id}
+    try:
+        url = await sso.keys.endpoint(endpoint)
+        if secret is None:
+            return await http.post(url, data=form)
+        auth = httpx.BasicAuth(client_id, secret.get_secret_value())
+        return await http.post(url, data=form, auth=auth)
+    except httpx.HTTPError:
+        raise Unavailable("the sign-in provider cannot be reached") from None
+
+
+def provider_error(response: httpx.Response) -> str:
+    """The OAuth ``error`` code of a refusal (never its description, which
+    may echo the request)."""
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return f"http_{response.status_code}"
+    return error if isinstance(error, str) else f"http_{response.status_code}"
+
+
+async def _code_for_id_token(
+    gateway: Gateway, sso: OidcVerifier, request: Request, code: str, verifier: str
+) -> str:
+    client_id = gateway.clients.settings.oidc_client_id
+    assert client_id is not None
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": _redirect_uri(gateway, request),
+        "code_verifier": verifier,
+    }
+    response = await provider_post(gateway, "token_endpoint", form, client_id)
+    if response.status_code != 200:
+        log.warning("Provider refused the code", error=provider_error(response))
+        raise AuthError("the provider refused the code")
+    id_token = response.json().get("id_token")
+    if not isinstance(id_token, str):
+        raise AuthError("the provider returned no ID token")
+    return id_token
+
+
+async def session_for(gateway: Gateway, claims: ExternalClaims, ip: str | None) -> TokenOut:
+    """A ragstream session for the provider's user (created at the first
+    sign-in), as after a password sign-in; audited as a login."""
+    pool = gateway.clients.pool
     admin_group = gateway.clients.settings.oidc_admin_group
     user = await external.user_for(pool, claims, admin_group, ip)
     pair = await sessions.start(pool, gateway.tokens, user)
@@ -149,46 +210,11 @@ async def _signed_in(
         detail={"method": "sso"},
         ip=ip,
     )
-    handoff = secrets.token_urlsafe(32)
-    tokens = TokenOut(
+    return TokenOut(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
         expires_in=pair.expires_in,
     )
-    key = _key(gateway, "handoff", handoff)
-    await gateway.clients.redis.set(key, tokens.model_dump_json(), ex=HANDOFF_SECONDS)
-    return handoff
-
-
-async def _code_for_id_token(
-    gateway: Gateway, sso: OidcVerifier, request: Request, code: str, verifier: str
-) -> str:
-    settings = gateway.clients.settings
-    http = gateway.clients.oidc_http
-    assert http is not None
-    assert settings.oidc_client_id is not None
-    secret = settings.oidc_client_secret
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": _redirect_uri(gateway, request),
-        "code_verifier": verifier,
-        "client_id": settings.oidc_client_id,
-    }
-    # A confidential client authenticates; a public one only names itself.
-    auth = httpx.BasicAuth(settings.oidc_client_id, secret.get_secret_value() if secret else "")
-    try:
-        response = await http.post(await sso.keys.endpoint("token_endpoint"), data=form, auth=auth)
-    except httpx.HTTPError:
-        raise Unavailable("the sign-in provider cannot be reached") from None
-    if response.status_code != 200:
-        # The provider's error code only: its description may echo the request.
-        log.warning("Provider refused the code", status=response.status_code)
-        raise AuthError("the provider refused the code")
-    id_token = response.json().get("id_token")
-    if not isinstance(id_token, str):
-        raise AuthError("the provider returned no ID token")
-    return id_token
 
 
 @router.post(
@@ -207,7 +233,7 @@ async def oidc_exchange(
 ) -> TokenOut:
     """The tokens of a session the single sign-on started, for the one-time
     code the callback put in the page's address (``#sso=``); once."""
-    _sso(gateway)
+    sso_of(gateway)
     saved = await gateway.clients.redis.getdel(_key(gateway, "handoff", body.code))
     if saved is None:
         raise AuthError("Invalid or used sign-in code")
