@@ -167,7 +167,7 @@ async def _web_sign_in(client: httpx.AsyncClient, login: str) -> httpx.Response:
     started = await client.get("/api/auth/oidc/login")
     assert started.status_code == 302, started.text
     assert "code_challenge=" in started.headers["location"]
-    callback = f"{client.base_url}/api/auth/oidc/callback"
+    callback = f"{str(client.base_url).rstrip('/')}/api/auth/oidc/callback"
     provider_answer = await client.get(started.headers["location"])
     back = await through_pages(client, provider_answer, login, callback)
     return await client.get(back)

@@ -26,13 +26,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from pydantic import Field
 
-from gateway.http.deps import GatewayDep, client_ip, json_body
+from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
+from gateway.http.throttle import SignInLimit
 from gateway.identity import audit, external, sessions
 from gateway.identity.oidc import ExternalClaims, OidcVerifier
 from gateway.models import Strict, TokenOut
 from gateway.state import Gateway
-from shared.errors import AuthError, NotFound, RagError, Unavailable
+from shared.errors import AuthError, NotFound, RagError, TooManyRequests, Unavailable
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/auth/oidc", tags=["auth"])
@@ -63,7 +64,10 @@ def _redirect_uri(gateway: Gateway, request: Request) -> str:
 
 
 @router.get("/login", include_in_schema=False)
-async def oidc_login(gateway: GatewayDep, request: Request) -> RedirectResponse:
+async def oidc_login(
+    _limited: SignInLimit, gateway: GatewayDep, request: Request
+) -> RedirectResponse:
+    """Counted as a sign-in attempt of the address: each keeps a little in Redis."""
     sso = sso_of(gateway)
     settings = gateway.clients.settings
     state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
@@ -224,17 +228,24 @@ async def session_for(gateway: Gateway, claims: ExternalClaims, ip: str | None) 
     responses=errors(
         _NOT_CONFIGURED,
         (AuthError, "The code is unknown, used, or older than a minute"),
+        (TooManyRequests, "AUTH_FAILURES_PER_MINUTE from this address"),
         Unavailable,
     ),
 )
 async def oidc_exchange(
     gateway: GatewayDep,
+    request: Request,
     body: Annotated[HandoffBody, Depends(json_body(HandoffBody))],
 ) -> TokenOut:
     """The tokens of a session the single sign-on started, for the one-time
-    code the callback put in the page's address (``#sso=``); once."""
+    code the callback put in the page's address (``#sso=``); once. A wrong
+    code counts against the address's AUTH_FAILURES_PER_MINUTE."""
     sso_of(gateway)
-    saved = await gateway.clients.redis.getdel(_key(gateway, "handoff", body.code))
-    if saved is None:
-        raise AuthError("Invalid or used sign-in code")
-    return TokenOut.model_validate_json(saved)
+
+    async def taken() -> TokenOut:
+        saved = await gateway.clients.redis.getdel(_key(gateway, "handoff", body.code))
+        if saved is None:
+            raise AuthError("Invalid or used sign-in code")
+        return TokenOut.model_validate_json(saved)
+
+    return await counted_check(gateway, client_ip(request), taken)

@@ -16,8 +16,9 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from gateway.http.deps import GatewayDep, client_ip, json_body
+from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
+from gateway.http.throttle import SignInLimit
 from gateway.models import Strict, TokenOut
 from gateway.routes.sso import provider_error, provider_post, session_for, sso_of
 from gateway.state import Gateway
@@ -52,10 +53,15 @@ def _client_id(gateway: Gateway) -> str:
 @router.post(
     "",
     response_model=DeviceStartOut,
-    responses=errors(_NOT_CONFIGURED, Unavailable),
+    responses=errors(
+        _NOT_CONFIGURED,
+        (TooManyRequests, "LOGIN_ATTEMPTS_PER_MINUTE from this address"),
+        Unavailable,
+    ),
 )
-async def start_device_sign_in(gateway: GatewayDep) -> DeviceStartOut:
-    """A device code and the code the user enters at the provider."""
+async def start_device_sign_in(_limited: SignInLimit, gateway: GatewayDep) -> DeviceStartOut:
+    """A device code and the code the user enters at the provider (counted
+    as a sign-in attempt of the address)."""
     sso_of(gateway)
     form = {"scope": gateway.clients.settings.oidc_scopes}
     try:
@@ -79,7 +85,7 @@ async def start_device_sign_in(gateway: GatewayDep) -> DeviceStartOut:
     responses=errors(
         _NOT_CONFIGURED,
         (Conflict, "Not approved yet: ask again after the interval"),
-        (TooManyRequests, "Asked too often: wait longer between calls"),
+        (TooManyRequests, "Asked too often (slow down), or AUTH_FAILURES_PER_MINUTE"),
         (AuthError, "Refused at the provider, expired, or the user is not allowed"),
         Unavailable,
     ),
@@ -89,9 +95,17 @@ async def device_token(
     request: Request,
     body: Annotated[DeviceTokenBody, Depends(json_body(DeviceTokenBody))],
 ) -> TokenOut:
-    """One poll: the session's tokens once the user approved at the provider."""
+    """One poll: the session's tokens once the user approved at the provider.
+    A refusal counts against the address's AUTH_FAILURES_PER_MINUTE."""
+    sso_of(gateway)
+    return await counted_check(
+        gateway, client_ip(request), lambda: _polled(gateway, request, body.device_code)
+    )
+
+
+async def _polled(gateway: Gateway, request: Request, device_code: str) -> TokenOut:
     sso = sso_of(gateway)
-    form = {"grant_type": DEVICE_GRANT, "device_code": body.device_code}
+    form = {"grant_type": DEVICE_GRANT, "device_code": device_code}
     response = await provider_post(gateway, "token_endpoint", form, _client_id(gateway))
     if response.status_code != 200:
         error = provider_error(response)
