@@ -118,30 +118,16 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
         provider.stop()
 
 
-def oidc_settings(provider: OidcProvider) -> dict[str, str]:
-    """A gateway's settings for ``provider``'s users (tests/support/oidc)."""
-    from tests.support.oidc_provider import API_AUDIENCE, CLI_CLIENT, WEB_CLIENT, WEB_SECRET
-
-    return {
-        "OIDC_ISSUER_URL": provider.issuer,
-        "OIDC_CLIENT_ID": WEB_CLIENT,
-        "OIDC_CLIENT_SECRET": WEB_SECRET,
-        "OIDC_DEVICE_CLIENT_ID": CLI_CLIENT,
-        "OIDC_AUDIENCE": API_AUDIENCE,
-        "OIDC_SCOPES": "openid email profile groups tenant api",
-        "OIDC_ADMIN_GROUP": "rag-admins",
-        # Each test rotates right after a first read: no wait of the default 30 s.
-        "OIDC_JWKS_REFRESH_SECONDS": "1",
-    }
-
-
 @pytest.fixture(scope="session")
 def oidc_gateway(
     app_env: dict[str, str], log_dir: Path, workers: list[Component], oidc_provider: OidcProvider
 ) -> Iterator[Component]:
     """A gateway that takes the provider's tokens, beside the session's
     gateway (the same workers, database and topics)."""
-    component = start_gateway("gateway-oidc", {**app_env, **oidc_settings(oidc_provider)}, log_dir)
+    from tests.support.oidc_provider import gateway_settings
+
+    settings = gateway_settings(oidc_provider)
+    component = start_gateway("gateway-oidc", {**app_env, **settings}, log_dir)
     # The web sign-in's redirect URI, now that the gateway has its address.
     oidc_provider.allow_redirect(f"{component.base_url}/api/auth/oidc/callback")
     yield component

@@ -21,9 +21,9 @@ import httpx
 import jwt
 import pytest
 
-from tests.support.api import User, upload, wait_for_status
-from tests.support.oidc_provider import OidcProvider, through_pages
-from tests.support.processes import Component
+from tests.support.api import User, new_user, upload, wait_for_status
+from tests.support.oidc_provider import OidcProvider, gateway_settings, through_pages
+from tests.support.processes import Component, free_port, start_gateway
 
 RAG = str(Path(sys.executable).parent / "rag")
 
@@ -254,3 +254,28 @@ async def test_rag_login_sso_signs_in_by_device_code(
         me = await whoami(client, stored["access_token"])
     assert me.status_code == 200, me.text
     assert me.json()["username"] == oidc_provider.name("alice")
+
+
+async def test_break_glass_a_local_admin_signs_in_while_the_provider_is_down(
+    app_env: dict[str, str], log_dir: Path, oidc_provider: OidcProvider
+) -> None:
+    """A gateway whose provider does not answer (nothing listens at its
+    issuer) still starts, and a local admin's password sign-in works; a
+    token claiming to be the provider's gets 503, not a sign-in."""
+    dead_issuer = f"http://127.0.0.1:{free_port()}"
+    settings = {**gateway_settings(oidc_provider), "OIDC_ISSUER_URL": dead_issuer}
+    gateway = start_gateway("gateway-oidc-down", {**app_env, **settings}, log_dir)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as client:
+            admin = await new_user(client, "breakglass")  # a tenant's local admin
+            me = await whoami(client, admin.token)
+            assert me.status_code == 200, me.text
+            assert me.json()["role"] == "admin"
+            claims = {"iss": dead_issuer, "sub": "alice", "aud": "https://ragstream.test/api"}
+            token = oidc_provider.sign({**claims, "tenant": oidc_provider.name("acme")})
+            refused = await whoami(client, token)
+            assert refused.status_code == 503, refused.text
+            assert "provider" in refused.text
+    finally:
+        gateway.stop()
+    assert "OpenID provider keys unreadable" in gateway.log()

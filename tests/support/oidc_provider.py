@@ -63,6 +63,21 @@ def installed() -> Path:
     return home
 
 
+def gateway_settings(provider: OidcProvider) -> dict[str, str]:
+    """A gateway's settings for ``provider``'s users and clients."""
+    return {
+        "OIDC_ISSUER_URL": provider.issuer,
+        "OIDC_CLIENT_ID": WEB_CLIENT,
+        "OIDC_CLIENT_SECRET": WEB_SECRET,
+        "OIDC_DEVICE_CLIENT_ID": CLI_CLIENT,
+        "OIDC_AUDIENCE": API_AUDIENCE,
+        "OIDC_SCOPES": "openid email profile groups tenant api",
+        "OIDC_ADMIN_GROUP": "rag-admins",
+        # Each test rotates right after a first read: no wait of the default 30 s.
+        "OIDC_JWKS_REFRESH_SECONDS": "1",
+    }
+
+
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
