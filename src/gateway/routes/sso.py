@@ -20,7 +20,6 @@ import secrets
 from typing import Annotated
 from urllib.parse import urlencode
 
-import httpx
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
@@ -29,8 +28,8 @@ from pydantic import Field
 from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
 from gateway.http.throttle import SignInLimit
-from gateway.identity import audit, external, sessions
-from gateway.identity.oidc import ExternalClaims, OidcVerifier
+from gateway.identity.oidc import OidcVerifier
+from gateway.identity.sso import provider_error, provider_post, session_for, sso_of
 from gateway.models import Strict, TokenOut
 from gateway.state import Gateway
 from shared.errors import AuthError, NotFound, RagError, TooManyRequests, Unavailable
@@ -45,12 +44,6 @@ _NOT_CONFIGURED = (NotFound, "Single sign-on is not configured (OIDC_ISSUER_URL)
 
 class HandoffBody(Strict):
     code: str = Field(min_length=16, max_length=128)
-
-
-def sso_of(gateway: Gateway) -> OidcVerifier:
-    if gateway.oidc is None:
-        raise NotFound("single sign-on is not configured")
-    return gateway.oidc
 
 
 def _key(gateway: Gateway, kind: str, value: str) -> str:
@@ -147,36 +140,6 @@ async def _signed_in(
     return handoff
 
 
-async def provider_post(
-    gateway: Gateway, endpoint: str, form: dict[str, str], client_id: str
-) -> httpx.Response:
-    """A form POST to one of the provider's endpoints (by its discovery
-    name) as ``client_id``: with the client secret when it is
-    OIDC_CLIENT_ID's (confidential), naming itself only otherwise (public)."""
-    sso, settings, http = sso_of(gateway), gateway.clients.settings, gateway.clients.oidc_http
-    assert http is not None
-    secret = settings.oidc_client_secret if client_id == settings.oidc_client_id else None
-    form = {**form, "client_id": client_id}
-    try:
-        url = await sso.keys.endpoint(endpoint)
-        if secret is None:
-            return await http.post(url, data=form)
-        auth = httpx.BasicAuth(client_id, secret.get_secret_value())
-        return await http.post(url, data=form, auth=auth)
-    except httpx.HTTPError:
-        raise Unavailable("the sign-in provider cannot be reached") from None
-
-
-def provider_error(response: httpx.Response) -> str:
-    """The OAuth ``error`` code of a refusal (never its description, which
-    may echo the request)."""
-    try:
-        error = response.json().get("error")
-    except ValueError:
-        return f"http_{response.status_code}"
-    return error if isinstance(error, str) else f"http_{response.status_code}"
-
-
 async def _code_for_id_token(
     gateway: Gateway, sso: OidcVerifier, request: Request, code: str, verifier: str
 ) -> str:
@@ -196,29 +159,6 @@ async def _code_for_id_token(
     if not isinstance(id_token, str):
         raise AuthError("the provider returned no ID token")
     return id_token
-
-
-async def session_for(gateway: Gateway, claims: ExternalClaims, ip: str | None) -> TokenOut:
-    """A ragstream session for the provider's user (created at the first
-    sign-in), as after a password sign-in; audited as a login."""
-    pool = gateway.clients.pool
-    admin_group = gateway.clients.settings.oidc_admin_group
-    user = await external.user_for(pool, claims, admin_group, ip)
-    pair = await sessions.start(pool, gateway.tokens, user)
-    await audit.record(
-        pool,
-        tenant_id=user.tenant_id,
-        actor_id=user.id,
-        action="auth.login",
-        target=user.id,
-        detail={"method": "sso"},
-        ip=ip,
-    )
-    return TokenOut(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        expires_in=pair.expires_in,
-    )
 
 
 @router.post(

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
 from gateway.http.throttle import SignInLimit
+from gateway.identity.sso import provider_error, provider_post, session_for, sso_of
 from gateway.models import Strict, TokenOut
-from gateway.routes.sso import provider_error, provider_post, session_for, sso_of
 from gateway.state import Gateway
 from shared.errors import AuthError, Conflict, NotFound, TooManyRequests, Unavailable
 
