@@ -166,7 +166,8 @@ class OidcProvider:
 
     def sign(self, claims: dict[str, Any], *, key: str = "current") -> str:
         """A JWT signed with the provider's current key (``foreign``: a key
-        it never published), with ``claims`` over its defaults (iss, iat, exp)."""
+        it never published), with ``claims`` over its defaults (iss, iat,
+        exp); a claim given as None is left out."""
         return str(self._admin("sign", {"claims": claims, "key": key})["token"])
 
     async def sign_in(

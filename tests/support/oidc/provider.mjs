@@ -9,7 +9,8 @@
 //   POST /admin/rotate   a new signing key, first in the JWKS; the old ones stay published
 //   POST /admin/retire   only the newest key stays published
 //   POST /admin/redirect_uris  {uris}: the web client's redirect URIs besides REDIRECT_URIS
-//   POST /admin/sign     {claims, key: "current"|"foreign", alg}: a JWT signed by the
+//   POST /admin/sign     {claims, key: "current"|"foreign"}: a JWT (a claim set to null is
+//                        left out) signed by the
 //                        provider's current key (or one it never published), for the
 //                        refusals (another audience, another issuer, expired) to test
 // It prints "oidc-provider listening on <issuer>" once it serves.
@@ -157,6 +158,8 @@ async function sign({ claims, key = 'current', alg = 'RS256' }) {
   const jwk = key === 'foreign' ? foreignKey : keys[0];
   const now = Math.floor(Date.now() / 1000);
   const payload = { iss: issuer, iat: now, exp: now + 600, ...claims };
+  // null: the claim left out altogether (a default included).
+  for (const [name, value] of Object.entries(payload)) if (value === null) delete payload[name];
   const privateKey = await jose.importJWK(jwk, 'RS256');
   return new jose.SignJWT(payload)
     .setProtectedHeader({ alg, kid: jwk.kid, typ: 'JWT' })
