@@ -160,3 +160,15 @@ def test_only_tokens_naming_the_issuer_go_to_the_provider_check() -> None:
     assert verifier.claims_to_be_ours(provider.token())
     assert not verifier.claims_to_be_ours(provider.token(iss="ragstream"))
     assert not verifier.claims_to_be_ours("not-a-jwt")
+
+
+async def test_a_sign_in_id_token_must_carry_the_nonce_sent() -> None:
+    provider = FakeProvider()
+    verifier = _verifier(provider)
+    token = provider.token(nonce="n-1")
+    assert (await verifier.verify(token, nonce="n-1")).subject == "u1"
+    for nonce in ("n-2", ""):
+        with pytest.raises(AuthError):
+            await verifier.verify(token, nonce=nonce)
+    with pytest.raises(AuthError):
+        await verifier.verify(provider.token(), nonce="n-1")  # none in the token
