@@ -11,7 +11,7 @@ from gateway.identity import audit, external, sessions
 from gateway.identity.oidc import ExternalClaims, OidcVerifier
 from gateway.models import TokenOut
 from gateway.state import Gateway
-from shared.errors import NotFound, Unavailable
+from shared.errors import AuthError, NotFound, Unavailable
 
 
 def sso_of(gateway: Gateway) -> OidcVerifier:
@@ -40,12 +40,23 @@ async def provider_post(
         raise Unavailable("the sign-in provider cannot be reached") from None
 
 
+def id_token_of(response: httpx.Response) -> str:
+    """The ID token of the token endpoint's answer; AuthError without one."""
+    try:
+        id_token = response.json().get("id_token")
+    except (ValueError, AttributeError):
+        id_token = None
+    if not isinstance(id_token, str):
+        raise AuthError("the provider returned no ID token")
+    return id_token
+
+
 def provider_error(response: httpx.Response) -> str:
     """The OAuth ``error`` code of a refusal (never its description, which
     may echo the request)."""
     try:
         error = response.json().get("error")
-    except ValueError:
+    except (ValueError, AttributeError):
         return f"http_{response.status_code}"
     return error if isinstance(error, str) else f"http_{response.status_code}"
 

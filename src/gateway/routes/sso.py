@@ -28,8 +28,7 @@ from pydantic import Field
 from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
 from gateway.http.throttle import SignInLimit
-from gateway.identity.oidc import OidcVerifier
-from gateway.identity.sso import provider_error, provider_post, session_for, sso_of
+from gateway.identity.sso import id_token_of, provider_error, provider_post, session_for, sso_of
 from gateway.models import Strict, TokenOut
 from gateway.state import Gateway
 from shared.errors import AuthError, NotFound, RagError, TooManyRequests, Unavailable
@@ -131,7 +130,7 @@ async def _signed_in(
     if saved is None:
         raise AuthError("the sign-in expired or was used")
     login = json.loads(saved)
-    id_token = await _code_for_id_token(gateway, sso, request, code, login["verifier"])
+    id_token = await _code_for_id_token(gateway, request, code, login["verifier"])
     claims = await sso.verify(id_token, nonce=login["nonce"])
     tokens = await session_for(gateway, claims, client_ip(request))
     handoff = secrets.token_urlsafe(32)
@@ -140,9 +139,7 @@ async def _signed_in(
     return handoff
 
 
-async def _code_for_id_token(
-    gateway: Gateway, sso: OidcVerifier, request: Request, code: str, verifier: str
-) -> str:
+async def _code_for_id_token(gateway: Gateway, request: Request, code: str, verifier: str) -> str:
     client_id = gateway.clients.settings.oidc_client_id
     assert client_id is not None
     form = {
@@ -155,10 +152,7 @@ async def _code_for_id_token(
     if response.status_code != 200:
         log.warning("Provider refused the code", error=provider_error(response))
         raise AuthError("the provider refused the code")
-    id_token = response.json().get("id_token")
-    if not isinstance(id_token, str):
-        raise AuthError("the provider returned no ID token")
-    return id_token
+    return id_token_of(response)
 
 
 @router.post(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from gateway.http.deps import GatewayDep, client_ip, counted_check, json_body
 from gateway.http.openapi import errors, json_body_schema
 from gateway.http.throttle import SignInLimit
-from gateway.identity.sso import provider_error, provider_post, session_for, sso_of
+from gateway.identity.sso import id_token_of, provider_error, provider_post, session_for, sso_of
 from gateway.models import Strict, TokenOut
 from gateway.state import Gateway
 from shared.errors import AuthError, Conflict, NotFound, TooManyRequests, Unavailable
@@ -75,7 +75,10 @@ async def start_device_sign_in(_limited: SignInLimit, gateway: GatewayDep) -> De
     if response.status_code != 200:
         log.warning("Provider refused a device sign-in", error=provider_error(response))
         raise Unavailable("the sign-in provider refused to start a device sign-in")
-    return DeviceStartOut.model_validate(response.json())
+    try:
+        return DeviceStartOut.model_validate_json(response.content)
+    except ValueError:
+        raise Unavailable("the sign-in provider's answer is not a device authorization") from None
 
 
 @router.post(
@@ -115,8 +118,5 @@ async def _polled(gateway: Gateway, request: Request, device_code: str) -> Token
             raise TooManyRequests("slow_down: poll less often", retry_after=10)
         log.info("Device sign-in refused", error=error)
         raise AuthError(f"the sign-in was refused ({error})")
-    id_token = response.json().get("id_token")
-    if not isinstance(id_token, str):
-        raise AuthError("the provider returned no ID token")
-    claims = await sso.verify(id_token)
+    claims = await sso.verify(id_token_of(response))
     return await session_for(gateway, claims, client_ip(request))
