@@ -72,18 +72,25 @@ class ProviderKeys:
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self, kid: str) -> ProviderKey:
-        """The key named ``kid``; AuthError if the provider has none such
-        even after a fresh read (when one is allowed)."""
+    async def get(self, kid: str | None, algorithm: str) -> ProviderKey:
+        """The key named ``kid`` (a token naming none: the provider's only
+        key for ``algorithm``); AuthError if the provider has none such even
+        after a fresh read (when one is allowed)."""
         if self._stale(self._max_age):
             await self._load(self._max_age)
-        key = self._keys.get(kid)
+        key = self._find(kid, algorithm)
         if key is None and self._stale(self._min_refresh):
             await self._load(self._min_refresh)
-            key = self._keys.get(kid)
+            key = self._find(kid, algorithm)
         if key is None:
             raise AuthError(_INVALID)
         return key
+
+    def _find(self, kid: str | None, algorithm: str) -> ProviderKey | None:
+        if kid is not None:
+            return self._keys.get(kid)
+        fitting = [key for key in self._keys.values() if key.fits(algorithm)]
+        return fitting[0] if len(fitting) == 1 else None
 
     async def endpoint(self, name: str) -> str:
         """An endpoint of the discovery document (``token_endpoint``, ...)."""
@@ -119,14 +126,17 @@ class ProviderKeys:
         self.discovery = discovery
         keys: dict[str, ProviderKey] = {}
         for data in jwks.get("keys", []):
-            if not isinstance(data, dict) or data.get("use", "sig") != "sig" or "kid" not in data:
+            if not isinstance(data, dict) or data.get("use", "sig") != "sig":
                 continue
             try:
                 key = jwt.PyJWK(data)
             except jwt.PyJWTError:
                 continue  # a key type this gateway cannot use: skipped, not fatal
             algorithm = data.get("alg")
-            keys[str(data["kid"])] = ProviderKey(
+            # A key without a kid (a provider with one key) gets a made-up name:
+            # found by a token naming none, and verified like any other.
+            name = str(data["kid"]) if "kid" in data else f"#{len(keys)}"
+            keys[name] = ProviderKey(
                 key, str(data.get("kty")), algorithm if isinstance(algorithm, str) else None
             )
         log.info("OpenID provider keys read", keys=len(keys))
@@ -181,9 +191,9 @@ class OidcVerifier:
         algorithm, kid = header.get("alg"), header.get("kid")
         # Pinned per token to the allow-list: never `none`, never an HS*
         # "signed" with the public key.
-        if algorithm not in self._algorithms or not isinstance(kid, str):
+        if algorithm not in self._algorithms or not isinstance(kid, str | None):
             raise AuthError(_INVALID)
-        key = await self.keys.get(kid)
+        key = await self.keys.get(kid, algorithm)
         if not key.fits(algorithm):
             raise AuthError(_INVALID)
         try:

@@ -172,3 +172,21 @@ async def test_a_sign_in_id_token_must_carry_the_nonce_sent() -> None:
             await verifier.verify(token, nonce=nonce)
     with pytest.raises(AuthError):
         await verifier.verify(provider.token(), nonce="n-1")  # none in the token
+
+
+async def test_a_token_without_kid_uses_the_providers_only_key() -> None:
+    """A provider with one key may leave `kid` out; with two, a token
+    naming none is refused (which key would be a guess)."""
+    provider = FakeProvider()
+    verifier = _verifier(provider)
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 60}
+    claims |= {"tenant": "acme"}
+    token = jwt.encode(claims, provider.keys[0][1], algorithm="RS256")
+    assert "kid" not in jwt.get_unverified_header(token)
+    assert (await verifier.verify(token)).subject == "u1"
+    provider.keys.append(("k2", rsa.generate_private_key(65537, 2048)))
+    await asyncio.sleep(0.25)
+    await verifier.verify(provider.token(kid="k2"))  # the second key is read
+    with pytest.raises(AuthError):
+        await verifier.verify(token)
