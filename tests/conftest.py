@@ -19,6 +19,7 @@ from tests.support.processes import Component, start_gateway, start_worker
 
 if TYPE_CHECKING:
     from ragstream.localstack.s3 import S3Service
+    from tests.support.oidc_provider import OidcProvider
 
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "CHROMA_URL")
 
@@ -100,4 +101,40 @@ def gateway(
 @pytest.fixture
 async def client(gateway: Component) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A real OpenID provider (tests/support/oidc: oidc-provider under Node)
+    on a free loopback port. Started only by the tests that ask for it."""
+    from tests.support.oidc_provider import OidcProvider
+
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc") / "provider.log")
+    provider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_gateway(
+    app_env: dict[str, str], log_dir: Path, workers: list[Component], oidc_provider: OidcProvider
+) -> Iterator[Component]:
+    """A gateway that takes the provider's tokens, beside the session's
+    gateway (the same workers, database and topics)."""
+    from tests.support.oidc_provider import gateway_settings
+
+    settings = gateway_settings(oidc_provider)
+    component = start_gateway("gateway-oidc", {**app_env, **settings}, log_dir)
+    # The web sign-in's redirect URI, now that the gateway has its address.
+    oidc_provider.allow_redirect(f"{component.base_url}/api/auth/oidc/callback")
+    yield component
+    component.stop()
+
+
+@pytest.fixture
+async def oidc_client(oidc_gateway: Component) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=oidc_gateway.base_url or "", timeout=30) as http:
         yield http

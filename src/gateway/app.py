@@ -14,6 +14,7 @@ from gateway.http import errors, openapi
 from gateway.http.limits import Limits
 from gateway.http.middleware import BodyLimits, RequestContext, SecurityHeaders
 from gateway.http.throttle import limit_requests
+from gateway.identity.oidc import OidcVerifier
 from gateway.identity.security import Tokens
 from gateway.routes import (
     admin,
@@ -29,6 +30,8 @@ from gateway.routes import (
     openai_compat,
     resume,
     search,
+    sso,
+    sso_device,
     web,
 )
 from gateway.state import Gateway
@@ -52,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_clients(settings, "gateway", embedder=False) as clients:
+        async with open_clients(settings, "gateway", embedder=False, oidc=True) as clients:
             await blob_root.claim_at_start(clients.pool, clients.blobs)  # its marker, if new
             await clients.broker.start()
             lease = PartitionLease(
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lease,
                 document_events,
                 limits=Limits(clients.redis, settings),
+                oidc=OidcVerifier(clients.oidc_http, settings) if clients.oidc_http else None,
                 request_partitions=await replies.partitions_of(clients.topics.chat_requests),
             )
             sampler = Sampler(clients.pool, "gateway")
@@ -108,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     add_middleware(app, settings, tokens)
-    for module in (health, auth, asyncapi, web):
+    for module in (health, auth, sso, sso_device, asyncapi, web):
         app.include_router(module.router)
     # Every route of these needs a user, and counts against the user's rate.
     # document_events before documents: its /events is not a document id.

@@ -11,6 +11,7 @@ import structlog
 
 from gateway.doc_events import DocumentEvents
 from gateway.http.limits import Limits
+from gateway.identity.oidc import OidcVerifier
 from gateway.identity.security import Tokens
 from gateway.readiness import ReadinessCache
 from gateway.streams.lease import PartitionLease
@@ -36,6 +37,9 @@ class Gateway:
     # Rate and stream limits (gateway.http.limits); None only in tests that build
     # a Gateway by hand, where nothing is limited.
     limits: Limits | None = None
+    # The OpenID provider's token check (gateway.identity.oidc); None
+    # without OIDC_ISSUER_URL.
+    oidc: OidcVerifier | None = None
     # The chat request topic's partitions: a request asked again after its
     # worker died goes to each, so whichever live worker reads first takes it.
     request_partitions: list[int] = field(default_factory=list)

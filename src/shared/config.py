@@ -17,6 +17,19 @@ from pydantic import Field, JsonValue, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOP_K_MAX = 50
+# The signature algorithms a provider's token may use: asymmetric only.
+OIDC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
 STREAM_TIMEOUT_MAX = 300.0
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
@@ -119,6 +132,118 @@ class Settings(BaseSettings):
         " `GET /api/documents/events` stream was opened with, by the check every request gets:"
         " once it fails (logout, revoked session or API key, disabled user, expired access"
         " token) the stream ends with `event: ended` (`reason: session_ended`).",
+        json_schema_extra=_doc("identity"),
+    )
+
+    # --- single sign-on (OpenID Connect) -------------------------------------
+    oidc_issuer_url: str | None = Field(
+        default=None,
+        description="The OpenID provider's issuer (`https://login.example.com/realms/acme`):"
+        " its discovery document and keys are read from it, and a token's `iss` must equal"
+        " it. Unset: no single sign-on, only local accounts and API keys.",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="ragstream's client id at the provider (needed with `OIDC_ISSUER_URL`);"
+        " an ID token must name it in `aud`.",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="The client's secret, for the web page's sign-in (a confidential client).",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile",
+        description="Scopes the sign-in asks for, space-separated as OAuth writes them (add"
+        " the provider's scope for groups, `groups` say, to get them in the token).",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="The web sign-in's redirect URI as registered at the provider"
+        " (`https://rag.example.com/api/auth/oidc/callback`). Unset: built from the address"
+        " the browser used, which behind a proxy needs uvicorn's `--proxy-headers`.",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_device_client_id: str | None = Field(
+        default=None,
+        description="The provider's client for `rag login --sso` (the device-code flow;"
+        " usually a public client). Unset: `OIDC_CLIENT_ID`. Its ID tokens are accepted"
+        " like `OIDC_CLIENT_ID`'s.",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        description="The `aud` of the provider's access tokens for this API (its resource or"
+        " API identifier); a bearer token must name it or `OIDC_CLIENT_ID`. Unset: only"
+        " tokens issued to `OIDC_CLIENT_ID` (ID tokens).",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_tenant_claim: str = Field(
+        default="tenant",
+        min_length=1,
+        description="The claim naming the user's tenant (by name: created at its first user's"
+        " sign-in). A token without it is refused; a user stays in the tenant they were"
+        " created in.",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_groups_claim: str = Field(
+        default="groups",
+        min_length=1,
+        description="The claim listing the user's groups (a list of names).",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_admin_group: str | None = Field(
+        default=None,
+        description="Members of this group (in `OIDC_GROUPS_CLAIM`) are their tenant's"
+        " admins, the others members; the role follows the token at each sign-in. Unset:"
+        " roles are managed in ragstream (`PATCH /api/admin/users/{id}`).",
+        json_schema_extra=_doc("identity", "none"),
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        min_length=1,
+        description="The claim a new user's username comes from (`sub` when absent). A name"
+        " a local account already has is refused, never linked to it.",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256"],
+        description="Signature algorithms accepted on the provider's tokens, a JSON list;"
+        " asymmetric ones only (`none` and `HS*` are refused at start-up).",
+        json_schema_extra=_doc("identity", '["RS256", "PS256", "ES256"]'),
+    )
+    oidc_leeway_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=300,
+        description="Clock skew allowed on `exp`, `iat` and `nbf`, 0–300 seconds.",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_jwks_cache_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86_400,
+        description="How long the provider's discovery document and keys are kept before"
+        " they are read again, 60–86400 seconds (a retired key stops verifying by then).",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_jwks_refresh_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="Least time between two reads of the keys prompted by a token signed"
+        " with an unknown key (`kid`), so a key rotation is picked up at once but forged"
+        " `kid`s cannot make the gateway hammer the provider.",
+        json_schema_extra=_doc("identity"),
+    )
+    oidc_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Timeout of each call to the provider (discovery, keys, token).",
         json_schema_extra=_doc("identity"),
     )
 
@@ -1015,6 +1140,21 @@ class Settings(BaseSettings):
             )
         if self.blob_s3_kms_key_id and self.blob_s3_sse != "aws:kms":
             raise ValueError("BLOB_S3_KMS_KEY_ID needs BLOB_S3_SSE=aws:kms")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc(self) -> Settings:
+        # Symmetric keys would be the provider's client secret, shared with
+        # every client; `none` is no signature. Said at start-up.
+        refused = [a for a in self.oidc_algorithms if a not in OIDC_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"OIDC_ALGORITHMS may hold only {', '.join(OIDC_ALGORITHMS)}; not {refused}"
+            )
+        if not self.oidc_algorithms:
+            raise ValueError("OIDC_ALGORITHMS needs at least one algorithm")
+        if self.oidc_issuer_url and not self.oidc_client_id:
+            raise ValueError("OIDC_ISSUER_URL needs OIDC_CLIENT_ID")
         return self
 
     @model_validator(mode="after")

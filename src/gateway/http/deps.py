@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from gateway.identity import api_keys, sessions, users
+from gateway.identity import api_keys, external, sessions, users
 from gateway.identity.users import User
 from gateway.state import Gateway
 from shared.errors import AuthError
@@ -62,10 +62,8 @@ async def current_principal(
 ) -> Principal:
     if credentials is None:
         raise AuthError("Not authenticated")
-    credential = credentials.credentials
-    return await counted_check(
-        gateway, client_ip(request), lambda: authenticate(gateway, credential)
-    )
+    credential, ip = credentials.credentials, client_ip(request)
+    return await counted_check(gateway, ip, lambda: authenticate(gateway, credential, ip))
 
 
 async def counted_check(gateway: Gateway, ip: str | None, check: Callable[[], Awaitable[T]]) -> T:
@@ -77,13 +75,20 @@ async def counted_check(gateway: Gateway, ip: str | None, check: Callable[[], Aw
     return await gateway.limits.authenticating(ip or "unknown", check)
 
 
-async def authenticate(gateway: Gateway, credential: str) -> Principal:
-    """Who a bearer credential (access token or API key) names, or AuthError:
-    the check of every request, also re-run by a long-lived stream
-    (``gateway.routes.document_events``) to end it once it fails."""
+async def authenticate(gateway: Gateway, credential: str, ip: str | None = None) -> Principal:
+    """Who a bearer credential (access token, API key, or a token of the
+    OpenID provider's) names, or AuthError: the check of every request, also
+    re-run by a long-lived stream (``gateway.routes.document_events``) to
+    end it once it fails. ``ip``: for the audit of a first sign-on."""
     pool = gateway.clients.pool
     if api_keys.is_api_key(credential):
         return Principal(await api_keys.authenticate(pool, credential), None)
+    if gateway.oidc is not None and gateway.oidc.claims_to_be_ours(credential):
+        external_claims = await gateway.oidc.verify(credential)
+        admin_group = gateway.clients.settings.oidc_admin_group
+        # No family: like an API key's, the provider's session is the provider's.
+        signed_on = await external.user_for(pool, external_claims, admin_group, ip)
+        return Principal(signed_on, None)
     claims = gateway.tokens.verify(credential, "access")
     user = await users.get(pool, claims.user_id)
     # Read on every request, so disabling a user takes effect at once.

@@ -25,7 +25,7 @@ from gateway.http.upload_gate import SpoolFull, UploadGate
 from gateway.identity.security import Tokens
 from gateway.models import ErrorOut
 from shared.config import Settings
-from shared.errors import AuthError, TooManyRequests
+from shared.errors import AuthError, TooManyRequests, Unavailable
 from shared.runtime.logging import QUIET_ON_TERMINAL, bind_correlation
 
 log = structlog.get_logger("gateway.access")
@@ -221,6 +221,9 @@ class BodyLimits:
                 receive, send, 429, str(exc), {"retry-after": str(exc.retry_after)}
             )
             return
+        except Unavailable as exc:  # the OpenID provider, its keys never read
+            await _refuse_unread(receive, send, 503, exc.message, {"retry-after": "5"})
+            return
         if user_id is None:
             await _refuse_unread(
                 receive, send, 401, "Not authenticated", {"www-authenticate": "Bearer"}
@@ -313,10 +316,11 @@ class BodyLimits:
             return None
         gateway = scope["app"].state.gateway
         client = scope.get("client")
+        ip = client[0] if client else None
         try:
             # Counted like gateway.http.deps' check, against the same address.
             principal = await counted_check(
-                gateway, client[0] if client else None, lambda: authenticate(gateway, credential)
+                gateway, ip, lambda: authenticate(gateway, credential, ip)
             )
         except AuthError:
             return None

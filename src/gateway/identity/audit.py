@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 Action = Literal[
     "user.registered",
     "user.created",
+    "user.created_by_sso",
+    "user.role_changed_by_sso",
     "user.disabled",
     "user.enabled",
     "auth.login",

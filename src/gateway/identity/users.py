@@ -90,7 +90,7 @@ async def get(pool: asyncpg.Pool, user_id: UUID) -> User | None:
     return User(**dict(record)) if record else None
 
 
-async def credentials(pool: asyncpg.Pool, username: str) -> tuple[User, str] | None:
+async def credentials(pool: asyncpg.Pool, username: str) -> tuple[User, str | None] | None:
     record = await pool.fetchrow(
         f"SELECT {_COLUMNS}, password_hash FROM users WHERE username = $1",  # noqa: S608
         username,

@@ -36,6 +36,8 @@ _FILES = {name: (files("gateway") / "web" / name).read_bytes() for name in _TYPE
 
 class PageConfig(BaseModel):
     registration: bool
+    # Single sign-on is configured: the page offers /api/auth/oidc/login.
+    sso: bool
     max_upload_mb: int
     suffixes: list[str]
 
@@ -59,10 +61,11 @@ async def favicon() -> Response:
 
 @router.get("/web/config.json", response_model=PageConfig)
 async def page_config(gateway: GatewayDep) -> PageConfig:
-    """Whether to offer registration, and what an upload may be."""
+    """Whether to offer registration and single sign-on, and what an upload may be."""
     settings = gateway.clients.settings
     return PageConfig(
         registration=settings.allow_registration,
+        sso=gateway.oidc is not None,
         max_upload_mb=settings.max_upload_mb,
         suffixes=list(SUPPORTED_SUFFIXES),
     )

@@ -15,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 let session = null;
 let refreshing = null;
 let refreshTimer = null;
-let config = { registration: false, max_upload_mb: 0, suffixes: [] };
+let config = { registration: false, sso: false, max_upload_mb: 0, suffixes: [] };
 
 function saveSession(tokens, username) {
   session = {
@@ -124,6 +124,44 @@ async function onSignIn(event) {
   } finally {
     $("signin-submit").disabled = false;
   }
+}
+
+// --- single sign-on ---------------------------------------------------------
+// The gateway's callback sends the browser back to "/#sso=<one-time code>"
+// (or "#sso_error=<reason>"); the code is traded for a session's tokens once.
+
+const SSO_ERRORS = {
+  refused: "Your organisation's sign-in did not let you in.",
+  expired: "The sign-in took too long; please try again.",
+  unavailable: "Your organisation's sign-in cannot be reached; try again later.",
+};
+
+async function finishSingleSignOn() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const code = fragment.get("sso");
+  const error = fragment.get("sso_error");
+  if (!code && !error) return false;
+  history.replaceState(null, "", location.pathname + location.search); // the code, out of sight
+  if (error) {
+    show($("signin-error"), SSO_ERRORS[error] || SSO_ERRORS.refused);
+    return false;
+  }
+  const response = await fetch("/api/auth/oidc/exchange", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ code }),
+  });
+  if (!response.ok) {
+    show($("signin-error"), SSO_ERRORS.expired);
+    return false;
+  }
+  const tokens = await response.json();
+  const me = await fetch("/api/auth/verify", {
+    headers: { Authorization: `Bearer ${tokens.access_token}` },
+  });
+  saveSession(tokens, me.ok ? (await me.json()).username : "");
+  enterApp();
+  return true;
 }
 
 function signOut(message) {
@@ -896,7 +934,13 @@ async function start() {
     // defaults: no registration link, no size check here
   }
   $("register-hint").hidden = !config.registration;
+  $("sso-hint").hidden = !config.sso;
   if (config.suffixes.length) $("file-input").accept = config.suffixes.join(",");
+  try {
+    if (await finishSingleSignOn()) return;
+  } catch (err) {
+    show($("signin-error"), `Cannot reach the server: ${err.message}`);
+  }
   loadSession();
   if (session) {
     // A reload: the stored access token may have expired; refresh first.

@@ -55,9 +55,19 @@ def login(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="read the password from stdin")
     ] = False,
+    sso: Annotated[
+        bool,
+        typer.Option(
+            "--sso", help="sign in at your organisation's provider (device code), no password"
+        ),
+    ] = False,
 ) -> int:
     """Sign in and keep the session in your config folder (mode 0600)."""
     target = credentials.resolve_url(url, credentials.load())
+    if sso:
+        signed_in = auth.login_sso(target, lambda line: out.print(escape(line)))
+        out.print(f"logged in to {escape(signed_in.url)} as {escape(signed_in.username)}")
+        return 0
     name = username or typer.prompt("username")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

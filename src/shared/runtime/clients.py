@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import httpx
 from faststream.kafka import KafkaBroker
 from pydantic import SecretStr
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -42,6 +43,8 @@ class Clients:
     blobs: BlobStore
     # A worker's consumer group's lag (rag_kafka_consumer_lag); started.
     lag: LagReader | None = None
+    # The gateway's client for the OpenID provider (OIDC_ISSUER_URL set).
+    oidc_http: httpx.AsyncClient | None = None
 
     def require_embedder(self) -> Embedder:
         if self.embedder is None:
@@ -113,14 +116,31 @@ def s3_client(settings: Settings) -> Any:
     )
 
 
+def oidc_client(settings: Settings) -> httpx.AsyncClient:
+    """One client for the provider's discovery, keys and token endpoints:
+    bounded in time, never following a redirect elsewhere."""
+    return httpx.AsyncClient(
+        timeout=settings.oidc_timeout_seconds,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=10),
+        headers={"User-Agent": "ragstream-gateway"},
+    )
+
+
 @asynccontextmanager
 async def open_clients(
-    settings: Settings, service: str, *, embedder: bool = True, lag_group: str | None = None
+    settings: Settings,
+    service: str,
+    *,
+    embedder: bool = True,
+    lag_group: str | None = None,
+    oidc: bool = False,
 ) -> AsyncIterator[Clients]:
     """Connect to everything; the broker is built but not started, so the
     caller can register subscribers first. The gateway embeds nothing, so it
     loads no model (``embedder=False``). ``lag_group``: a worker's consumer
-    group, whose lag its metrics report."""
+    group, whose lag its metrics report. ``oidc``: an HTTP client for the
+    OpenID provider, when one is configured (the gateway)."""
     topics = Topics.from_prefix(settings.kafka_topic_prefix)
     await ensure_topics(settings, topics)
     pool = await create_pool(settings)
@@ -137,6 +157,8 @@ async def open_clients(
         lexical=LexicalIndex(pool),
         blobs=build_blob_store(settings),
     )
+    if oidc and settings.oidc_issuer_url:
+        clients.oidc_http = oidc_client(settings)
     try:
         if lag_group is not None:
             security = kafka_security(settings)
@@ -147,5 +169,7 @@ async def open_clients(
         if clients.lag is not None:
             await clients.lag.stop()
         await clients.broker.stop()
+        if clients.oidc_http is not None:
+            await clients.oidc_http.aclose()
         await redis.aclose()
         await pool.close()
