@@ -90,16 +90,19 @@ def _quantile(values: list[float], q: float) -> float:
 
 def _worker_counts(workers: list[Proc]) -> dict[str, int]:
     indexed: Counter[str] = Counter()
-    requeued = 0
+    requeued: list[dict[str, Any]] = []
     for worker in workers:
         for line in worker.log().splitlines():
             if "Re-queued stuck document" in line:
-                requeued += 1
+                with suppress(ValueError):
+                    requeued.append(json.loads(line))
             elif '"Document indexed"' in line:
                 with suppress(ValueError, KeyError):
                     indexed[json.loads(line)["document_id"]] += 1
     return {
-        "requeued": requeued,
+        "requeued": len(requeued),
+        # Which were, and in what state: kept for a run that finds one.
+        "requeued_lines": requeued,
         "extra_indexings": sum(indexed.values()) - len(indexed),
         "rss_mb": round(max(w.rss_kb() for w in workers) / 1024),
     }

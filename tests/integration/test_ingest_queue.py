@@ -215,3 +215,20 @@ async def test_the_sweeper_leaves_waiting_documents_to_the_releasers(pool: async
     async with pool.acquire() as conn, conn.transaction():
         stuck = await documents.claim_stuck(conn, 60, 10, TOPIC, consumed)
     assert {doc.id for doc, _ in stuck} == {released[0], never_handed_over.id}
+
+
+async def test_a_document_released_after_a_long_wait_is_not_stuck_at_once(
+    pool: asyncpg.Pool,
+) -> None:
+    tenant = await _tenant(pool, "patient")
+    [waited] = await _waiting(pool, tenant, 1, minutes_ago=60)
+    # A sweeper reads the log's positions, then a releaser publishes the
+    # document past the end it read, then the sweeper reads the rows.
+    read_before = Positions(committed={0: 5}, start={0: 0}, end={0: 5})
+    async with pool.acquire() as conn, conn.transaction():
+        [(doc, _)] = await ingest_queue.pick(conn, TOPIC, 1)
+        await documents.record_request(conn, doc.id, TOPIC, 0, 5)
+    async with pool.acquire() as conn, conn.transaction():
+        stuck = await documents.claim_stuck(conn, 60, 10, TOPIC, read_before)
+    assert doc.id == waited
+    assert stuck == []

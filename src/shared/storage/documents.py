@@ -525,10 +525,13 @@ async def delete_created_before(pool: Db, doc_id: UUID, cutoff: datetime) -> Non
 
 async def record_request(db: Db, doc_id: UUID, topic: str, partition: int, offset: int) -> None:
     """Where the document's latest ingest request sits (``claim_stuck``);
-    from now on it is released."""
+    from now on it is released. The release is the row's last change: a
+    document that waited an hour in PostgreSQL is not stuck the moment it
+    is released (a sweeper that read the log's end just before would take
+    its request for one gone from the log)."""
     await db.execute(
         "UPDATE documents SET request_topic = $2, request_partition = $3, request_offset = $4,"
-        " released_at = coalesce(released_at, now()) WHERE id = $1",
+        " released_at = coalesce(released_at, now()), updated_at = now() WHERE id = $1",
         doc_id,
         topic,
         partition,
