@@ -55,10 +55,15 @@ async def upload(http: httpx.AsyncClient, account: Account, name: str, content: 
 
 
 async def wait_indexed(
-    http: httpx.AsyncClient, account: Account, doc_ids: list[str], seconds: float
+    http: httpx.AsyncClient,
+    account: Account,
+    doc_ids: list[str],
+    seconds: float,
+    every: float = 0.1,
 ) -> list[dict[str, Any]]:
     """Every document's row once all are indexed (raises if one failed). One
-    list call per poll, so polling costs the gateway little while it is timed."""
+    list call per poll (every ``every`` seconds), so polling costs the
+    gateway little while it is timed."""
     wanted = set(doc_ids)
     async with asyncio.timeout(seconds):
         while True:
@@ -72,6 +77,23 @@ async def wait_indexed(
                 raise RuntimeError(f"document {failed[0]['id']} failed: {failed[0].get('error')}")
             if len(rows) == len(wanted) and all(d["status"] == "indexed" for d in rows.values()):
                 return [rows[d] for d in doc_ids]
+            await asyncio.sleep(every)
+
+
+async def wait_one_indexed(
+    http: httpx.AsyncClient, account: Account, doc_id: str, seconds: float
+) -> dict[str, Any]:
+    """One document's row once indexed (raises if it failed): a single-row
+    read per poll, whatever else the account has."""
+    async with asyncio.timeout(seconds):
+        while True:
+            response = await http.get(f"/api/documents/{doc_id}", headers=account.headers)
+            response.raise_for_status()
+            row: dict[str, Any] = response.json()
+            if row["status"] == "failed":
+                raise RuntimeError(f"document {doc_id} failed: {row.get('error')}")
+            if row["status"] == "indexed":
+                return row
             await asyncio.sleep(0.1)
 
 
