@@ -115,16 +115,27 @@ def _consumer(settings: Any) -> Any:
     )
 
 
-async def _letters(consumer: Any, topic: str, *, from_start: bool) -> AsyncIterator[Letter]:
-    """The letters of one dead-letter topic after the group's committed
-    offset (or all), up to its end when the read began."""
+async def _assign(consumer: Any, topics: list[str]) -> list[Any]:
+    """Assign every partition of the dead-letter ``topics`` at once (missing
+    topics: none). Once: each new assignment restarts the group
+    coordinator's routine, and on a Kafka whose group coordinator is still
+    being set up an assignment replaced mid-way fails an assertion inside
+    aiokafka."""
     from aiokafka import TopicPartition
 
+    tps = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+    if tps:
+        consumer.assign(tps)
+    return tps
+
+
+async def _letters(consumer: Any, tps: list[Any], *, from_start: bool) -> AsyncIterator[Letter]:
+    """The letters of the assigned partitions ``tps`` after the group's
+    committed offset (or all), up to their end when the read began."""
     from shared.contracts.events import DeadLetter
 
-    partitions = await _partitions(consumer, topic)
-    tps = [TopicPartition(topic, p) for p in partitions]
-    consumer.assign(tps)
+    if not tps:
+        return
     ends = await consumer.end_offsets(tps)
     starts = await consumer.beginning_offsets(tps)
     for tp in tps:
@@ -142,7 +153,9 @@ async def _letters(consumer: Any, topic: str, *, from_start: bool) -> AsyncItera
                     letter: DeadLetter | None = DeadLetter.model_validate_json(record.value)
                 except ValidationError:
                     letter = None
-                yield Letter(topic, tp.partition, record.offset, record.key, letter, record.value)
+                yield Letter(
+                    tp.topic, tp.partition, record.offset, record.key, letter, record.value
+                )
 
 
 async def _partitions(consumer: Any, topic: str) -> list[int]:
@@ -161,13 +174,15 @@ async def _list(settings: Any, args: ListOptions) -> int:
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        for source in source_topics(settings.kafka_topic_prefix, args.topics):
-            async for letter in _letters(
-                consumer, Topics.dead_letter(source), from_start=args.every
-            ):
-                if len(shown) >= args.limit:
-                    break
-                shown.append(letter)
+        dead = [
+            Topics.dead_letter(s) for s in source_topics(settings.kafka_topic_prefix, args.topics)
+        ]
+        async for letter in _letters(
+            consumer, await _assign(consumer, dead), from_start=args.every
+        ):
+            if len(shown) >= args.limit:
+                break
+            shown.append(letter)
     finally:
         await consumer.stop()
     if args.as_json:
@@ -197,9 +212,9 @@ async def _replay(settings: Any, args: ReplayOptions) -> int:
     await consumer.start()
     await broker.start()
     try:
-        for source in sources:
-            async for letter in _letters(consumer, Topics.dead_letter(source), from_start=False):
-                await _replay_one(consumer, broker, letter, args, sources, tally)
+        tps = await _assign(consumer, [Topics.dead_letter(s) for s in sources])
+        async for letter in _letters(consumer, tps, from_start=False):
+            await _replay_one(consumer, broker, letter, args, sources, tally)
     finally:
         await broker.stop()
         await consumer.stop()
