@@ -95,7 +95,7 @@ def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def _worker_counts(workers: list[Proc]) -> dict[str, int]:
+def _worker_counts(workers: list[Proc]) -> dict[str, Any]:
     indexed: Counter[str] = Counter()
     requeued: list[dict[str, Any]] = []
     for worker in workers:
