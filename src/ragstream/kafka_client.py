@@ -6,6 +6,8 @@
             print(status.status)                 # queued, processing, indexed
         async for reply in rag.ask(tenant_id, user_id, "What is the policy?"):
             print(reply.type)                    # sources, token..., done
+        found = await rag.search(tenant_id, user_id, "expense policy")
+        print(found.passages[0].scores)          # dense, bm25, fused, reranker
 
 An internal service is trusted: it acts as whichever user it names (see
 docs/security.md), so give it the credentials of one (the database, the
@@ -23,7 +25,8 @@ environment variables as the services (docs/configuration.md).
 
 ``ask`` publishes a ``ChatRequest`` whose ``reply_to`` names a partition of
 the reply topic this client reads, and yields the replies of its stream
-until ``done`` or ``error``. The client reads that one partition without a
+until ``done`` or ``error``; ``search`` publishes a ``SearchRequest`` the
+same way and returns its one ``SearchReply``. The client reads that one partition without a
 consumer group, like a gateway: a gateway that shares the partition ignores
 the other's replies by their stream id, at the cost of reading them.
 """
@@ -59,6 +62,7 @@ from shared.contracts.events import (
     IngestStatus,
     ReplyTo,
     SearchReply,
+    SearchRequest,
     SourcesReply,
     TokenReply,
     utcnow,
@@ -315,6 +319,38 @@ class RagKafkaClient:
                 if not finished:
                     await self._cancel(request)
 
+    # --- search ---------------------------------------------------------------
+
+    async def search(
+        self,
+        tenant_id: UUID,
+        user_id: UUID,
+        query: str,
+        *,
+        top_k: int | None = None,
+        options: ChatOptions | None = None,
+        deadline_seconds: float = 30,
+    ) -> SearchReply:
+        """The passages ``user_id`` may read for ``query``, ranked as a chat
+        with the same options would rank its sources, with each stage's
+        scores; no answer. The reply's ``outcome`` says whether the workers
+        refused or failed it. Past ``deadline_seconds``: ``TimeoutError``."""
+        assert self._replies is not None, "RagKafkaClient is not started: use `async with`"
+        request = SearchRequest(
+            correlation_id=f"internal-{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            user_id=user_id,
+            query=query,
+            top_k=top_k,
+            options=options or ChatOptions(),
+            deadline=utcnow() + timedelta(seconds=deadline_seconds),
+            reply_to=ReplyTo(topic=self.topics.chat_replies, partition=self.reply_partition),
+        )
+        with self._replies.follow(request.stream_id) as queue:
+            await publish(self.broker, self.topics.search_requests, request, key=request.stream_id)
+            async with asyncio.timeout(deadline_seconds):
+                return await _search_reply_of(request, queue)
+
     async def _cancel(self, request: ChatRequest) -> None:
         cancel = ChatCancel(
             correlation_id=request.correlation_id,
@@ -343,6 +379,17 @@ async def _replies_of(request: ChatRequest, queue: asyncio.Queue[bytes]) -> Asyn
         yield reply
         if reply.type in TERMINAL_REPLIES:
             return
+
+
+async def _search_reply_of(request: SearchRequest, queue: asyncio.Queue[bytes]) -> SearchReply:
+    """The search's one reply; one for another tenant or user is never taken."""
+    while True:
+        reply = REPLY_ADAPTER.validate_json(await queue.get())
+        if isinstance(reply, SearchReply) and (reply.tenant_id, reply.user_id) == (
+            request.tenant_id,
+            request.user_id,
+        ):
+            return reply
 
 
 def _row_status(doc: Document) -> IngestStatus:

@@ -65,6 +65,10 @@ async def test_submit_then_follow_then_ask(rag: RagKafkaClient, client: httpx.As
     answer = "".join(r.text for r in replies if r.type == "token")
     assert "Zanzibar" in answer
     assert len({r.stream_id for r in replies}) == 1
+    found = await rag.search(tenant, me, "quarterly bonus", top_k=3)
+    assert found.outcome == "answered"
+    assert found.passages[0].document_id == submitted.document_id
+    assert found.passages[0].scores.bm25 is not None
     print(f"submitted to indexed: {indexed_in:.2f} s ({names}); {len(replies)} reply events")
 
 
@@ -88,6 +92,10 @@ async def test_another_tenant_asking_gets_nothing_of_it(
     [sources] = [r for r in replies if r.type == "sources"]
     assert sources.sources == []
     assert "heliotrope" not in "".join(r.text for r in replies if r.type == "token")
+    found = await rag.search(
+        uuid.UUID(stranger.tenant_id), uuid.UUID(stranger.id), "vault code heliotrope"
+    )
+    assert (found.outcome, found.passages) == ("answered", [])
     hidden = await client.get(f"/api/documents/{submitted.document_id}", headers=stranger.headers)
     assert hidden.status_code == 404
 
