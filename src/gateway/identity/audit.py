@@ -35,6 +35,9 @@ Action = Literal[
     "document.labelled",
     "document.shared",
     "document.unshared",
+    "source.added",
+    "source.run_requested",
+    "source.removed",
 ]
 
 
