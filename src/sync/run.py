@@ -26,10 +26,10 @@ import hashlib
 import mimetypes
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from uuid import UUID, uuid4
 
 import structlog
@@ -43,7 +43,7 @@ from shared.runtime.clients import Clients
 from shared.source_rules import resolve_root
 from shared.storage import documents, sources
 from shared.storage.documents import Document
-from shared.storage.sources import FileRow, LeaseLost, Source
+from shared.storage.sources import FileRow, FileStatus, LeaseLost, Source
 from sync.lease import Lease
 from sync.walk import Listing, Seen, open_beneath, walk
 
@@ -162,8 +162,10 @@ class SourceRun:
                 " mounted? remove the source to delete them)"
             )
 
-    async def _step(self, work: Awaitable[None]) -> None:
-        self.lease.check()
+    async def _step(self, work: Coroutine[Any, Any, None]) -> None:
+        if self.lease.lost:
+            work.close()  # never started
+            self.lease.check()
         await work
         self.progress.done += 1
         await self._report()
@@ -331,7 +333,7 @@ class SourceRun:
         await sources.drop_file(self.pool, self.source.id, self.worker, row.relpath)
 
     async def _refused(self, relpath: str, reason: str, row: FileRow | None) -> None:
-        status = "failed" if reason.startswith("cannot") else "skipped"
+        status: FileStatus = "failed" if reason.startswith("cannot") else "skipped"
         failures = (row.failures if row is not None else 0) + (status == "failed")
         document_id = row.document_id if row is not None else None
         await self._put(FileRow(relpath, document_id, None, None, None, status, reason, failures))

@@ -101,7 +101,7 @@ async def _outs(pool: Db, found: list[Source]) -> list[SourceOut]:
                 owner_id=source.user_id,
                 created_at=source.created_at,
                 next_run_at=source.next_run_at,
-                state=state,  # type: ignore[arg-type]
+                state=state,
                 # A run marked running whose worker died is not going on.
                 current_run=_run(current) if state == "running" else None,
                 last_run=_run(last),
@@ -194,7 +194,7 @@ async def get_source(gateway: GatewayDep, admin: Admin, source_id: UUID) -> Sour
         problems=[
             SourceProblemOut(
                 path=p.relpath,
-                status=p.status,  # type: ignore[arg-type]
+                status=p.status,
                 reason=p.reason,
                 failures=p.failures,
                 document_id=p.document_id,
