@@ -525,10 +525,8 @@ class SourceCreate(Strict):
         max_length=MAX_PATTERNS,
         description="Never sync files (or folders) matching one of these; wins over include",
     )
-    max_bytes: int | None = Field(
+    max_bytes: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(integral)] | None = Field(
         default=None,
-        ge=1,
-        le=2**53,
         description="Files larger than this are skipped, with the reason (default, and at most:"
         " MAX_UPLOAD_MB)",
     )
@@ -542,10 +540,10 @@ class SourceCreate(Strict):
         default_factory=dict,
         description=f"On every document, besides `source` and `path` (the sync's): {META_RULE}",
     )
-    interval_seconds: int | None = Field(
+    interval_seconds: (
+        Annotated[int, Field(ge=10, le=7 * 24 * 3600), BeforeValidator(integral)] | None
+    ) = Field(
         default=None,
-        ge=10,
-        le=7 * 24 * 3600,
         description="Seconds from one run's end to the next's start (default:"
         " SYNC_INTERVAL_SECONDS)",
     )
