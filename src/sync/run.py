@@ -26,7 +26,7 @@ import hashlib
 import mimetypes
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,8 +41,8 @@ from shared.intake.changes import replace as replace_content
 from shared.intake.queue import wait
 from shared.runtime.clients import Clients
 from shared.source_rules import resolve_root
-from shared.storage import documents, sources
-from shared.storage.documents import Document
+from shared.storage import audit_log, documents, sources
+from shared.storage.documents import Conn, Document
 from shared.storage.sources import FileRow, FileStatus, LeaseLost, Source
 from sync.lease import Lease
 from sync.walk import Listing, Seen, open_beneath, walk
@@ -255,7 +255,9 @@ class SourceRun:
         await self.intake.admit(doc)
         # The id is recorded first: a run killed from here on finds it.
         await self._put(FileRow(relpath, doc_id, sha, seen.size, seen.mtime_ns, "pending", None))
-        stored = await self.intake.store(doc, content, self._correlation())
+        stored = await self.intake.store(
+            doc, content, self._correlation(), accepted=self._audit("added", relpath)
+        )
         await self._synced(relpath, seen, stored)
         self.progress.count("added")
         log.info("Synced a new file", relpath=relpath, document_id=str(doc_id))
@@ -290,6 +292,7 @@ class SourceRun:
         if changed is None:
             self.progress.count("deferred")
             return
+        await self._audit("changed", relpath)(changed)
         await self._synced(relpath, seen, changed)
         self.progress.count("changed")
         log.info("Synced a changed file", relpath=relpath, document_id=str(doc_id))
@@ -308,6 +311,7 @@ class SourceRun:
         if named is None:
             self.progress.count("deferred")
             return
+        await self._audit("renamed", relpath, was=moved.relpath)(named)
         await self._synced(relpath, seen, named)
         await sources.drop_file(self.pool, self.source.id, self.worker, moved.relpath)
         self.progress.count("renamed")
@@ -327,7 +331,10 @@ class SourceRun:
             doc = await documents.by_id(self.pool, row.document_id)
             if doc is not None:
                 clients = self.clients
-                await discard(clients.pool, clients.vectors, clients.blobs, doc)
+                audited = deletion_audit(self.source, row.relpath)
+                await discard(
+                    clients.pool, clients.vectors, clients.blobs, doc, in_transaction=audited
+                )
                 self.progress.count("deleted")
                 log.info("Deleted the document of a vanished file", relpath=row.relpath)
         await sources.drop_file(self.pool, self.source.id, self.worker, row.relpath)
@@ -390,8 +397,42 @@ class SourceRun:
             path = "…" + path[-(META_VALUE_MAX - 1) :]
         return {**self.source.meta, "source": self.source.name, "path": path}
 
+    def _audit(
+        self, change: str, relpath: str, **more: str
+    ) -> Callable[[Document], Awaitable[None]]:
+        """The audit entry of a document the sync added, changed or renamed."""
+
+        async def record(doc: Document) -> None:
+            await audit_log.append(
+                self.pool,
+                tenant_id=doc.tenant_id,
+                actor_id=self.source.user_id,
+                action="document.synced",
+                target=doc.id,
+                detail={"change": change, "source": self.source.name, "path": relpath, **more},
+            )
+
+        return record
+
     def _correlation(self) -> str:
         return f"sync-{self.run_id.hex[:12]}-{uuid4().hex[:8]}"
+
+
+def deletion_audit(source: Source, relpath: str) -> Callable[[Conn, Document], Awaitable[None]]:
+    """The audit entry of a document the sync deleted, in the row's
+    transaction, as the API's DELETE writes its own."""
+
+    async def record(conn: Conn, doc: Document) -> None:
+        await audit_log.append(
+            conn,
+            tenant_id=doc.tenant_id,
+            actor_id=source.user_id,
+            action="document.deleted",
+            target=doc.id,
+            detail={"filename": doc.filename, "source": source.name, "path": relpath},
+        )
+
+    return record
 
 
 def _unchanged(row: FileRow, seen: Seen, alive: set[UUID]) -> bool:

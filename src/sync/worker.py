@@ -21,7 +21,7 @@ from shared.runtime.worker import BackgroundJob, run_worker
 from shared.storage import documents, sources
 from shared.storage.sources import LeaseLost, Outcome, Source
 from sync.lease import Lease
-from sync.run import DEFERRED_RETRY_SECONDS, RunFailed, SourceRun
+from sync.run import DEFERRED_RETRY_SECONDS, RunFailed, SourceRun, deletion_audit
 
 log = structlog.get_logger(__name__)
 # Errors of the stores a pass needs: logged, and the next poll tries again.
@@ -101,7 +101,10 @@ async def remove_source(clients: Clients, source: Source, worker: str, lease: Le
             lease.check()
             doc = await documents.by_id(clients.pool, doc_id)
             if doc is not None:
-                await discard(clients.pool, clients.vectors, clients.blobs, doc)
+                audited = deletion_audit(source, relpath)
+                await discard(
+                    clients.pool, clients.vectors, clients.blobs, doc, in_transaction=audited
+                )
             await sources.drop_file(clients.pool, source.id, worker, relpath)
     await sources.delete(clients.pool, source.id, worker)
     log.info("Source removed", source_id=str(source.id), kept_documents=source.keep_documents)

@@ -147,6 +147,14 @@ async def _at_least(pool: asyncpg.Pool, source_id: str, synced: int) -> bool:
     return await _rows(pool, source_id, "synced") >= synced
 
 
+async def audit_of(client: httpx.AsyncClient, admin: User, action: str) -> list[Any]:
+    found = await client.get(
+        "/api/admin/audit", params={"action": action, "limit": 100}, headers=admin.headers
+    )
+    assert found.status_code == 200, found.text
+    return list(found.json())
+
+
 async def all_indexed(client: httpx.AsyncClient, admin: User, ids: list[str]) -> None:
     for doc_id in ids:
         doc = await wait_for_status(client, admin, doc_id, timeout=90)
@@ -240,6 +248,13 @@ async def test_add_change_rename_delete_and_unreadable_files(
     )
     assert by_name.status_code == 200, by_name.text
     assert {p["filename"] for p in by_name.json()["passages"]} == {"plan-2026.txt"}
+
+    # Each change is in the tenant's audit log, the source's owner as actor.
+    synced = await audit_of(client, admin, "document.synced")
+    assert sorted(e["detail"]["change"] for e in synced) == ["added"] * 4 + ["changed", "renamed"]
+    assert {e["actor_id"] for e in synced} == {admin.id}
+    [deleted] = await audit_of(client, admin, "document.deleted")
+    assert deleted["detail"]["path"] == "old.txt"
 
     # Removing the source deletes its documents.
     removed = await client.delete(f"/api/sources/{source['id']}", headers=admin.headers)

@@ -38,6 +38,9 @@ Action = Literal[
     "source.added",
     "source.run_requested",
     "source.removed",
+    # Written by the sync workers (shared.storage.audit_log), the source's
+    # owner as the actor: a file's document added, changed or renamed.
+    "document.synced",
 ]
 
 
