@@ -97,14 +97,17 @@ async def test_malformed_sources_are_refused(
     client: httpx.AsyncClient, world: World, sync_root: Path
 ) -> None:
     headers = world.victim.headers
+    # An empty folder of its own: a sync worker of a later test runs it quickly.
+    folder = sync_root / f"malformed-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
     relative = await client.post("/api/sources", headers=headers, json=body("shares/team"))
     assert relative.status_code == 422, relative.text
     reserved = await client.post(
-        "/api/sources", headers=headers, json={**body(str(sync_root)), "meta": {"path": "x"}}
+        "/api/sources", headers=headers, json={**body(str(folder)), "meta": {"path": "x"}}
     )
     assert reserved.status_code == 400 and "sync's own" in reserved.json()["detail"]
-    first = await client.post("/api/sources", headers=headers, json=body(str(sync_root)))
+    first = await client.post("/api/sources", headers=headers, json=body(str(folder)))
     assert first.status_code == 201, first.text
-    again = {**body(str(sync_root)), "name": first.json()["name"]}
+    again = {**body(str(folder)), "name": first.json()["name"]}
     taken = await client.post("/api/sources", headers=headers, json=again)
     assert taken.status_code == 409, taken.text

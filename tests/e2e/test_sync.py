@@ -147,6 +147,15 @@ async def _at_least(pool: asyncpg.Pool, source_id: str, synced: int) -> bool:
     return await _rows(pool, source_id, "synced") >= synced
 
 
+async def leave(client: httpx.AsyncClient, admin: User, source: dict[str, Any]) -> None:
+    """No schedule left behind for the sync workers of later tests: the
+    source goes (its documents stay) when a sync worker next looks."""
+    removed = await client.delete(
+        f"/api/sources/{source['id']}", params={"keep_documents": "true"}, headers=admin.headers
+    )
+    assert removed.status_code == 202, removed.text
+
+
 async def audit_of(client: httpx.AsyncClient, admin: User, action: str) -> list[Any]:
     found = await client.get(
         "/api/admin/audit", params={"action": action, "limit": 100}, headers=admin.headers
@@ -299,6 +308,7 @@ async def test_a_killed_run_resumes_without_duplicates(
     assert outcomes == ["interrupted", "ok"], detail["runs"]
     assert "Sync run started" in second.log()
     await all_indexed(client, admin, [str(row["id"]) for row in docs])
+    await leave(client, admin, source)
 
 
 async def _rows(pool: asyncpg.Pool, source_id: str, status: str) -> int:
@@ -333,14 +343,17 @@ async def test_two_workers_never_run_one_source_at_once(
             await client.post(f"/api/sources/{source['id']}/run", headers=admin.headers)
             await asyncio.sleep(0.3)
         await next_run(client, admin, source["id"], None)
+        runs = await db.fetch(
+            "SELECT worker, started_at, finished_at, outcome FROM sync_runs WHERE source_id=$1"
+            " ORDER BY started_at",
+            uuid.UUID(source["id"]),
+        )
+        # Removed, keeping its documents: a worker deletes the source only.
+        await leave(client, admin, source)
+        await until(lambda: _gone(client, admin, source["id"]))
     finally:
         for worker in pair:
             worker.stop()
-    runs = await db.fetch(
-        "SELECT worker, started_at, finished_at, outcome FROM sync_runs WHERE source_id=$1"
-        " ORDER BY started_at",
-        uuid.UUID(source["id"]),
-    )
     assert len(runs) >= 3, runs
     assert all(r["outcome"] in ("ok", "partial") for r in runs), runs
     for earlier, later in itertools.pairwise(runs):
