@@ -4,7 +4,8 @@ same intake, release and ingest workers as uploads.
 
 Between runs files are added, changed, renamed, deleted and made unreadable;
 a worker is SIGKILLed in the middle of a run and another finishes it without
-a duplicate; two workers started on one source never run it together.
+a duplicate; two workers started on one source never run it together; and
+`rag sync` drives it all from the command line.
 
 Unreadable files: the tests may run as root, who reads a mode-000 file. The
 sync workers here are started under ``setpriv`` without the capabilities
@@ -29,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.e2e.test_cli_client import one_line, rag, sign_in
 from tests.support.api import User, member_of, new_user, wait_for_status
 from tests.support.processes import Component, bound_by_permissions, start_worker
 
@@ -363,3 +365,53 @@ async def test_two_workers_never_run_one_source_at_once(
     assert len({r["worker"] for r in runs}) == 2, runs
     docs = await synced_documents(db, admin.tenant_id, folder.name)
     assert len(docs) == files
+
+
+async def test_rag_sync_commands(
+    client: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    folder: Path,
+    sync_worker: Component,
+    gateway: Component,
+    tmp_path: Path,
+) -> None:
+    """`rag sync add/status/run/remove` as an admin uses them; a member is
+    refused in one line."""
+    home = tmp_path / "home"
+    admin = await new_user(client, "sync-cli")
+    assert sign_in(home, gateway, admin).returncode == 0
+    (folder / "welcome.md").write_text("# Welcome\n\nThe office opens at eight.\n")
+    (folder / "diagram.xyz").write_bytes(b"not a kind the workers parse")
+    name = folder.name
+    added = rag(home, "sync", "add", name, str(folder), "--tag", "cli", "--interval", "3600")
+    assert added.returncode == 0, added.stderr
+    assert f"added source {name}" in added.stdout
+    source = (await client.get("/api/sources", headers=admin.headers)).json()[0]
+    assert source["tags"] == ["cli"] and source["interval_seconds"] == 3600
+    first = await next_run(client, admin, source["id"], None)
+
+    listed = rag(home, "sync", "status")
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout and "synced 1" in listed.stdout, listed.stdout
+    detail = rag(home, "sync", "status", name)
+    assert detail.returncode == 0, detail.stderr
+    assert "skipped: diagram.xyz: unsupported file type" in detail.stdout, detail.stdout
+    as_json = json.loads(rag(home, "sync", "status", name, "--json").stdout)
+    assert as_json["last_run"]["counts"]["added"] == 1
+
+    (folder / "welcome.md").write_text("# Welcome\n\nThe office opens at nine.\n")
+    ran = rag(home, "sync", "run", name)
+    assert ran.returncode == 0 and "is due now" in ran.stdout, ran.stderr
+    second = await next_run(client, admin, source["id"], first["last_run"]["id"])
+    assert second["last_run"]["counts"]["changed"] == 1, second
+
+    member = await member_of(client, db, admin.tenant_id, "sync-cli-member")
+    member_home = tmp_path / "member"
+    assert sign_in(member_home, gateway, member).returncode == 0
+    refused = rag(member_home, "sync", "add", "mine", str(folder))
+    assert "administrator" in one_line(refused)
+
+    removed = rag(home, "sync", "remove", name)
+    assert removed.returncode == 0, removed.stderr
+    await until(lambda: _gone(client, admin, source["id"]))
+    assert await synced_documents(db, admin.tenant_id, name) == []
