@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from uuid import uuid4
 
 import asyncpg
@@ -21,6 +22,7 @@ from shared.runtime.worker import BackgroundJob, run_worker
 from shared.storage import documents, sources
 from shared.storage.sources import LeaseLost, Outcome, Source
 from sync.lease import Lease
+from sync.metrics import SYNC_FILES, SYNC_RUN_DURATION, SYNC_RUNS
 from sync.run import DEFERRED_RETRY_SECONDS, RunFailed, SourceRun, deletion_audit
 
 log = structlog.get_logger(__name__)
@@ -64,6 +66,7 @@ async def _run(clients: Clients, source: Source, worker: str, lease: Lease) -> f
     run_id = await sources.start_run(clients.pool, source.id, worker)
     log.info("Sync run started", source_id=str(source.id), run_id=str(run_id), worker=worker)
     run = SourceRun(clients, source, worker, lease, run_id)
+    began = time.monotonic()
     outcome: Outcome = "ok"
     error: str | None = None
     try:
@@ -79,6 +82,10 @@ async def _run(clients: Clients, source: Source, worker: str, lease: Lease) -> f
     if outcome == "ok" and counts["failed"]:
         outcome = "partial"
     await sources.finish_run(clients.pool, run_id, outcome, error, counts)
+    SYNC_RUNS.labels(outcome).inc()
+    SYNC_RUN_DURATION.observe(time.monotonic() - began)
+    for change, count in counts.items():
+        SYNC_FILES.labels(change).inc(count)
     log.info(
         "Sync run finished",
         source_id=str(source.id),
