@@ -1,6 +1,6 @@
 # One image for every ragstream process; the command picks the role:
 #   docker run IMAGE                                   -> gateway on :8000 (default)
-#   docker run IMAGE worker ingest | worker query      -> Kafka workers
+#   docker run IMAGE worker ingest | worker query | worker sync -> the workers
 #   docker run IMAGE migrate                           -> alembic upgrade head
 # Configuration is environment variables only (SECRET_KEY, DATABASE_URL, ...).
 #

@@ -4,6 +4,7 @@ gateway with one ingest and one query worker running against them."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import uuid
@@ -78,6 +79,8 @@ def app_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         "AUTH_FAILURES_PER_MINUTE": "10000",
         # Quota races upload six at once; the cap is test_upload_admission.py's.
         "MAX_CONCURRENT_UPLOADS": "10",
+        # Folder sync's sources live under here (tests/e2e/test_sync.py).
+        "SYNC_ROOTS": json.dumps([str(tmp_path_factory.mktemp("sync-roots"))]),
     }
 
 

@@ -30,6 +30,7 @@ from gateway.routes import (
     openai_compat,
     resume,
     search,
+    sources,
     sso,
     sso_device,
     web,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feedback,
         keys,
         admin,
+        sources,
         search,
     ):
         app.include_router(

@@ -18,7 +18,17 @@ from pydantic import (
 from gateway.streams.inbox import StreamEndReason
 from shared.config import STREAM_TIMEOUT_MAX, TOP_K_MAX, RerankingMethod, RetrievalMode
 from shared.contracts.events import ChatOptions, DocumentStatus, Passage, Source
-from shared.contracts.labels import META_RULE, TAG_RULE, Filters, Meta, Tags
+from shared.contracts.labels import (
+    MAX_META,
+    META_RULE,
+    TAG_RULE,
+    Filters,
+    Meta,
+    MetaKey,
+    MetaValue,
+    Tags,
+)
+from shared.source_rules import MAX_PATH, MAX_PATTERN, MAX_PATTERNS, NAME_PATTERN, NAME_RULE
 from shared.storage.documents import Lane
 from shared.storage.feedback import COMMENT_MAX
 
@@ -475,3 +485,118 @@ class SearchBody(Strict):
 class SearchOut(BaseModel):
     query: str
     passages: list[Passage] = Field(description="The caller's passages, best first")
+
+
+# --- folder sync (docs/sources.md) --------------------------------------------
+
+SourceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# Printable: no control characters (the C0 and C1 sets), as shared.source_rules checks.
+SourcePath = Annotated[
+    str, StringConstraints(min_length=2, max_length=MAX_PATH, pattern=r"^/[^\x00-\x1f\x7f-\x9f]+$")
+]
+SourcePattern = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_PATTERN, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+]
+# Two entries of a synced document's metadata are the sync's: source, path.
+SourceMeta = Annotated[
+    dict[MetaKey, MetaValue],
+    Field(max_length=MAX_META - 2, json_schema_extra={"additionalProperties": False}),
+]
+SYNC_PATTERNS = (
+    "a pattern without `/` matches a file or folder name anywhere (`*.pdf`);"
+    " one with `/` the path from the source's folder (`drafts/*`), `*` crossing folders"
+)
+
+
+class SourceCreate(Strict):
+    name: SourceName = Field(description=f"Unique in the tenant: {NAME_RULE}")
+    path: SourcePath = Field(
+        description="An absolute directory path on the sync workers' disks (a local folder, or"
+        " an NFS/SMB mount), under one of the server's SYNC_ROOTS; no `..`"
+    )
+    include: list[SourcePattern] = Field(
+        default_factory=list,
+        max_length=MAX_PATTERNS,
+        description=f"Sync only files matching one of these (none: every file); {SYNC_PATTERNS}",
+    )
+    exclude: list[SourcePattern] = Field(
+        default_factory=list,
+        max_length=MAX_PATTERNS,
+        description="Never sync files (or folders) matching one of these; wins over include",
+    )
+    max_bytes: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(integral)] | None = Field(
+        default=None,
+        description="Files larger than this are skipped, with the reason (default, and at most:"
+        " MAX_UPLOAD_MB)",
+    )
+    visibility: Literal["private", "tenant"] = Field(
+        default="tenant",
+        description="Of the source's documents: tenant (everyone in it) or private (the admin"
+        " who added the source)",
+    )
+    tags: Tags = Field(default_factory=list, description=f"On every document: {TAG_RULE}")
+    meta: SourceMeta = Field(
+        default_factory=dict,
+        description=f"On every document, besides `source` and `path` (the sync's): {META_RULE}",
+    )
+    interval_seconds: (
+        Annotated[int, Field(ge=10, le=7 * 24 * 3600), BeforeValidator(integral)] | None
+    ) = Field(
+        default=None,
+        description="Seconds from one run's end to the next's start (default:"
+        " SYNC_INTERVAL_SECONDS)",
+    )
+
+
+class SourceRunOut(BaseModel):
+    id: UUID
+    worker: str = Field(description="The sync worker that ran it (host:pid:tag)")
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: Literal["running", "ok", "partial", "failed", "interrupted"] = Field(
+        description="partial: some files failed (see `problems`); failed: the run could not go"
+        " on (`error`); interrupted: its worker died or lost its lease, and a later run resumes"
+    )
+    error: str | None
+    files_total: int
+    files_done: int
+    counts: dict[str, int] = Field(
+        description="added, changed, renamed, deleted, unchanged, failed, skipped, deferred"
+    )
+
+
+class SourceOut(BaseModel):
+    id: UUID
+    name: str
+    path: str
+    include: list[str]
+    exclude: list[str]
+    max_bytes: int
+    visibility: Literal["private", "tenant"]
+    tags: list[str]
+    meta: dict[str, str]
+    interval_seconds: int
+    owner_id: UUID = Field(description="Owner of the source's documents")
+    created_at: datetime
+    next_run_at: datetime
+    state: Literal["idle", "running", "removing"]
+    current_run: SourceRunOut | None = Field(description="The run going on, with its progress")
+    last_run: SourceRunOut | None = Field(description="The last finished run")
+    files: dict[str, int] = Field(description="Files by state: synced, pending, failed, skipped")
+
+
+class SourceProblemOut(BaseModel):
+    path: str = Field(description="Relative to the source's folder (a folder ends with /)")
+    status: Literal["failed", "skipped", "not indexed"] = Field(
+        description="failed: tried again every run; skipped: refused by a rule, tried again"
+        " when the file changes; not indexed: its document failed to index"
+    )
+    reason: str
+    failures: int = Field(description="Runs in a row that failed on it")
+    document_id: UUID | None
+
+
+class SourceDetailOut(SourceOut):
+    problems: list[SourceProblemOut] = Field(description="Up to 200, failed first")
+    runs: list[SourceRunOut] = Field(description="The last 10 runs, newest first")

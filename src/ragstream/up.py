@@ -7,6 +7,7 @@ given in the environment are checked before anything starts."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -105,6 +106,11 @@ def app_env(stack: LocalStack, data_dir: Path) -> dict[str, str]:
     env["SECRET_KEY"] = secret_key(data_dir)
     # A local stack is for trying things: anyone at this machine may sign up.
     env.setdefault("ALLOW_REGISTRATION", "true")
+    # Folder sync may read under <data dir>/sources unless told otherwise
+    # (docs/sources.md): a folder copied or mounted there can be synced.
+    if "SYNC_ROOTS" not in env:
+        (data_dir / "sources").mkdir(parents=True, exist_ok=True)
+        env["SYNC_ROOTS"] = json.dumps([str(data_dir / "sources")])
     # The workers must share the Chroma server, not each open a folder.
     env.pop("CHROMA_PATH", None)
     return broker_env(stack, env)
@@ -145,6 +151,7 @@ def app_commands(options: UpOptions) -> dict[str, list[str]]:
         "gateway": gateway,
         "ingest-worker": [*me, "worker", "ingest"],
         "query-worker": [*me, "worker", "query"],
+        "sync-worker": [*me, "worker", "sync"],
     }
 
 

@@ -764,6 +764,39 @@ class Settings(BaseSettings):
         " `RECONCILE_MAX_DELETE_FRACTION` says, so that a small store can still be cleaned.",
         json_schema_extra=_doc("ingestion"),
     )
+    sync_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories under which a tenant admin may register folder-sync sources"
+        """ (docs/sources.md), a JSON list: `SYNC_ROOTS='["/srv/shares"]'`. A source's path"""
+        " must lie under one of them, also once its symbolic links are resolved. None: folder"
+        " sync is off (adding a source is refused).",
+        json_schema_extra=_doc("ingestion", "none"),
+    )
+    sync_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often an idle sync worker looks for a source that is due (scheduled,"
+        " or asked for with `rag sync run`).",
+        json_schema_extra=_doc("ingestion"),
+    )
+    sync_lease_seconds: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="A sync worker's hold on the source it runs, renewed every third of it"
+        " while the run goes on; a worker that dies lets another take the source over once"
+        " it lapses (the new run resumes where the old one stopped).",
+        json_schema_extra=_doc("ingestion"),
+    )
+    sync_interval_seconds: int = Field(
+        default=900,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="A source's schedule when it is added without `--interval`: seconds from"
+        " the end of one run to the start of the next.",
+        json_schema_extra=_doc("ingestion"),
+    )
 
     # --- embeddings -------------------------------------------------------------
     embedding_provider: Literal["onnx", "hashing", "openai", "bedrock"] = Field(

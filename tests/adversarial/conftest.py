@@ -4,6 +4,7 @@ tenant) and an outsider (the admin of a tenant of their own)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,6 +50,16 @@ async def _victim_key_id(client: httpx.AsyncClient, victim: User) -> str | None:
     return None
 
 
+async def _victim_source(client: httpx.AsyncClient, victim: User, app_env: dict[str, str]) -> str:
+    """A folder-sync source of the victim's (an admin of their tenant)."""
+    folder = Path(json.loads(app_env["SYNC_ROOTS"])[0]) / f"victim-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    body = {"name": folder.name, "path": str(folder), "interval_seconds": 3600}
+    made = await client.post("/api/sources", headers=victim.headers, json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 @pytest.fixture(scope="session")
 async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(app_env["DATABASE_URL"], min_size=1, max_size=2)
@@ -57,7 +68,7 @@ async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-async def world(gateway: Component, db: asyncpg.Pool) -> World:
+async def world(gateway: Component, db: asyncpg.Pool, app_env: dict[str, str]) -> World:
     async with httpx.AsyncClient(base_url=gateway.base_url or "", timeout=60) as client:
         victim = await new_user(client, "victim")
         insider = await member_of(client, db, victim.tenant_id, "insider")
@@ -80,6 +91,7 @@ async def world(gateway: Component, db: asyncpg.Pool) -> World:
             "user": victim.id,
             "tenant": victim.tenant_id,
         }
+        ids["source"] = await _victim_source(client, victim, app_env)
         key_id = await _victim_key_id(client, victim)
         if key_id is not None:
             ids["api_key"] = key_id

@@ -1,5 +1,6 @@
 """`rag up` as a user runs it: the whole stack from nothing, samples loaded,
-a question answered, Ctrl-C stops every process, and state survives."""
+a question answered, a folder synced, Ctrl-C stops every process, and state
+survives."""
 
 from __future__ import annotations
 
@@ -98,6 +99,27 @@ def _ask(base: str, token: str) -> list[str]:
     return [s["filename"] for s in sources]
 
 
+def _sync_a_folder(base: str, token: str, data_dir: Path) -> None:
+    """`rag up` runs a sync worker and allows <data dir>/sources: a folder
+    there registered as a source becomes indexed documents."""
+    folder = data_dir / "sources" / "handbook"
+    folder.mkdir(parents=True)
+    (folder / "parking.md").write_text("# Parking\n\nVisitors park on level two of the garage.\n")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"name": "handbook", "path": str(folder)}
+    added = httpx.post(f"{base}/api/sources", headers=headers, json=body, timeout=30)
+    assert added.status_code == 201, added.text
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        docs = httpx.get(f"{base}/api/documents", headers=headers, timeout=30).json()
+        synced = [d for d in docs if d["meta"].get("source") == "handbook"]
+        if synced and synced[0]["status"] == "indexed":
+            assert synced[0]["filename"] == "parking.md"
+            return
+        time.sleep(1)
+    raise AssertionError("the synced folder's document was never indexed")
+
+
 @pytest.mark.timeout(600)
 def test_rag_up_serves_the_flow_and_keeps_state(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "state", tmp_path / "rag-up.log"
@@ -108,6 +130,7 @@ def test_rag_up_serves_the_flow_and_keeps_state(tmp_path: Path) -> None:
     try:
         token = _wait_for_samples(base, log)
         assert "expense-policy.md" in _ask(base, token)
+        _sync_a_folder(base, token, data_dir)
     finally:
         _stop(process, data_dir)
 

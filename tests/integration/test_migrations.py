@@ -44,7 +44,7 @@ def test_python_m_alembic_from_the_repository_root(stack_env: dict[str, str]) ->
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    assert "0013 (head)" in result.stdout
+    assert "0015 (head)" in result.stdout
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:

@@ -51,12 +51,32 @@ class Component:
                 self.process.wait()
 
 
-def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Component:
+# Capabilities that let root read any file whatever its permissions.
+_DAC = "-dac_override,-dac_read_search"
+
+
+def bound_by_permissions() -> list[str]:
+    """A command prefix under which file permissions deny reads: nothing
+    for a user, and for root (tests may run as root, who reads a mode 000
+    file) setpriv dropping the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--bounding-set={_DAC}", f"--inh-caps={_DAC}"]
+
+
+def start(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    prefix: list[str] | None = None,
+) -> Component:
     log_path = log_dir / f"{name}.log"
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ragstream", *args],
+            [*(prefix or []), sys.executable, "-m", "ragstream", *args],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -95,9 +115,14 @@ def start_gateway(name: str, env: dict[str, str], log_dir: Path, *, workers: int
 
 
 def start_worker(
-    kind: str, env: dict[str, str], log_dir: Path, name: str | None = None
+    kind: str,
+    env: dict[str, str],
+    log_dir: Path,
+    name: str | None = None,
+    *,
+    prefix: list[str] | None = None,
 ) -> Component:
-    worker = start(name or f"{kind}-worker", ["worker", kind], env, log_dir)
+    worker = start(name or f"{kind}-worker", ["worker", kind], env, log_dir, prefix=prefix)
     wait_for_log(worker, "Worker started", timeout=90)
     return worker
 

@@ -35,6 +35,12 @@ Action = Literal[
     "document.labelled",
     "document.shared",
     "document.unshared",
+    "source.added",
+    "source.run_requested",
+    "source.removed",
+    # Written by the sync workers (shared.storage.audit_log), the source's
+    # owner as the actor: a file's document added, changed or renamed.
+    "document.synced",
 ]
 
 

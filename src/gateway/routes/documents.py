@@ -36,11 +36,11 @@ from shared.errors import (
 )
 from shared.formats import describe_supported
 from shared.intake import Intake, new_document
-from shared.intake.store import best_effort
+from shared.intake.changes import discard
 from shared.runtime.clients import Clients
 from shared.storage import documents
 from shared.storage.cache import bump_answer_generation
-from shared.storage.documents import Document, Lane, Visibility
+from shared.storage.documents import Conn, Document, Lane, Visibility
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -368,13 +368,9 @@ async def delete_document(
     gateway: GatewayDep, user: CurrentUser, document_id: UUID, ip: ClientIp = None
 ) -> Response:
     clients = gateway.clients
-    await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
-    # Chunks first, so a failure here leaves the document whole and retryable.
-    await clients.vectors.delete_document(user.tenant_id, user.id, document_id)
-    async with clients.pool.acquire() as conn, conn.transaction():
-        doc = await documents.delete(conn, user.tenant_id, user.id, document_id)
-        if doc is None:
-            raise NotFound("document not found")
+    doc = await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
+
+    async def audited(conn: Conn, gone: Document) -> None:
         await audit.record(
             conn,
             tenant_id=user.tenant_id,
@@ -382,14 +378,14 @@ async def delete_document(
             action="document.deleted",
             target=document_id,
             ip=ip,
-            detail={"filename": doc.filename},
+            detail={"filename": gone.filename},
         )
-    # The document is gone for the caller; what follows cannot bring it back,
-    # so a failure is logged and left (the blob to the reconciler), not a 5xx.
-    # Again: a worker finishing this document meanwhile may have added chunks.
-    await best_effort(
-        "chunks", doc, clients.vectors.delete_document(user.tenant_id, user.id, document_id)
-    )
-    await best_effort("blob", doc, clients.blobs.delete(doc.blob_key))
+
+    # The same steps as a document whose synced file vanished (shared.intake.changes).
+    if (
+        await discard(clients.pool, clients.vectors, clients.blobs, doc, in_transaction=audited)
+        is None
+    ):
+        raise NotFound("document not found")
     log.info("Document deleted", document_id=str(document_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -178,6 +178,9 @@ function signOut(message) {
   sessionStorage.removeItem(STORE_KEY);
   clearTimeout(refreshTimer);
   stopDocumentWatch();
+  clearTimeout(syncTimer);
+  $("sync-panel").hidden = true;
+  $("sync-list").replaceChildren();
   if (chatAbort) chatAbort.abort();
   $("document-list").replaceChildren();
   $("messages").replaceChildren();
@@ -198,6 +201,7 @@ function enterApp() {
   $("whoami").textContent = session.username;
   startDocumentWatch();
   refreshConversations();
+  refreshSources();
 }
 
 // --- server-sent events over fetch --------------------------------------------
@@ -915,6 +919,74 @@ function openFeedbackForm(bar) {
 
 // --- start ------------------------------------------------------------------
 
+// --- folder sync (tenant admins) -----------------------------------------------
+// GET /api/sources answers 403 to members: the panel stays hidden for them.
+
+const SYNC_POLL_MS = 5000;
+let syncTimer = null;
+
+function runLine(run) {
+  if (!run) return "never run yet";
+  const counts = Object.entries(run.counts)
+    .filter(([, n]) => n)
+    .map(([what, n]) => `${what} ${n}`)
+    .join(", ");
+  if (run.outcome === "running") return `running: ${run.files_done}/${run.files_total} files`;
+  const error = run.error ? `: ${run.error}` : "";
+  return `${run.outcome}${error} (${counts || "nothing to do"}), ${run.finished_at.slice(0, 19)}`;
+}
+
+function renderSource(source, problems) {
+  const item = document.createElement("li");
+  const name = document.createElement("span");
+  name.className = "sync-name";
+  name.textContent = `${source.name} (${source.state})`;
+  const run = document.createElement("div");
+  run.className = "sync-run";
+  run.textContent = runLine(source.current_run || source.last_run);
+  item.append(name, run);
+  if (problems.length) {
+    const list = document.createElement("ul");
+    list.className = "sync-problems";
+    for (const problem of problems) {
+      const line = document.createElement("li");
+      line.textContent = `${problem.path}: ${problem.status}, ${problem.reason}`;
+      list.append(line);
+    }
+    item.append(list);
+  }
+  return item;
+}
+
+async function refreshSources() {
+  clearTimeout(syncTimer);
+  if (!session) return;
+  try {
+    const response = await api("/api/sources");
+    if (!response.ok) {
+      $("sync-panel").hidden = true;
+      return; // not an admin (403), or a gateway without folder sync (404)
+    }
+    const found = await response.json();
+    $("sync-panel").hidden = false;
+    const items = [];
+    for (const source of found) {
+      let problems = [];
+      // The failed files, with why, while the panel is open.
+      if ($("sync-panel").open) {
+        const detail = await api(`/api/sources/${encodeURIComponent(source.id)}`);
+        if (detail.ok) problems = (await detail.json()).problems;
+      }
+      items.push(renderSource(source, problems));
+    }
+    $("sync-list").replaceChildren(...items);
+    $("sync-status").textContent = found.length ? "" : "No folders synced (rag sync add)";
+  } catch {
+    // the next refresh tries again
+  }
+  syncTimer = setTimeout(refreshSources, SYNC_POLL_MS);
+}
+
 async function start() {
   $("signin-form").addEventListener("submit", onSignIn);
   $("register-toggle").addEventListener("click", (event) => {
@@ -927,6 +999,7 @@ async function start() {
   $("source-close").addEventListener("click", () => $("source-dialog").close());
   $("new-conversation").addEventListener("click", newConversation);
   $("more-conversations").addEventListener("click", () => refreshConversations(true));
+  $("sync-panel").addEventListener("toggle", refreshSources);
   try {
     const response = await fetch("/web/config.json");
     if (response.ok) config = await response.json();

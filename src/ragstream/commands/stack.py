@@ -35,6 +35,7 @@ class BlobStore(StrEnum):
 class WorkerKind(StrEnum):
     ingest = "ingest"
     query = "query"
+    sync = "sync"
 
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="state folder")]
@@ -185,11 +186,13 @@ def gateway(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> in
     return 0
 
 
-def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest or query")]) -> int:
-    """An ingest or query worker."""
+def worker(kind: Annotated[WorkerKind, typer.Argument(help="ingest, query or sync")]) -> int:
+    """An ingest, query or (folder) sync worker."""
     load_settings()
     if kind == WorkerKind.ingest:
         from ingest.__main__ import main
+    elif kind == WorkerKind.sync:
+        from sync.__main__ import main
     else:
         from query.__main__ import main
     main()

@@ -1,6 +1,6 @@
 """The life of a worker process: connect, subscribe, consume until told to
-stop (SIGTERM or SIGINT), then drain and disconnect. Shared by the ingest and
-query workers."""
+stop (SIGTERM or SIGINT), then drain and disconnect. Shared by the ingest,
+query and sync workers."""
 
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ BackgroundJob = Coroutine[Any, Any, None]
 Setup = Callable[[Clients], Awaitable[list[BackgroundJob]]]
 
 
-async def run_worker(settings: Settings, service: str, setup: Setup) -> None:
+async def run_worker(
+    settings: Settings, service: str, setup: Setup, *, embedder: bool = True
+) -> None:
     """``setup`` registers the subscribers and returns the background jobs.
     The consumer group is ``<KAFKA_TOPIC_PREFIX>.<service>``; its lag is
-    exported as ``rag_kafka_consumer_lag``."""
+    exported as ``rag_kafka_consumer_lag``. ``embedder``: load the embedding
+    model (a worker that embeds nothing, the sync worker, does not)."""
     configure_logging(settings, service)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
@@ -39,7 +42,7 @@ async def run_worker(settings: Settings, service: str, setup: Setup) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     group = f"{settings.kafka_topic_prefix}.{service}"
-    async with open_clients(settings, service, lag_group=group) as clients:
+    async with open_clients(settings, service, embedder=embedder, lag_group=group) as clients:
         jobs = await setup(clients)
         await clients.broker.start()
         sampler = Sampler(clients.pool, service, lag=clients.lag)

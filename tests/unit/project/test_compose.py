@@ -17,7 +17,7 @@ from shared.config import Settings
 
 ROOT = Path(__file__).parents[3]
 COMPOSE = ROOT / "compose.yaml"
-APP_SERVICES = ("migrate", "gateway", "ingest-worker", "query-worker")
+APP_SERVICES = ("migrate", "gateway", "ingest-worker", "query-worker", "sync-worker")
 # Fixed by compose whatever .env says (the other containers' addresses, the
 # shared volume), set per service, or folders of a machine running `rag up`.
 FIXED = {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "CHROMA_URL", "BLOB_DIR"}

@@ -15,7 +15,7 @@ import yaml
 from shared.config import Settings
 
 ROOT = Path(__file__).parents[3]
-APP_SERVICES = ("migrate", "gateway", "ingest-worker", "query-worker")
+APP_SERVICES = ("migrate", "gateway", "ingest-worker", "query-worker", "sync-worker")
 # Read by the libraries we run, not by our settings: uvicorn, prometheus_client,
 # boto3 (Bedrock's credentials) and LangSmith (shared/runtime/tracing.py).
 LIBRARY_VARIABLES = {
@@ -77,7 +77,13 @@ def test_every_variable_given_to_the_services_is_a_setting(source: str) -> None:
 
 def test_every_app_workload_is_checked() -> None:
     checked = {where.split(":")[0] for where in _k8s_variables()}
-    app = {"gateway.yaml", "ingest-worker.yaml", "query-worker.yaml", "migrate-job.yaml"}
+    app = {
+        "gateway.yaml",
+        "ingest-worker.yaml",
+        "query-worker.yaml",
+        "sync-worker.yaml",
+        "migrate-job.yaml",
+    }
     assert app <= checked
 
 

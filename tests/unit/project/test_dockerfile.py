@@ -18,6 +18,7 @@ WORKLOADS = [
     ("gateway.yaml", "Deployment"),
     ("ingest-worker.yaml", "Deployment"),
     ("query-worker.yaml", "Deployment"),
+    ("sync-worker.yaml", "Deployment"),
     ("migrate-job.yaml", "Job"),
 ]
 

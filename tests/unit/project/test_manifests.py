@@ -281,7 +281,13 @@ def secret_refs(container: Doc) -> dict[str, str]:
 
 def test_app_pods_take_credentials_from_rag_api_secrets() -> None:
     pods = {name: d for (kind, name), d in objects_of(APP).items() if kind in POD_KINDS}
-    assert {"rag-api", "rag-ingest-worker", "rag-query-worker", "rag-migrate"} <= set(pods)
+    assert {
+        "rag-api",
+        "rag-ingest-worker",
+        "rag-query-worker",
+        "rag-sync-worker",
+        "rag-migrate",
+    } <= set(pods)
     for name, pod in pods.items():
         for container in containers(pod):
             refs = secret_refs(container)
@@ -525,7 +531,13 @@ def test_every_app_container_gets_the_whole_secret_after_the_config_map() -> Non
     # The Secret's keys (REDIS_URL with a password, provider keys, ...) reach
     # every process, and win over the ConfigMap's.
     found = app_containers()
-    assert set(found) == {"rag-api", "rag-ingest-worker", "rag-query-worker", "rag-migrate"}
+    assert set(found) == {
+        "rag-api",
+        "rag-ingest-worker",
+        "rag-query-worker",
+        "rag-sync-worker",
+        "rag-migrate",
+    }
     for name, container in found.items():
         assert container["envFrom"] == [
             {"configMapRef": {"name": "rag-api-config"}},
@@ -765,7 +777,12 @@ def test_the_s3_component_leaves_no_pod_needing_the_rwx_volume() -> None:
     assert patches[("PersistentVolumeClaim", "rag-blobs")]["$patch"] == "delete"
     users = {key: doc for key, doc in objects_of(APP).items() if key[0] in POD_KINDS}
     users = {key: doc for key, doc in users.items() if _blob_volume(doc)}
-    assert {name for _, name in users} == {"rag-api", "rag-ingest-worker", "rag-backup"}
+    assert {name for _, name in users} == {
+        "rag-api",
+        "rag-ingest-worker",
+        "rag-sync-worker",
+        "rag-backup",
+    }
     for key, doc in users.items():
         patch = patches[key]
         volume = _blob_volume(doc)

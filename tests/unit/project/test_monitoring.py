@@ -41,6 +41,7 @@ METRIC_MODULES = (
     "query.metrics",
     "ingest.metrics",
     "ingest.reconciler",
+    "sync.metrics",
     "shared.runtime.metrics",
     "shared.runtime.consumer",
 )
@@ -50,6 +51,7 @@ JOB_PACKAGES = {
     "rag-api": {"gateway", "shared"},
     "rag-ingest-worker": {"ingest", "shared"},
     "rag-query-worker": {"query", "shared"},
+    "rag-sync-worker": {"sync", "shared"},
 }
 # Standard metrics from outside the code: Prometheus itself,
 # kube-state-metrics and the kubelet (its cAdvisor and volume statistics).

@@ -117,6 +117,7 @@ def _rag(*args: str, stdin: str = "", **extra: str) -> subprocess.CompletedProce
         ["services", "--data-dir", "/nonexistent/never-created"],
         ["gateway"],
         ["worker", "ingest"],
+        ["worker", "sync"],
         ["migrate"],
         ["dlq", "list"],
         ["reconcile"],
