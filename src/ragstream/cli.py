@@ -14,7 +14,15 @@ import typer
 from pydantic import ValidationError
 
 from ragstream.client.terminal import printable
-from ragstream.commands import client, conversations, evaluate, feedback, maintenance, stack
+from ragstream.commands import (
+    client,
+    conversations,
+    evaluate,
+    feedback,
+    groups,
+    maintenance,
+    stack,
+)
 from ragstream.errors import CliError
 from ragstream.settings import describe
 
@@ -32,6 +40,7 @@ evaluate.register(app)
 client.register(app)
 conversations.register(app)
 feedback.register(app)
+groups.register(app)
 
 
 def _usage_error(exc: typer.TyperException) -> str:

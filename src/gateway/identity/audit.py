@@ -35,6 +35,12 @@ Action = Literal[
     "document.labelled",
     "document.shared",
     "document.unshared",
+    "document.shared_with_groups",
+    "group.created",
+    "group.deleted",
+    "group.member_added",
+    "group.member_removed",
+    "group.synced_by_sso",
 ]
 
 
