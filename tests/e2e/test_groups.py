@@ -25,6 +25,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.e2e.test_cli_client import one_line, rag, sign_in
 from tests.support import api
 from tests.support.api import User, new_user, wait_for_status
 from tests.support.oidc_provider import API_AUDIENCE, OidcProvider
@@ -426,3 +427,44 @@ async def test_the_groups_claim_makes_and_ends_memberships_at_each_sign_in(
         {"joined": [], "left": ["auditors"]},
         {"joined": ["auditors"], "left": []},
     ]
+
+
+# --- the command line ---------------------------------------------------------
+
+
+async def test_rag_groups_and_rag_docs_share(
+    client: httpx.AsyncClient, org: Org, gateway: Component, tmp_path: Path
+) -> None:
+    admin_home, m1_home = tmp_path / "admin", tmp_path / "m1"
+    assert sign_in(admin_home, gateway, org.admin).returncode == 0
+    assert sign_in(m1_home, gateway, org.m1).returncode == 0
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    made = rag(admin_home, "groups", "create", name)
+    assert made.returncode == 0 and f"created group {name}" in made.stdout, made.stderr
+    added = rag(admin_home, "groups", "add", name, org.m1.username, org.out.username)
+    assert added.returncode == 0, added.stderr
+    members = json.loads(rag(admin_home, "groups", "members", name, "--json").stdout)
+    assert {m["username"] for m in members} == {org.m1.username, org.out.username}
+    every = json.loads(rag(admin_home, "groups", "list", "--all", "--json").stdout)
+    assert {g["name"] for g in every} == {org.group, name}
+    mine = json.loads(rag(m1_home, "groups", "list", "--json").stdout)
+    assert {g["name"] for g in mine} == {org.group, name}
+
+    secret = Secret.new()
+    doc_id = (await upload(client, org.m1, secret)).json()["id"]
+    shared = rag(m1_home, "docs", "share", doc_id, "--group", name)
+    assert shared.returncode == 0 and f"groups {name}" in shared.stdout, shared.stderr
+    assert (await wait_for_status(client, org.out, doc_id))["groups"] == [name]
+    removed = rag(admin_home, "groups", "remove", name, org.out.username)
+    assert removed.returncode == 0, removed.stderr
+    got = await client.get(f"/api/documents/{doc_id}", headers=org.out.headers)
+    assert got.status_code == 404
+    # Refusals are one line, exit 1: a group m1 is not in, a user who is not there.
+    other = f"hr-{uuid.uuid4().hex[:6]}"
+    assert rag(admin_home, "groups", "create", other).returncode == 0
+    assert "groups you are in" in one_line(rag(m1_home, "docs", "share", doc_id, "-g", other))
+    assert "no user named" in one_line(rag(admin_home, "groups", "add", name, "nobody-at-all"))
+    assert "administrator" in one_line(rag(m1_home, "groups", "create", "mine"))
+    listed = rag(m1_home, "docs", "list")
+    assert f"groups: {name}" in listed.stdout, listed.stdout
+    assert rag(admin_home, "groups", "delete", other).returncode == 0

@@ -261,7 +261,7 @@ async def set_document_groups(
     )
     added: str = await db.execute(
         "INSERT INTO document_groups (document_id, group_id, tenant_id)"
-        " SELECT $1, g, $3 FROM unnest($2::uuid[]) AS g ON CONFLICT DO NOTHING",
+        " SELECT $1::uuid, g, $3::uuid FROM unnest($2::uuid[]) AS g ON CONFLICT DO NOTHING",
         document_id,
         list(group_ids),
         tenant_id,
@@ -335,7 +335,7 @@ async def sync_claim(db: Db, tenant_id: UUID, user_id: UUID, names: Iterable[str
     if wanted:
         await db.execute(
             "INSERT INTO groups (id, tenant_id, name, origin)"
-            " SELECT gen_random_uuid(), $1, n, 'claim' FROM unnest($2::text[]) AS n"
+            " SELECT gen_random_uuid(), $1::uuid, n, 'claim' FROM unnest($2::text[]) AS n"
             " ON CONFLICT (tenant_id, lower(name)) DO NOTHING",
             tenant_id,
             wanted,
@@ -350,7 +350,7 @@ async def sync_claim(db: Db, tenant_id: UUID, user_id: UUID, names: Iterable[str
     )
     joined = await db.fetch(
         "INSERT INTO group_members (group_id, user_id, tenant_id, origin)"
-        " SELECT g.id, $2, $1, 'claim' FROM groups g"
+        " SELECT g.id, $2::uuid, $1::uuid, 'claim' FROM groups g"
         " WHERE g.tenant_id = $1 AND lower(g.name) = ANY($3::text[])"
         " ON CONFLICT DO NOTHING RETURNING (SELECT name FROM groups WHERE id = group_id)",
         tenant_id,
