@@ -203,12 +203,12 @@ async def upload(
         ),
     ] = None,
     visibility: Annotated[
-        Visibility | None,
+        Visibility,
         Form(
             description="private (the default), groups (with `groups`; implied by them) or"
             " tenant: who may read it besides the owner"
         ),
-    ] = None,
+    ] = "private",
     groups_: Annotated[
         list[str] | None,
         Form(
@@ -222,7 +222,10 @@ async def upload(
     ip: ClientIp = None,
 ) -> DocumentOut:
     labels = _labels(tags or [], meta or [])
-    share = _share(visibility, _group_names(groups_ or []))
+    names = _group_names(groups_ or [])
+    # A form cannot leave a field out and send its default: groups given with
+    # the default visibility mean visibility groups.
+    share = _share(None if visibility == "private" and names else visibility, names)
     if share.names:  # refused before anything is written
         await groups.shareable(
             gateway.clients.pool, user.tenant_id, user.id, share.names, admin=user.is_admin
