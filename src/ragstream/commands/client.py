@@ -309,7 +309,7 @@ def search(
 
 @docs_app.command("list")
 def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
-    """Your documents and those shared with your tenant, newest first."""
+    """Your documents and those shared with you (tenant, groups), newest first."""
     with Session(open_login(url)) as session:
         found = docs_api.list_documents(session)
     if as_json:

@@ -112,8 +112,7 @@ def docs_share(
         typer.Option("--visibility", help="private, groups (implied by --group) or tenant"),
     ] = None,
 ) -> int:
-    """Who may read one of your documents: --group G (repeat), --visibility tenant,
-    or --visibility private."""
+    """Who may read one of your documents: --group G (repeat), or --visibility tenant|private."""
     wanted = visibility or ("groups" if group else None)
     if wanted is None:
         raise typer.BadParameter("give --group or --visibility")
