@@ -41,7 +41,7 @@ class World:
     shared_document_id: str  # shared with the victim's tenant
     conversation_id: str
     group_id: str  # the victim's group, GROUP_NAME, whose only member is the victim
-    group_document_id: str  # shared with that group, tagged GROUP_TAG
+    group_document_id: str  # shared with that group, tagged GROUP_TAG, meta vault=strongroom
     # Every id that belongs to the victim's side, by kind.
     victim_ids: dict[str, str] = field(default_factory=dict)
 
@@ -112,7 +112,7 @@ async def _victims_group(client: httpx.AsyncClient, victim: User) -> tuple[str, 
         "/api/documents",
         headers=victim.headers,
         files={"file": ("strongroom.txt", GROUPED.encode(), "text/plain")},
-        data={"groups": GROUP_NAME, "tags": GROUP_TAG},
+        data={"groups": GROUP_NAME, "tags": GROUP_TAG, "meta": "vault=strongroom"},
     )
     assert uploaded.status_code == 202, uploaded.text
     doc_id = str(uploaded.json()["id"])

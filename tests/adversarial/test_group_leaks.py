@@ -199,7 +199,12 @@ async def test_filters_on_a_group_documents_labels_answer_as_no_match(
     client: httpx.AsyncClient, world: World, db: asyncpg.Pool, attacker: str
 ) -> None:
     actor = await fresh_attacker(client, db, world, attacker)
-    for probe in ({"tags_any": [GROUP_TAG]}, {"filename": "strongroom.txt"}):
+    probes: list[dict[str, Any]] = [
+        {"tags_any": [GROUP_TAG]},
+        {"meta": {"vault": "strongroom"}},
+        {"filename": "strongroom.txt"},
+    ]
+    for probe in probes:
         for mode in MODES:
             body = {"query": QUESTION, **mode}
             answers = []
