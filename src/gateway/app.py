@@ -25,6 +25,7 @@ from gateway.routes import (
     document_events,
     documents,
     feedback,
+    groups,
     health,
     keys,
     openai_compat,
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feedback,
         keys,
         admin,
+        groups,
         sources,
         search,
     ):

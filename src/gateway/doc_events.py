@@ -6,7 +6,8 @@ each replica must see each change (a shared group would hand each change to
 one replica only). Each change goes to the subscribers here who may read the
 document, decided from its Postgres row, never from the message: anyone who
 can publish to the topic can write a message, and the row also has what the
-message lacks (the file name, the visibility). One row read per change, and
+message lacks (the file name, the visibility, the groups it is shared with
+and their members now). One row read per change, and
 none while nobody here is subscribed.
 
 A subscriber's queue is bounded: a client that stops reading is dropped (its
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from shared.contracts.events import DocumentStatus, IngestStatus
 from shared.runtime.clients import Clients
 from shared.runtime.follow import PartitionFollower, group_less_consumer
 from shared.runtime.kafka import kafka_security
-from shared.storage import documents
+from shared.storage import documents, groups
 from shared.storage.documents import Document
 
 log = structlog.get_logger(__name__)
@@ -101,11 +102,15 @@ def _chunks(status: DocumentStatus, chunks: int) -> int | None:
     return chunks if status == "indexed" else None
 
 
-def may_read(tenant_id: UUID, user_id: UUID, doc: Document) -> bool:
-    """shared.storage.documents' rule: the owner, or anyone of the tenant once shared."""
+def may_read(tenant_id: UUID, user_id: UUID, doc: Document, members: Set[UUID]) -> bool:
+    """shared.storage.documents' rule: the owner, anyone of the tenant once
+    shared with it, or, shared with groups, ``members`` (those of the
+    subscribers now in one of its groups)."""
     if doc.tenant_id != tenant_id:
         return False
-    return doc.user_id == user_id or doc.visibility == "tenant"
+    if doc.user_id == user_id or doc.visibility == "tenant":
+        return True
+    return doc.visibility == "groups" and user_id in members
 
 
 @dataclass(eq=False)
@@ -218,6 +223,16 @@ class DocumentEvents:
         if doc is None:
             return  # deleted since (or never ours to show)
         event = StatusEvent.of_change(doc, change)
-        for subscription in list(self._subscribers):
-            if may_read(subscription.tenant_id, subscription.user_id, doc):
+        subscribers = list(self._subscribers)
+        members = await self._group_readers(doc, subscribers)
+        for subscription in subscribers:
+            if may_read(subscription.tenant_id, subscription.user_id, doc, members):
                 subscription.offer(event)
+
+    async def _group_readers(self, doc: Document, subscribers: list[Subscription]) -> set[UUID]:
+        """Which subscribers are in a group ``doc`` is shared with, now (one
+        read, only for a document shared with groups)."""
+        if doc.visibility != "groups":
+            return set()
+        users = {s.user_id for s in subscribers if s.tenant_id == doc.tenant_id}
+        return await groups.readers_among(self._pool, doc.id, users)

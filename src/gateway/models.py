@@ -29,8 +29,11 @@ from shared.contracts.labels import (
     Tags,
 )
 from shared.source_rules import MAX_PATH, MAX_PATTERN, MAX_PATTERNS, NAME_PATTERN, NAME_RULE
-from shared.storage.documents import Lane
+from shared.storage.documents import Lane, Visibility
 from shared.storage.feedback import COMMENT_MAX
+from shared.storage.groups import MAX_NAME as MAX_GROUP_NAME
+from shared.storage.groups import MAX_SHARED_GROUPS
+from shared.storage.groups import NAME_RULE as GROUP_NAME_RULE
 
 # What ``str.strip()`` trims (the characters ``str.isspace`` names), as a
 # regular expression class. Fields that are trimmed say so in their pattern,
@@ -184,8 +187,14 @@ class DocumentOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
-    visibility: Literal["private", "tenant"] = Field(
-        default="private", description="private: the owner only; tenant: everyone in the tenant"
+    visibility: Visibility = Field(
+        default="private",
+        description="private: the owner only; groups: the owner and the members of `groups`;"
+        " tenant: everyone in the tenant",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="The groups the document is shared with (visibility `groups`), by name",
     )
     mine: bool = Field(default=True, description="Whether the caller owns the document")
     lane: Lane = Field(
@@ -196,12 +205,54 @@ class DocumentOut(BaseModel):
     meta: dict[str, str] = Field(default_factory=dict, description="The document's metadata")
 
 
+# Not blank, no control characters (shared.storage.groups.clean_name).
+GroupName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_GROUP_NAME,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$",
+    ),
+]
+GroupNames = Annotated[list[GroupName], Field(min_length=1, max_length=MAX_SHARED_GROUPS)]
+
+
+class GroupCreate(Strict):
+    name: GroupName = Field(description=f"The group's name: {GROUP_NAME_RULE}")
+
+
+class GroupOut(BaseModel):
+    id: UUID
+    name: str
+    origin: Literal["local", "claim"] = Field(
+        description="local: made by an admin; claim: made by a sign-in whose groups claim named it"
+    )
+    created_at: datetime
+    members: int = Field(description="How many users are in it")
+
+
+class GroupMemberOut(BaseModel):
+    user_id: UUID
+    username: str
+    origins: list[Literal["admin", "claim"]] = Field(
+        description="Who made the membership: an admin, the provider's groups claim, or both"
+    )
+
+
 class DocumentPatch(Strict):
-    """What a PATCH changes: any of visibility, tags, metadata (absent or
-    null: unchanged; nothing given changes nothing). Tags and metadata are
+    """What a PATCH changes: any of visibility (with its groups), tags,
+    metadata (absent or null: unchanged; nothing given changes nothing). Tags and metadata are
     replaced whole; the chunks follow in both indexes before the answer."""
 
-    visibility: Literal["private", "tenant"] | None = None
+    visibility: Visibility | None = Field(
+        default=None,
+        description="`groups` needs `groups`: the groups to share with (ones the caller is"
+        " in; an admin: any of the tenant's); `private` and `tenant` end any group share",
+    )
+    groups: GroupNames | None = Field(
+        default=None,
+        description="With visibility `groups`: the groups' names (replacing the ones it had)",
+    )
     tags: Tags | None = Field(default=None, description=f"Replaces the tags: {TAG_RULE}")
     meta: Meta | None = Field(default=None, description=f"Replaces the metadata: {META_RULE}")
 

@@ -242,7 +242,8 @@ class Indexer:
         )
         # Read after embedding, just before the write: the row's value now.
         # A row that is gone gives private; handle() drops the chunks anyway.
-        row = await documents.by_id(self.clients.pool, request.document_id)
+        now = await documents.with_groups(self.clients.pool, request.document_id)
+        row, shared_with = now if now is not None else (None, [])
         visibility = row.visibility if row is not None else "private"
         await self.clients.vectors.upsert(
             [
@@ -263,11 +264,12 @@ class Indexer:
                     uploaded_at=row.created_at if row is not None else None,
                     tags=tuple(row.tags) if row is not None else (),
                     meta=tuple(row.meta.items()) if row is not None else (),
+                    groups=tuple(shared_with),
                 )
                 for n, vector in zip(batch, vectors, strict=True)
             ]
         )
-        given = json.dumps(documents.chunk_fields(row), sort_keys=True) if row else ""
+        given = json.dumps(documents.chunk_fields(row, shared_with), sort_keys=True) if row else ""
         return visibility, given
 
     async def _settle_visibility(

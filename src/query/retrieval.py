@@ -2,7 +2,8 @@
 PostgreSQL), or both fused by reciprocal rank.
 
 Both searches filter inside the store's own query on what the caller may
-read: the tenant's chunks that are the caller's own or shared with the tenant.
+read: the tenant's chunks that are the caller's own, shared with the tenant,
+or shared with a group the caller is in (read from PostgreSQL per search).
 Fusion only ever sees those. Dense hits are checked once more against the
 document rows: a chunk's visibility is a copy of its row's, and a copy left
 stale by a failed or racing update must not show an unshared document.
@@ -84,8 +85,16 @@ class Retriever:
         filters: Filters | None = None,
     ) -> list[Hit]:
         embedding = await self.embeddings.embed(owner, text)
+        # The caller's groups now, from PostgreSQL: never a list sent with the request.
+        groups = await self.lexical.group_ids(owner.tenant_id, owner.user_id)
         hits = await self.vectors.search(
-            owner.tenant_id, owner.user_id, embedding, k, document_ids=document_ids, filters=filters
+            owner.tenant_id,
+            owner.user_id,
+            embedding,
+            k,
+            document_ids=document_ids,
+            filters=filters,
+            groups=groups,
         )
         if not hits:
             return hits

@@ -19,6 +19,7 @@ from ragstream.commands import (
     conversations,
     evaluate,
     feedback,
+    groups,
     maintenance,
     sources,
     stack,
@@ -40,6 +41,7 @@ evaluate.register(app)
 client.register(app)
 conversations.register(app)
 feedback.register(app)
+groups.register(app)
 sources.register(app)
 
 

@@ -68,7 +68,7 @@ from shared.contracts.events import (
     utcnow,
 )
 from shared.contracts.topics import Topics
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.intake import Intake, new_document
 from shared.intake.checks import DEFAULT_CONTENT_TYPE
 from shared.runtime.clients import build_blob_store
@@ -229,7 +229,11 @@ class RagKafkaClient:
         sync: the tenant's interactive uploads are indexed first. Refused (``InvalidInput``,
         ``UnsupportedDocument``, ``PayloadTooLarge``, ``Forbidden`` over
         quota, ``NotFound`` for an unknown or disabled user) before anything
-        is written; ``Unavailable`` when a store fails (nothing is kept)."""
+        is written; ``Unavailable`` when a store fails (nothing is kept).
+        Sharing with groups is the owner's act, through the API
+        (``PATCH /api/documents/{id}``): ``visibility="groups"`` is refused."""
+        if visibility == "groups":
+            raise InvalidInput("share with groups through PATCH /api/documents/{id}")
         await self._check_user(tenant_id, user_id)
         doc = new_document(
             tenant_id,

@@ -192,7 +192,10 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = Field(
         default="groups",
         min_length=1,
-        description="The claim listing the user's groups (a list of names).",
+        description="The claim listing the user's groups (a list of names). At each sign-in"
+        " and each request with a provider token that carries it, the user's claim memberships"
+        " become exactly these groups of their tenant (made when new); admins' memberships are"
+        " kept; a token without the claim changes none (docs/security.md, Groups).",
         json_schema_extra=_doc("identity"),
     )
     oidc_admin_group: str | None = Field(

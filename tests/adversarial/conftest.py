@@ -25,6 +25,12 @@ SECRET = f"The vault combination for project {SECRET_CODE} is {SECRET_NUMBER}."
 # In a document the victim shares with their tenant: the insider may read it.
 SHARED_CODE = f"KESTREL-{uuid.uuid4().hex[:8]}"
 SHARED = f"The staff canteen wifi password for {SHARED_CODE} is tern-harbour-5512."
+# In a document the victim shares with a group of theirs (only the victim is in it).
+GROUP_NAME = f"vault-keepers-{uuid.uuid4().hex[:6]}"
+GROUP_CODE = f"GANNET-{uuid.uuid4().hex[:8]}"
+GROUP_NUMBER = "5120-8836-4471"
+GROUP_TAG = f"gannet-{uuid.uuid4().hex[:6]}"
+GROUPED = f"The strongroom key for project {GROUP_CODE} is numbered {GROUP_NUMBER}."
 
 
 @dataclass
@@ -35,6 +41,8 @@ class World:
     document_id: str  # private
     shared_document_id: str  # shared with the victim's tenant
     conversation_id: str
+    group_id: str  # the victim's group, GROUP_NAME, whose only member is the victim
+    group_document_id: str  # shared with that group, tagged GROUP_TAG, meta vault=strongroom
     # Every id that belongs to the victim's side, by kind.
     victim_ids: dict[str, str] = field(default_factory=dict)
 
@@ -84,18 +92,44 @@ async def world(gateway: Component, db: asyncpg.Pool, app_env: dict[str, str]) -
         response, events = await stream_chat(client, victim, {"message": SECRET})
         assert response.status_code == 200, response.text
         conversation = str(events[-1].data["conversation_id"])
+        group_id, group_doc = await _victims_group(client, victim)
         ids = {
             "document": doc_id,
             "shared_document": shared_id,
             "conversation": conversation,
             "user": victim.id,
             "tenant": victim.tenant_id,
+            "group": group_id,
+            "group_document": group_doc,
         }
         ids["source"] = await _victim_source(client, victim, app_env)
         key_id = await _victim_key_id(client, victim)
         if key_id is not None:
             ids["api_key"] = key_id
-    return World(victim, insider, outsider, doc_id, shared_id, conversation, ids)
+    return World(
+        victim, insider, outsider, doc_id, shared_id, conversation, group_id, group_doc, ids
+    )
+
+
+async def _victims_group(client: httpx.AsyncClient, victim: User) -> tuple[str, str]:
+    """The victim's group (the victim its only member) and a document shared with it."""
+    made = await client.post("/api/admin/groups", headers=victim.headers, json={"name": GROUP_NAME})
+    assert made.status_code == 201, made.text
+    group_id = str(made.json()["id"])
+    joined = await client.put(
+        f"/api/admin/groups/{group_id}/members/{victim.id}", headers=victim.headers
+    )
+    assert joined.status_code == 204, joined.text
+    uploaded = await client.post(
+        "/api/documents",
+        headers=victim.headers,
+        files={"file": ("strongroom.txt", GROUPED.encode(), "text/plain")},
+        data={"groups": GROUP_NAME, "tags": GROUP_TAG, "meta": "vault=strongroom"},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    doc_id = str(uploaded.json()["id"])
+    assert (await wait_for_status(client, victim, doc_id))["status"] == "indexed"
+    return group_id, doc_id
 
 
 async def fresh_attacker(

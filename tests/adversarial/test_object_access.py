@@ -18,6 +18,8 @@ import httpx
 import pytest
 
 from tests.adversarial.conftest import (
+    GROUP_CODE,
+    GROUP_NAME,
     SECRET,
     SECRET_CODE,
     SECRET_NUMBER,
@@ -194,7 +196,19 @@ async def test_no_listing_shows_another_users_objects(
         "outsider": await new_user(client, "lister"),
         "insider": await member_of(client, db, world.victim.tenant_id, "lister"),
     }
-    private = (world.document_id, world.conversation_id, SECRET_CODE, SECRET_NUMBER, "vault.txt")
+    private = (
+        world.document_id,
+        world.conversation_id,
+        SECRET_CODE,
+        SECRET_NUMBER,
+        "vault.txt",
+        # The victim's group and the document shared with it (only the victim is in it).
+        world.group_id,
+        world.group_document_id,
+        GROUP_CODE,
+        GROUP_NAME,
+        "strongroom.txt",
+    )
     failures: list[str] = []
     for name, actor in attackers.items():
         for op in operations(spec, with_path_ids=False):

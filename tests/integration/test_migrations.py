@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 from alembic import command as alembic
 
 from shared.storage.migrate import alembic_config, upgrade
@@ -228,3 +229,76 @@ async def test_history_becomes_conversations_with_numbered_turns(
         await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0009")
         assert not {"conversations", "feedback"} & await _tables(conn)
         assert len(await conn.fetch("SELECT * FROM chat_history")) == 4
+
+
+async def test_groups_links_stay_in_their_tenant_outdate_answers_and_downgrade_to_private(
+    stack_env: dict[str, str],
+) -> None:
+    """0014: the database itself refuses a member or a document of one tenant
+    in a group of another; every membership or share change bumps the
+    tenant's answer generation in its transaction; back at 0013 a document
+    shared with groups is private."""
+    async with scratch_database(stack_env["DATABASE_URL"], "head") as (own, conn):
+        a, b = uuid.uuid4(), uuid.uuid4()
+        ua, ub, group, doc = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        for tenant, user in ((a, ua), (b, ub)):
+            await conn.execute(
+                "INSERT INTO tenants (id, name) VALUES ($1, $2)", tenant, str(tenant)
+            )
+            await conn.execute(
+                "INSERT INTO users (id, tenant_id, username, password_hash) VALUES ($1, $2, $3, 'x')",
+                user,
+                tenant,
+                str(user),
+            )
+        await conn.execute(
+            "INSERT INTO groups (id, tenant_id, name, origin) VALUES ($1, $2, 'g', 'local')",
+            group,
+            a,
+        )
+        await conn.execute(
+            "INSERT INTO documents (id, tenant_id, user_id, filename, content_type, size_bytes,"
+            " sha256, blob_key, status, visibility) VALUES ($1, $2, $3, 'f.txt', 'text/plain', 1,"
+            " 'x', 'k', 'indexed', 'groups')",
+            doc,
+            a,
+            ua,
+        )
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO group_members (group_id, user_id, tenant_id, origin)"
+                " VALUES ($1, $2, $3, 'admin')",
+                group,
+                ub,
+                b,
+            )
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO group_members (group_id, user_id, tenant_id, origin)"
+                " VALUES ($1, $2, $3, 'admin')",
+                group,
+                ub,
+                a,
+            )
+        generation = "SELECT answer_generation FROM tenants WHERE id = $1"
+        before = await conn.fetchval(generation, a)
+        await conn.execute(
+            "INSERT INTO group_members (group_id, user_id, tenant_id, origin)"
+            " VALUES ($1, $2, $3, 'admin')",
+            group,
+            ua,
+            a,
+        )
+        await conn.execute(
+            "INSERT INTO document_groups (document_id, group_id, tenant_id) VALUES ($1, $2, $3)",
+            doc,
+            group,
+            a,
+        )
+        await conn.execute("DELETE FROM group_members WHERE user_id = $1", ua)
+        assert await conn.fetchval(generation, a) == before + 3
+        assert await conn.fetchval(generation, b) == 0
+        await asyncio.to_thread(alembic.downgrade, alembic_config(own), "0013")
+        assert (
+            await conn.fetchval("SELECT visibility FROM documents WHERE id = $1", doc) == "private"
+        )

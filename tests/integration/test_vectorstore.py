@@ -267,3 +267,61 @@ async def test_a_shared_collection_is_split_by_tenant(stack_env: dict[str, str])
         [hit] = await store.search(tenant, tenant, vectors[i], 1)
         assert (hit.text, hit.score) == (f"chunk {i}", pytest.approx(1.0))
     assert split_by_tenant(client) == 0
+
+
+async def test_group_chunks_reach_the_members_of_their_groups_by_every_path(
+    stack_env: dict[str, str],
+) -> None:
+    """A chunk shared with groups carries one key per group: found by a
+    caller in one of them, unfiltered, through a filter (Chroma's where), and
+    behind colleagues' nearer private chunks (the reader filter's second
+    try); not by a caller in another group, nor once its groups change."""
+    from datetime import UTC, datetime
+
+    from shared.contracts.labels import Filters
+    from shared.storage.vectorstore import document_fields
+
+    embedder = HashingEmbedder(32)
+    store = VectorStore(connect_chroma(Settings(chroma_url=stack_env["CHROMA_URL"])), embedder)
+    tenant, owner, member, other, colleague = (uuid.uuid4() for _ in range(5))
+    finance, legal = uuid.uuid4(), uuid.uuid4()
+    doc = uuid.uuid4()
+    [near] = embedder.embed(["the audit findings"])
+    [far] = embedder.embed(["the audit findings for the board, in full"])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    grouped = Chunk(
+        id=f"{doc}:0:x",
+        tenant_id=tenant,
+        user_id=owner,
+        document_id=doc,
+        filename="audit.txt",
+        chunk_index=0,
+        text="findings",
+        embedding=far,
+        visibility="groups",
+        content_type="text/plain",
+        uploaded_at=at,
+        tags=("audit",),
+        groups=(finance,),
+    )
+    crowd = [_owned(tenant, colleague, uuid.uuid4(), f"private {n}", near) for n in range(30)]
+    await store.upsert([grouped, *crowd])
+    tagged = Filters(tags_any=["audit"])
+
+    async def found(user: uuid.UUID, groups: list[uuid.UUID], **more: object) -> bool:
+        hits = await store.search(tenant, user, near, 5, groups=groups, **more)  # type: ignore[arg-type]
+        return doc in {h.document_id for h in hits}
+
+    for filters in (None, tagged):
+        assert await found(member, [legal, finance], filters=filters)
+        assert not await found(other, [legal], filters=filters)
+        assert not await found(other, [], filters=filters)
+    # Shared with legal instead: the copies follow, the finance member loses it.
+    wanted = document_fields("text/plain", at, ["audit"], {}, [legal])
+    assert await store.set_document_fields(tenant, owner, doc, wanted) == 1
+    assert not await found(member, [finance])
+    assert await found(other, [legal], filters=tagged)
+    # Made private, its group keys no longer make it readable.
+    await store.set_visibility(tenant, owner, doc, "private")
+    assert not await found(other, [legal]) and not await found(other, [legal], filters=tagged)
+    assert await found(owner, [])

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.identity import api_keys, external, sessions, users
 from gateway.identity.users import User
 from gateway.state import Gateway
-from shared.errors import AuthError
+from shared.errors import AuthError, Forbidden
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -111,6 +111,16 @@ async def current_user(principal: CurrentPrincipal) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def current_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("this needs an administrator of your organisation")
+    return user
+
+
+# The tenant's administrators only (403 for anyone else, whatever the id).
+Admin = Annotated[User, Depends(current_admin)]
 
 
 def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:

@@ -41,6 +41,12 @@ Action = Literal[
     # Written by the sync workers (shared.storage.audit_log), the source's
     # owner as the actor: a file's document added, changed or renamed.
     "document.synced",
+    "document.shared_with_groups",
+    "group.created",
+    "group.deleted",
+    "group.member_added",
+    "group.member_removed",
+    "group.synced_by_sso",
 ]
 
 

@@ -6,7 +6,8 @@ token names (created too if new). A disabled user stays refused whatever
 the provider says; a user stays in the tenant they were created in (a token
 naming another is refused, not obeyed). With OIDC_ADMIN_GROUP set, the
 role follows the token's groups at each request (written only when it
-changes)."""
+changes). So do the user's claim memberships of their tenant's groups
+(``shared.storage.groups.sync_claim``: one read when nothing changed)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gateway.identity import audit
 from gateway.identity.oidc import ExternalClaims
 from gateway.identity.users import Role, User
 from shared.errors import AuthError
+from shared.storage import groups
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -70,7 +72,36 @@ async def user_for(
         )
         log.info("Role changed by the provider's groups", user_id=str(user.id), role=wanted)
         user = User(user.id, user.tenant_id, user.username, user.created_at, wanted, None)
+    if claims.groups_claimed:
+        await _sync_groups(pool, user, claims, ip)
     return user
+
+
+async def _sync_groups(
+    pool: asyncpg.Pool, user: User, claims: ExternalClaims, ip: str | None
+) -> None:
+    """The user's claim memberships become the token's groups, in the user's
+    own tenant (a name is never looked up in another tenant); audited when
+    they change. The membership triggers outdate cached answers."""
+    async with pool.acquire() as conn, conn.transaction():
+        change = await groups.sync_claim(conn, user.tenant_id, user.id, claims.groups)
+        if change.changed:
+            await audit.record(
+                conn,
+                tenant_id=user.tenant_id,
+                actor_id=user.id,
+                action="group.synced_by_sso",
+                target=user.id,
+                detail={"joined": change.joined, "left": change.left},
+                ip=ip,
+            )
+    if change.changed:
+        log.info(
+            "Groups changed by the provider's claim",
+            user_id=str(user.id),
+            joined=len(change.joined),
+            left=len(change.left),
+        )
 
 
 async def _existing(pool: asyncpg.Pool, claims: ExternalClaims) -> User | None:

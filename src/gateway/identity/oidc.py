@@ -54,6 +54,10 @@ class ExternalClaims:
     tenant: str
     username: str
     groups: tuple[str, ...]
+    # Whether the token carries the groups claim (a list) at all: a token
+    # without it (an access token some providers leave it out of) changes
+    # no group membership; one with an empty list leaves every claim group.
+    groups_claimed: bool = False
 
 
 class ProviderKeys:
@@ -229,4 +233,5 @@ class OidcVerifier:
             groups=tuple(g for g in groups if isinstance(g, str))
             if isinstance(groups, list)
             else (),
+            groups_claimed=isinstance(groups, list),
         )

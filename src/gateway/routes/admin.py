@@ -17,7 +17,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from gateway.http.deps import CurrentUser, GatewayDep, client_ip, json_body
+from gateway.http.deps import Admin, GatewayDep, client_ip, json_body
 from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import audit, users
 from gateway.identity.users import User
@@ -38,15 +38,6 @@ _THIS_USER = {"user_id": "$response.body#/id"}
 AUDIT_PAGE_MAX = 500
 # audit_log.id is a bigint: a larger `before` is a 422, not a database error.
 BIGINT_MAX = 2**63 - 1
-
-
-async def current_admin(user: CurrentUser) -> User:
-    if not user.is_admin:
-        raise Forbidden("this needs an administrator of your organisation")
-    return user
-
-
-Admin = Annotated[User, Depends(current_admin)]
 
 
 def _member(user: User) -> MemberOut:

@@ -1,8 +1,10 @@
 """Uploading, listing, reading, sharing and deleting documents.
 
 A document is private to its owner until the owner shares it with the tenant
-(``PATCH {"visibility": "tenant"}``). Anyone in the tenant then lists, reads
-and searches it; only the owner changes or deletes it. Uploads count against
+(``PATCH {"visibility": "tenant"}``) or with some of its groups
+(``{"visibility": "groups", "groups": [...]}``, groups the owner is in; an
+admin: any of the tenant's). Those it is shared with then list, read and
+search it; only the owner changes or deletes it. Uploads count against
 the tenant's quotas (documents, bytes), checked before anything is written.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, BinaryIO, TypeVar
 from uuid import UUID
 
@@ -38,7 +40,7 @@ from shared.formats import describe_supported
 from shared.intake import Intake, new_document
 from shared.intake.changes import discard
 from shared.runtime.clients import Clients
-from shared.storage import documents
+from shared.storage import documents, groups
 from shared.storage.cache import bump_answer_generation
 from shared.storage.documents import Conn, Document, Lane, Visibility
 
@@ -98,12 +100,24 @@ def _measure(source: BinaryIO) -> int:
     return size
 
 
-def _out(doc: Document, user: User) -> DocumentOut:
-    return DocumentOut(**asdict(doc), mine=doc.user_id == user.id)
+def _out(doc: Document, user: User, names: dict[UUID, list[str]] | None = None) -> DocumentOut:
+    shared_with = (names or {}).get(doc.id, []) if doc.visibility == "groups" else []
+    return DocumentOut(**asdict(doc), mine=doc.user_id == user.id, groups=shared_with)
+
+
+async def _out_one(clients: Clients, doc: Document, user: User) -> DocumentOut:
+    """The document as the API shows it, with the names of its groups."""
+    return _out(doc, user, await groups.names_of_documents(clients.pool, [doc.id]))
 
 
 _NOT_FOUND = (NotFound, "No such document that the caller may read")
 _NOT_OWNER = (Forbidden, "The document is shared with the caller, not theirs")
+_BAD_SHARE = (
+    InvalidInput,
+    "Visibility `groups` without groups, groups with another visibility, or a group name"
+    " the caller's tenant has no group of",
+)
+_NOT_IN_GROUP = (Forbidden, "A group the caller is not in (only admins share with any group)")
 _THIS_DOCUMENT = {"document_id": "$response.body#/id"}
 # What to do next with an uploaded document, for clients and stateful tests.
 _UPLOADED_LINKS = {
@@ -120,7 +134,9 @@ _UPLOAD_ERRORS = errors(
         " multipart form data",
     ),
     (UnsupportedDocument, "A file name whose suffix is not a supported kind of document"),
+    _BAD_SHARE,
     (Forbidden, "The tenant's document or storage quota is reached"),
+    _NOT_IN_GROUP,
     (PayloadTooLarge, "The file is over MAX_UPLOAD_MB"),
     (TooManyRequests, "MAX_CONCURRENT_UPLOADS of the user's are running"),
     (Unavailable, "The gateway is receiving too many uploads (UPLOAD_SPOOL_MB)"),
@@ -186,9 +202,34 @@ async def upload(
             f' (`-F \'meta={{"team": "infra"}}\'`); {META_RULE}. 400 otherwise'
         ),
     ] = None,
+    visibility: Annotated[
+        Visibility,
+        Form(
+            description="private (the default), groups (with `groups`; implied by them) or"
+            " tenant: who may read it besides the owner"
+        ),
+    ] = "private",
+    groups_: Annotated[
+        list[str] | None,
+        Form(
+            alias="groups",
+            description="With visibility `groups`: the names of the groups to share it with"
+            " (repeat the field, separate with commas, or send a JSON array); groups the"
+            " uploader is in (an admin: any of the tenant's). 400 for a name the tenant has no"
+            " group of, 403 for a group the uploader is not in",
+        ),
+    ] = None,
     ip: ClientIp = None,
 ) -> DocumentOut:
     labels = _labels(tags or [], meta or [])
+    names = _group_names(groups_ or [])
+    # A form cannot leave a field out and send its default: groups given with
+    # the default visibility mean visibility groups.
+    share = _share(None if visibility == "private" and names else visibility, names)
+    if share.names:  # refused before anything is written
+        await groups.shareable(
+            gateway.clients.pool, user.tenant_id, user.id, share.names, admin=user.is_admin
+        )
     size = file.size if file.size is not None else _measure(file.file)
     doc = new_document(
         user.tenant_id,
@@ -219,7 +260,44 @@ async def upload(
         gateway.spawn(_undo_when_done(intake, doc, work))  # drained at shutdown
         raise
     log.info("Document queued", document_id=str(doc.id), size_bytes=accepted.size_bytes)
-    return _out(accepted, user)
+    if share.visibility == "private":
+        return _out(accepted, user)
+    try:
+        shared = await _apply_share(gateway.clients, user, doc.id, share, ip)
+    except (InvalidInput, Forbidden, NotFound):
+        # A group deleted (or left) since the check: nothing half-shared is kept.
+        await intake.remove(doc, row=True)
+        raise
+    return await _out_one(gateway.clients, shared, user)
+
+
+@dataclass(frozen=True)
+class _Share:
+    visibility: Visibility
+    names: list[str]
+
+
+def _share(visibility: Visibility | None, names: list[str] | None) -> _Share:
+    """Who a document is shared with, as a request says it, or 400 saying
+    why not: groups come with visibility ``groups`` and it needs them (given
+    alone, groups imply it)."""
+    if names and visibility is None:
+        visibility = "groups"
+    if visibility == "groups" and not names:
+        raise InvalidInput("visibility 'groups' needs `groups`: the groups to share it with")
+    if names and visibility != "groups":
+        raise InvalidInput(f"`groups` go with visibility 'groups', not {visibility!r}")
+    return _Share(visibility or "private", list(names or []))
+
+
+def _group_names(values: list[str]) -> list[str]:
+    """Group names from an upload's form fields (like tags: repeated, comma
+    separated, or a JSON array), or 400."""
+    try:
+        names = tags_from_form(values)
+        return [groups.clean_name(name) for name in names]
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _labels(tags: list[str], meta: list[str]) -> Labels:
@@ -256,12 +334,12 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[DocumentOut]:
-    """The caller's documents and those shared with their tenant (``mine``
-    tells them apart), newest first."""
-    docs = await documents.list_for(
-        gateway.clients.pool, user.tenant_id, user.id, limit=limit, offset=offset
-    )
-    return [_out(d, user) for d in docs]
+    """The caller's documents and those shared with their tenant or with a
+    group they are in (``mine`` tells them apart), newest first."""
+    pool = gateway.clients.pool
+    docs = await documents.list_for(pool, user.tenant_id, user.id, limit=limit, offset=offset)
+    names = await groups.names_of_documents(pool, [d.id for d in docs if d.visibility == "groups"])
+    return [_out(d, user, names) for d in docs]
 
 
 @router.get("/{document_id}", response_model=DocumentOut, responses=errors(_NOT_FOUND))
@@ -269,14 +347,14 @@ async def get_document(gateway: GatewayDep, user: CurrentUser, document_id: UUID
     doc = await documents.readable(gateway.clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
         raise NotFound("document not found")
-    return _out(doc, user)
+    return await _out_one(gateway.clients, doc, user)
 
 
 @router.patch(
     "/{document_id}",
     response_model=DocumentOut,
     openapi_extra=json_body_schema(DocumentPatch),
-    responses=errors(_NOT_FOUND, _NOT_OWNER),
+    responses=errors(_BAD_SHARE, _NOT_FOUND, _NOT_OWNER, _NOT_IN_GROUP),
 )
 async def set_visibility(
     gateway: GatewayDep,
@@ -285,55 +363,84 @@ async def set_visibility(
     body: Annotated[DocumentPatch, Depends(json_body(DocumentPatch))],
     ip: ClientIp = None,
 ) -> DocumentOut:
-    """Share the document with the tenant or make it private again, and/or
-    replace its tags or metadata. Only the owner may; the change applies to
-    search at once (the chunks follow in both indexes before the answer)."""
+    """Share the document with the tenant or with groups, or make it private
+    again, and/or replace its tags or metadata. Only the owner may; the change
+    applies to search at once (the chunks follow in both indexes before the
+    answer)."""
     clients = gateway.clients
+    share = _share(body.visibility, body.groups) if body.visibility or body.groups else None
     await documents.owned(clients.pool, user.tenant_id, user.id, document_id)
-    if body.visibility is not None:
-        await _set_row_visibility(clients, user, document_id, body.visibility, ip)
+    if share is not None:
+        await _apply_share(clients, user, document_id, share, ip)
     if body.tags is not None or body.meta is not None:
         await _set_row_labels(clients, user, document_id, body, ip)
+        doc = await documents.get(clients.pool, user.tenant_id, user.id, document_id)
+        if doc is None:
+            raise NotFound("document not found")
+        await documents.sync_labels(clients.pool, clients.vectors, doc)
+        await bump_answer_generation(clients.pool, user.tenant_id)
     doc = await documents.get(clients.pool, user.tenant_id, user.id, document_id)
     if doc is None:
         raise NotFound("document not found")
-    # Row first, then the chunks, even when the row did not change: a PATCH
-    # repeated after a failed one completes it. (The lexical index reads the
-    # visibility from the row and got the labels in the row's transaction;
-    # only the vector store holds copies to bring in line here.)
-    if body.visibility is not None:
-        await documents.sync_visibility(clients.pool, clients.vectors, doc)
-    if body.tags is not None or body.meta is not None:
-        await documents.sync_labels(clients.pool, clients.vectors, doc)
-    # The row's trigger outdated cached answers, but one computed before the
-    # chunks above followed it may have been cached since. Not best-effort:
-    # on a failure the PATCH fails, and repeating it completes it.
-    await bump_answer_generation(clients.pool, user.tenant_id)
     log.info("Document visibility set", document_id=str(document_id), visibility=doc.visibility)
-    return _out(doc, user)
+    return await _out_one(clients, doc, user)
+
+
+async def _apply_share(
+    clients: Clients, user: User, document_id: UUID, share: _Share, ip: str | None
+) -> Document:
+    """The row (with its groups and audit entry) first, then the chunks, even
+    when the row did not change: a PATCH repeated after a failed one
+    completes it. The lexical index reads visibility and groups from the rows;
+    only the vector store holds copies (visibility, one key per group)."""
+    await _set_row_visibility(clients, user, document_id, share, ip)
+    doc = await documents.get(clients.pool, user.tenant_id, user.id, document_id)
+    if doc is None:
+        raise NotFound("document not found")
+    await documents.sync_visibility(clients.pool, clients.vectors, doc)
+    await documents.sync_labels(clients.pool, clients.vectors, doc)
+    # The row's triggers outdated cached answers, but one computed before the
+    # chunks above followed may have been cached since. Not best-effort: on
+    # a failure the PATCH fails, and repeating it completes it.
+    await bump_answer_generation(clients.pool, user.tenant_id)
+    return doc
+
+
+_SHARE_ACTIONS: dict[Visibility, audit.Action] = {
+    "tenant": "document.shared",
+    "groups": "document.shared_with_groups",
+    "private": "document.unshared",
+}
 
 
 async def _set_row_visibility(
-    clients: Clients, user: User, document_id: UUID, visibility: Visibility, ip: str | None
+    clients: Clients, user: User, document_id: UUID, share: _Share, ip: str | None
 ) -> None:
-    """The row and its audit entry, together (a repeat is not audited)."""
+    """The row, its groups and its audit entry, together (a repeat is not
+    audited). The groups are checked in the same transaction, so one deleted
+    meanwhile is refused, never half-linked."""
     async with clients.pool.acquire() as conn, conn.transaction():
+        group_ids = (
+            await groups.shareable(conn, user.tenant_id, user.id, share.names, admin=user.is_admin)
+            if share.visibility == "groups"
+            else []
+        )
         before = await documents.set_visibility(
-            conn, user.tenant_id, user.id, document_id, visibility
+            conn, user.tenant_id, user.id, document_id, share.visibility
         )
         if before is None:
             raise NotFound("document not found")  # deleted meanwhile
-        if before != visibility:
-            action: audit.Action = (
-                "document.shared" if visibility == "tenant" else "document.unshared"
-            )
+        regrouped = await groups.set_document_groups(conn, user.tenant_id, document_id, group_ids)
+        if before != share.visibility or regrouped:
+            detail = {"groups": share.names} if share.visibility == "groups" else None
             await audit.record(
                 conn,
                 tenant_id=user.tenant_id,
                 actor_id=user.id,
-                action=action,
+                action=_SHARE_ACTIONS[share.visibility],
                 target=document_id,
                 ip=ip,
+                detail=detail,
             )
 
 

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, status
 
-from gateway.http.deps import GatewayDep, client_ip, json_body
+from gateway.http.deps import Admin, GatewayDep, client_ip, json_body
 from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import audit
 from gateway.models import (
@@ -28,7 +28,6 @@ from gateway.models import (
     SourceProblemOut,
     SourceRunOut,
 )
-from gateway.routes.admin import Admin
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.source_rules import check_path, check_patterns
 from shared.storage import sources

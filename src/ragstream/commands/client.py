@@ -41,7 +41,7 @@ MetaOption = Annotated[
 # Piped output is not wrapped at 80 columns: a row stays one line for grep.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False)
-docs_app = typer.Typer(help="list or delete your documents", no_args_is_help=True)
+docs_app = typer.Typer(help="list, share or delete your documents", no_args_is_help=True)
 
 # Where the answer begins on a terminal, to clear it from when it restarts.
 SAVE_CURSOR = "\x1b7"
@@ -309,7 +309,7 @@ def search(
 
 @docs_app.command("list")
 def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
-    """Your documents and those shared with your tenant, newest first."""
+    """Your documents and those shared with you (tenant, groups), newest first."""
     with Session(open_login(url)) as session:
         found = docs_api.list_documents(session)
     if as_json:
@@ -326,11 +326,18 @@ def docs_list(url: UrlOption = None, as_json: JsonFlag = False) -> int:
             str(doc["status"]),
             str(doc["chunks"]),
             str(doc["size_bytes"]),
-            str(doc.get("visibility", "")),
+            escape(printable(_visibility(doc))),
             str(doc["created_at"])[:19],
         )
     out.print(table)
     return 0
+
+
+def _visibility(doc: dict[str, Any]) -> str:
+    """``private``, ``tenant``, or ``groups: a, b``."""
+    shared = doc.get("groups") or []
+    visibility = str(doc.get("visibility", ""))
+    return f"{visibility}: {', '.join(shared)}" if shared else visibility
 
 
 @docs_app.command("delete")

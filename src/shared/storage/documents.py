@@ -1,8 +1,9 @@
 """The ``documents`` table: the source of truth for what a tenant uploaded.
 
-Every read is scoped in the query itself: a caller reads their own documents
-and those their tenant's users shared (``visibility = 'tenant'``); only the
-owner changes or deletes one. An id the caller may not read looks exactly
+Every read is scoped in the query itself: a caller reads their own documents,
+those their tenant's users shared (``visibility = 'tenant'``) and those shared
+with a group they are in (``visibility = 'groups'``, shared.storage.groups);
+only the owner changes or deletes one. An id the caller may not read looks exactly
 like an id that does not exist.
 """
 
@@ -20,6 +21,7 @@ import asyncpg
 from shared.config import Settings
 from shared.contracts.events import DocumentStatus
 from shared.errors import Forbidden, NotFound, Unavailable
+from shared.storage import groups
 from shared.storage.vectorstore import document_fields
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ class RequestPositions(Protocol):
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 Conn: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
-Visibility = Literal["private", "tenant"]
+Visibility = Literal["private", "groups", "tenant"]
 # Interactive uploads are released for indexing before a tenant's bulk work.
 Lane = Literal["interactive", "bulk"]
 
@@ -52,9 +54,9 @@ COLUMNS = (
     " status, chunks, error, created_at, updated_at, visibility, lane, tags, meta"
 )
 FIELDS = tuple(name.strip() for name in COLUMNS.split(","))
-# What a caller may read: their own documents and their tenant's shared ones.
-# $1 is the tenant, $2 the caller.
-_READABLE = "tenant_id=$1 AND (user_id=$2 OR visibility='tenant')"
+# What a caller may read: their own documents, their tenant's shared ones and
+# those shared with their groups. $1 is the tenant, $2 the caller.
+_READABLE = groups.readable_clause("documents")
 
 
 @dataclass(frozen=True)
@@ -281,27 +283,36 @@ async def set_labels(
     return True
 
 
-def chunk_fields(doc: Document) -> dict[str, Any]:
-    """What each of the document's chunks copies from its row into Chroma."""
-    return document_fields(doc.content_type, doc.created_at, doc.tags, doc.meta)
+def chunk_fields(doc: Document, group_ids: Collection[UUID] = ()) -> dict[str, Any]:
+    """What each of the document's chunks copies from its row (and its
+    ``document_groups``) into Chroma."""
+    return document_fields(doc.content_type, doc.created_at, doc.tags, doc.meta, group_ids)
+
+
+async def with_groups(pool: Db, doc_id: UUID) -> tuple[Document, list[UUID]] | None:
+    """The row and the groups it is shared with, read now (None: gone)."""
+    record = await pool.fetchrow(f"SELECT {COLUMNS} FROM documents WHERE id=$1", doc_id)  # noqa: S608
+    if record is None:
+        return None
+    return Document.from_record(record), await groups.of_document(pool, doc_id)
 
 
 async def sync_labels(
-    pool: asyncpg.Pool,
+    pool: Db,
     vectors: VectorStore,
     doc: Document,
     written: dict[str, Any] | None = None,
 ) -> None:
     """Make the document's chunk metadata in Chroma carry its row's labels
-    (and content type and upload time), as ``sync_visibility`` does for
+    (and content type, upload time and groups), as ``sync_visibility`` does for
     visibility: written from the row, then the row read again, and written
     again if it changed meanwhile. ``written``: what every chunk already
     carries (``None``: unknown, so every chunk is read and checked)."""
     for _ in range(SYNC_ROUNDS):
-        current = await by_id(pool, doc.id)
-        if current is None:
+        now = await with_groups(pool, doc.id)
+        if now is None:
             return
-        wanted = chunk_fields(current)
+        wanted = chunk_fields(*now)
         if wanted == written:
             return
         await vectors.set_document_fields(doc.tenant_id, doc.user_id, doc.id, wanted)

@@ -10,8 +10,9 @@ and average length, which ``ts_rank`` lacks; here they come from the
 question's postings and that row inside the same SQL statement that scores,
 and the caller's filter sits in that statement too:
 the tenant, and chunks of the caller's own documents or of documents the
-tenant shares (``documents.visibility``, read from the row at query time, so a
-visibility change applies at once). No other chunk is ever fetched.
+tenant shares or shares with a group the caller is in (``documents.visibility``
+and ``document_groups``, read with the caller's memberships from the rows at
+query time, so a visibility or membership change applies at once). No other chunk is ever fetched.
 
 Scoring is BM25 as Lucene computes it: idf ``ln(1 + (N - df + 0.5) / (df + 0.5))``
 times ``tf / (tf + k1 * (1 - b + b * length / avgdl))``, the formula of the
@@ -34,7 +35,7 @@ import asyncpg
 import Stemmer
 
 from shared.contracts.labels import Filters
-from shared.storage import documents
+from shared.storage import documents, groups
 from shared.storage.vectorstore import Hit
 
 K1 = 1.5
@@ -115,7 +116,7 @@ WITH postings AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id
         WHERE c.id = s.chunk_id AND c.tenant_id = $1 AND d.tenant_id = $1
-          AND (c.user_id = $2 OR d.visibility = 'tenant')
+          AND {READABLE_D}
           AND ($7::uuid[] IS NULL OR c.document_id = ANY($7::uuid[]))
           AND ($8::text[] IS NULL OR c.tags && $8::text[])
           AND ($9::text[] IS NULL OR c.tags @> $9::text[])
@@ -134,6 +135,9 @@ JOIN chunks c ON c.id = s.chunk_id
 JOIN documents d ON d.id = c.document_id
 ORDER BY s.score DESC, c.id
 """
+# The reader's filter: the chunk's document is the caller's, shared with the
+# tenant, or shared with a group the caller is in now.
+_SEARCH = _SEARCH.replace("{READABLE_D}", groups.readable_clause("d"))
 
 
 INDEX_BATCH = 2000
@@ -285,14 +289,17 @@ class LexicalIndex:
         """Which of ``document_ids`` the caller may read now, by their rows."""
         return await documents.readable_ids(self._pool, tenant_id, user_id, document_ids)
 
+    async def group_ids(self, tenant_id: UUID, user_id: UUID) -> list[UUID]:
+        """The groups the caller is in now (for the vector store's filter)."""
+        return await groups.ids_of_user(self._pool, tenant_id, user_id)
+
     async def chunks_of_tenant(self, tenant_id: UUID, user_id: UUID) -> list[tuple[str, str, str]]:
         """(chunk id, filename, text) of every chunk the caller may search:
         what the evaluation's in-process baselines index, so they see the same
         chunks."""
         rows = await self._pool.fetch(
-            "SELECT c.id, d.filename, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
-            " WHERE c.tenant_id = $1 AND d.tenant_id = $1"
-            " AND (c.user_id = $2 OR d.visibility = 'tenant') ORDER BY c.id",
+            "SELECT c.id, d.filename, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"  # noqa: S608
+            f" WHERE c.tenant_id = $1 AND {groups.readable_clause('d')} ORDER BY c.id",
             tenant_id,
             user_id,
         )

@@ -7,9 +7,12 @@ tenant's chunk can be among its candidates, and it needs no tenant filter
 per query at 100k chunks, against 3 ms for the same HNSW search unfiltered;
 docs/performance.md).
 
-Within a tenant, a user reads their own chunks and those of documents the
-tenant shares; every chunk carries its owner's user id and its document's
-visibility in its metadata. A search asks for a few times the candidates
+Within a tenant, a user reads their own chunks, those of documents the
+tenant shares, and those of documents shared with a group they are in;
+every chunk carries its owner's user id, its document's visibility and one
+key per group it is shared with (``group:<id>``: Chroma metadata holds no
+lists) in its metadata. The caller's groups are read from PostgreSQL by
+the caller of a search, at the time of the search. A search asks for a few times the candidates
 without a filter and keeps the readable ones; only when too few of those
 remain (most of the nearest chunks are colleagues' private ones) does it
 ask again with the reader filter inside Chroma's query. A colleague's
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -60,6 +63,7 @@ class Chunk:
     uploaded_at: datetime | None = None
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()
+    groups: tuple[UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,22 @@ def _owner(user_id: UUID, **more: object) -> dict[str, Any]:
     return {"$and": clauses}
 
 
-def _readable(user_id: UUID, *clauses: dict[str, Any], **more: object) -> dict[str, Any]:
-    """What ``user_id`` may search in their tenant's collection: their own
-    chunks or shared ones (and ``clauses`` and ``more``, which only narrow it)."""
+def _in_groups(groups: Collection[UUID]) -> list[dict[str, Any]]:
+    """Chunks shared with any of ``groups`` (none: no clause)."""
+    if not groups:
+        return []
+    keys = _either([{GROUP_KEY + str(g): True} for g in sorted(groups)])
+    return [{"$and": [{"visibility": "groups"}, keys]}]
+
+
+def _readable(
+    user_id: UUID, groups: Collection[UUID], *clauses: dict[str, Any], **more: object
+) -> dict[str, Any]:
+    """What ``user_id``, a member of ``groups``, may search in their tenant's
+    collection: their own chunks, the tenant's shared ones, their groups'
+    (and ``clauses`` and ``more``, which only narrow it)."""
     mine_or_shared: dict[str, object] = {
-        "$or": [{"user_id": str(user_id)}, {"visibility": "tenant"}]
+        "$or": [{"user_id": str(user_id)}, {"visibility": "tenant"}, *_in_groups(groups)]
     }
     narrower = [*clauses, *({key: value} for key, value in more.items())]
     if not narrower:
@@ -117,6 +132,9 @@ def _readable(user_id: UUID, *clauses: dict[str, Any], **more: object) -> dict[s
 # metadata entry, so a filter is plain equality in Chroma's ``where``.
 TAG_KEY = "tag:"
 META_KEY = "meta:"
+# One key per group a document is shared with (``True``), likewise.
+GROUP_KEY = "group:"
+_COPIED = (TAG_KEY, META_KEY, GROUP_KEY)
 
 
 def _either(clauses: list[dict[str, Any]]) -> dict[str, Any]:
@@ -158,17 +176,25 @@ def document_fields(
     uploaded_at: datetime,
     tags: Sequence[str],
     meta: Mapping[str, str],
+    groups: Collection[UUID] = (),
 ) -> dict[str, Any]:
-    """What every chunk's metadata copies from its document row, for filters."""
+    """What every chunk's metadata copies from its document row (and the
+    groups it is shared with), for filters and readers."""
     return {
         "content_type": content_type,
         "uploaded_at": _epoch(uploaded_at),
         **label_metadata(tags, meta),
+        **{GROUP_KEY + str(g): True for g in groups},
     }
 
 
-def _may_read(user_id: UUID, meta: dict[str, Any]) -> bool:
-    return meta.get("visibility") == "tenant" or meta.get("user_id") == str(user_id)
+def _may_read(user_id: UUID, groups: Collection[UUID], meta: dict[str, Any]) -> bool:
+    """``_readable`` on one chunk's metadata."""
+    if meta.get("visibility") == "tenant" or meta.get("user_id") == str(user_id):
+        return True
+    return meta.get("visibility") == "groups" and any(
+        meta.get(GROUP_KEY + str(g)) is True for g in groups
+    )
 
 
 _T = TypeVar("_T")
@@ -325,6 +351,7 @@ class VectorStore:
         k: int,
         document_ids: Sequence[UUID] | None,
         filters: Filters | None = None,
+        groups: Collection[UUID] = (),
     ) -> list[Hit]:
         narrower = filter_clauses(filters)
         if document_ids is not None:
@@ -333,13 +360,14 @@ class VectorStore:
         def search(collection: Any) -> list[Hit]:
             if narrower:
                 # Filtered inside Chroma's query, with the reader's filter.
-                return _hits(_query(collection, embedding, k, _readable(user_id, *narrower)))
+                where = _readable(user_id, groups, *narrower)
+                return _hits(_query(collection, embedding, k, where))
             wanted = k * OVERFETCH
             rows = _query(collection, embedding, wanted, None)
-            readable = [row for row in rows if _may_read(user_id, row[2])]
+            readable = [row for row in rows if _may_read(user_id, groups, row[2])]
             if len(readable) < k and len(rows) == wanted:
                 # Colleagues' private chunks crowd the nearest: let Chroma filter.
-                readable = _query(collection, embedding, k, _readable(user_id))
+                readable = _query(collection, embedding, k, _readable(user_id, groups))
             return _hits(readable[:k])
 
         return self._on(tenant_id, search, create=False) or []
@@ -434,9 +462,12 @@ class VectorStore:
         k: int,
         document_ids: Sequence[UUID] | None = None,
         filters: Filters | None = None,
+        groups: Collection[UUID] = (),
     ) -> list[Hit]:
+        """The ``k`` nearest chunks ``user_id`` may read; ``groups``: the ids
+        of the groups the user is in, read from PostgreSQL for this search."""
         return await asyncio.to_thread(
-            self._search, tenant_id, user_id, embedding, k, document_ids, filters
+            self._search, tenant_id, user_id, embedding, k, document_ids, filters, groups
         )
 
     async def chunk_ids(self, tenant_id: UUID, user_id: UUID, document_id: UUID) -> set[str]:
@@ -498,7 +529,7 @@ def _label_change(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict
     """The metadata update taking a chunk's labels from ``current`` to
     ``wanted`` (None removes a key); empty when they agree."""
     change: dict[str, Any] = {
-        key: None for key in current if key.startswith((TAG_KEY, META_KEY)) and key not in wanted
+        key: None for key in current if key.startswith(_COPIED) and key not in wanted
     }
     change.update({key: value for key, value in wanted.items() if current.get(key) != value})
     return change
@@ -519,7 +550,7 @@ def _upsert_batch(collection: Any, chunks: list[Chunk]) -> None:
                 "visibility": c.visibility,
                 **_optional(page=c.page, section=c.section),
                 **(
-                    document_fields(c.content_type, c.uploaded_at, c.tags, dict(c.meta))
+                    document_fields(c.content_type, c.uploaded_at, c.tags, dict(c.meta), c.groups)
                     if c.content_type is not None and c.uploaded_at is not None
                     else {}
                 ),

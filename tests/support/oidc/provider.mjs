@@ -34,6 +34,9 @@ const USERS = {
   bob: { email: 'bob@acme.test', tenant: `acme${RUN}`, groups: ['staff'] },
   carol: { email: 'carol@globex.test', tenant: `globex${RUN}`, groups: ['staff'] },
   erin: { email: 'erin@acme.test', tenant: `acme${RUN}`, groups: [] },
+  // Group sync (tests/e2e/test_groups.py): their claims make acme's groups.
+  grace: { email: 'grace@acme.test', tenant: `acme${RUN}`, groups: ['auditors', 'staff'] },
+  heidi: { email: 'heidi@acme.test', tenant: `acme${RUN}`, groups: ['auditors'] },
   // A local account has his username first (tests/e2e/test_oidc.py).
   frank: { email: 'frank@globex.test', tenant: `globex${RUN}`, groups: [] },
   // No tenant claim: ragstream must refuse rather than guess.

@@ -21,10 +21,25 @@ def _doc(tenant: uuid.UUID, owner: uuid.UUID, visibility: Visibility) -> Documen
 def test_owner_and_tenant_when_shared_never_another_tenant() -> None:
     tenant, owner, mate, stranger = (uuid.uuid4() for _ in range(4))
     private, shared = _doc(tenant, owner, "private"), _doc(tenant, owner, "tenant")
-    assert may_read(tenant, owner, private) and may_read(tenant, owner, shared)
-    assert not may_read(tenant, mate, private) and may_read(tenant, mate, shared)
+    none: set[uuid.UUID] = set()
+    assert may_read(tenant, owner, private, none) and may_read(tenant, owner, shared, none)
+    assert not may_read(tenant, mate, private, none) and may_read(tenant, mate, shared, none)
     # Another tenant, even with the owner's user id, sees neither.
-    assert not may_read(stranger, owner, private) and not may_read(stranger, mate, shared)
+    assert not may_read(stranger, owner, private, none)
+    assert not may_read(stranger, mate, shared, none)
+
+
+def test_a_group_document_reaches_its_groups_members_only() -> None:
+    tenant, owner, member, mate, stranger = (uuid.uuid4() for _ in range(5))
+    grouped = _doc(tenant, owner, "groups")
+    members = {member}
+    assert may_read(tenant, owner, grouped, set())  # the owner, in no group
+    assert may_read(tenant, member, grouped, members)
+    assert not may_read(tenant, mate, grouped, members)
+    # Membership counts only for a document shared with groups...
+    assert not may_read(tenant, member, _doc(tenant, owner, "private"), members)
+    # ...and never across tenants, whatever the member set says.
+    assert not may_read(stranger, member, grouped, members)
 
 
 def _event(at: datetime, doc_id: uuid.UUID | None = None) -> StatusEvent:

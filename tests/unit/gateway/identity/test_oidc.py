@@ -83,8 +83,14 @@ async def test_a_valid_token_maps_to_claims_and_keys_are_read_once() -> None:
     verifier = _verifier(provider)
     for _ in range(3):
         claims = await verifier.verify(provider.token())
-    assert claims == ExternalClaims(ISSUER, "u1", "acme", "ann", ("g1", "admins"))
+    assert claims == ExternalClaims(ISSUER, "u1", "acme", "ann", ("g1", "admins"), True)
     assert provider.jwks_reads == 1
+    # No groups claim (or not a list): no group membership is changed by it.
+    for groups in (None, "g1"):
+        unclaimed = await verifier.verify(provider.token(groups=groups))
+        assert (unclaimed.groups, unclaimed.groups_claimed) == ((), False)
+    emptied = await verifier.verify(provider.token(groups=[]))
+    assert (emptied.groups, emptied.groups_claimed) == ((), True)
     assert role_of(claims, "admins") == "admin"
     assert role_of(claims, "others") == "member"
     assert role_of(claims, None) is None

@@ -103,7 +103,7 @@ def test_a_filter_in_chromas_where_only_narrows_the_readers_filter() -> None:
         {"content_type": "text/markdown"},
         {"uploaded_at": {"$gte": after.timestamp()}},
     ]
-    where = _readable(UUID(int=1), *clauses)
+    where = _readable(UUID(int=1), (), *clauses)
     # The reader's own filter is the first of the AND: nothing is ORed with it.
     assert list(where) == ["$and"]
     assert where["$and"][0] == {
