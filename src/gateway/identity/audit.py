@@ -3,13 +3,14 @@ it as part of each action; a tenant's admins read their own tenant's."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from uuid import UUID
 
 import asyncpg
+
+from shared.storage import audit_log
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -74,15 +75,14 @@ async def record(
 ) -> None:
     """One entry. ``detail`` must never hold a secret (a password, a token,
     a key): the log is shown to people."""
-    await pool.execute(
-        "INSERT INTO audit_log (tenant_id, actor_id, action, target, detail, ip)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-        tenant_id,
-        actor_id,
-        action,
-        str(target) if target is not None else None,
-        json.dumps(detail or {}),
-        ip,
+    await audit_log.append(
+        pool,
+        tenant_id=tenant_id,
+        actor_id=actor_id,
+        action=action,
+        target=target,
+        detail=detail or {},
+        ip=ip,
     )
 
 
@@ -104,4 +104,4 @@ async def list_for(
         action,
         limit,
     )
-    return [Entry(**{**dict(row), "detail": json.loads(row["detail"])}) for row in rows]
+    return [Entry(**{**dict(row), "detail": audit_log.detail_of(row["detail"])}) for row in rows]
