@@ -126,4 +126,4 @@ async def subscribe(clients: Clients) -> list[BackgroundJob]:
 
 
 async def run(settings: Settings) -> None:
-    await run_worker(settings, "sync", subscribe, embedder=False)
+    await run_worker(settings, "sync", subscribe, embedder=False, consumes=False)

@@ -28,12 +28,18 @@ Setup = Callable[[Clients], Awaitable[list[BackgroundJob]]]
 
 
 async def run_worker(
-    settings: Settings, service: str, setup: Setup, *, embedder: bool = True
+    settings: Settings,
+    service: str,
+    setup: Setup,
+    *,
+    embedder: bool = True,
+    consumes: bool = True,
 ) -> None:
     """``setup`` registers the subscribers and returns the background jobs.
     The consumer group is ``<KAFKA_TOPIC_PREFIX>.<service>``; its lag is
     exported as ``rag_kafka_consumer_lag``. ``embedder``: load the embedding
-    model (a worker that embeds nothing, the sync worker, does not)."""
+    model; ``consumes``: read a topic (a worker that only publishes has no
+    group lag to read). The sync worker does neither."""
     configure_logging(settings, service)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
@@ -41,7 +47,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    group = f"{settings.kafka_topic_prefix}.{service}"
+    group = f"{settings.kafka_topic_prefix}.{service}" if consumes else None
     async with open_clients(settings, service, embedder=embedder, lag_group=group) as clients:
         jobs = await setup(clients)
         await clients.broker.start()
