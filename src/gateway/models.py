@@ -581,10 +581,16 @@ class SourceCreate(Strict):
         description="Files larger than this are skipped, with the reason (default, and at most:"
         " MAX_UPLOAD_MB)",
     )
-    visibility: Literal["private", "tenant"] = Field(
+    visibility: Literal["private", "groups", "tenant"] = Field(
         default="tenant",
-        description="Of the source's documents: tenant (everyone in it) or private (the admin"
-        " who added the source)",
+        description="Of the source's documents: tenant (everyone in it), groups (the members of"
+        " `groups`) or private (the admin who added the source)",
+    )
+    groups: list[GroupName] = Field(
+        default_factory=list,
+        max_length=MAX_SHARED_GROUPS,
+        description="With visibility `groups` (and only then): the names of the tenant's groups"
+        " the source's documents are shared with. 400 for a name the tenant has no group of",
     )
     tags: Tags = Field(default_factory=list, description=f"On every document: {TAG_RULE}")
     meta: SourceMeta = Field(
@@ -624,7 +630,8 @@ class SourceOut(BaseModel):
     include: list[str]
     exclude: list[str]
     max_bytes: int
-    visibility: Literal["private", "tenant"]
+    visibility: Literal["private", "groups", "tenant"]
+    groups: list[str] = Field(description="With visibility `groups`: the groups' names")
     tags: list[str]
     meta: dict[str, str]
     interval_seconds: int

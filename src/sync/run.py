@@ -256,7 +256,11 @@ class SourceRun:
         # The id is recorded first: a run killed from here on finds it.
         await self._put(FileRow(relpath, doc_id, sha, seen.size, seen.mtime_ns, "pending", None))
         stored = await self.intake.store(
-            doc, content, self._correlation(), accepted=self._audit("added", relpath)
+            doc,
+            content,
+            self._correlation(),
+            accepted=self._audit("added", relpath),
+            share_with=await sources.live_groups(self.pool, source),
         )
         await self._synced(relpath, seen, stored)
         self.progress.count("added")

@@ -274,6 +274,58 @@ async def test_add_change_rename_delete_and_unreadable_files(
     assert await synced_documents(db, admin.tenant_id, folder.name) == []
 
 
+async def test_a_source_shared_with_a_group_is_read_by_its_members_only(
+    client: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    folder: Path,
+    sync_worker: Component,
+    workers: list[Component],
+) -> None:
+    admin = await new_user(client, "sync-groups")
+    (folder / "payroll.md").write_text(sections("Payroll closes on the 24th of each month."))
+    made = await client.post(
+        "/api/admin/groups", headers=admin.headers, json={"name": f"payroll-{folder.name}"}
+    )
+    assert made.status_code == 201, made.text
+    insider = await member_of(client, db, admin.tenant_id, "sync-insider")
+    outsider = await member_of(client, db, admin.tenant_id, "sync-outsider")
+    joined = await client.put(
+        f"/api/admin/groups/{made.json()['id']}/members/{insider.id}", headers=admin.headers
+    )
+    assert joined.status_code == 204, joined.text
+    # Groups go with visibility groups, and only names the tenant has.
+    for wrong in (
+        {"visibility": "tenant", "groups": [made.json()["name"]]},
+        {"visibility": "groups", "groups": []},
+        {"visibility": "groups", "groups": ["no-such-group"]},
+    ):
+        refused = await client.post(
+            "/api/sources",
+            headers=admin.headers,
+            json={"name": f"x-{uuid.uuid4().hex[:6]}", "path": str(folder), **wrong},
+        )
+        assert refused.status_code == 400, (wrong, refused.text)
+    source = await add_source(
+        client, admin, folder, visibility="groups", groups=[made.json()["name"]]
+    )
+    assert source["groups"] == [made.json()["name"]], source
+    try:
+        first = await next_run(client, admin, source["id"], None)
+        assert first["last_run"]["counts"]["added"] == 1, first
+        [doc] = await synced_documents(db, admin.tenant_id, folder.name)
+        await all_indexed(client, admin, [str(doc["id"])])
+        question = {"query": "When does payroll close?"}
+        for user, finds in ((insider, True), (outsider, False)):
+            found = await client.post("/api/search", headers=user.headers, json=question)
+            assert found.status_code == 200, found.text
+            names = {p["filename"] for p in found.json()["passages"]}
+            assert ("payroll.md" in names) is finds, (user.username, found.text)
+            got = await client.get(f"/api/documents/{doc['id']}", headers=user.headers)
+            assert got.status_code == (200 if finds else 404), got.text
+    finally:
+        await leave(client, admin, source)
+
+
 async def test_a_killed_run_resumes_without_duplicates(
     client: httpx.AsyncClient,
     db: asyncpg.Pool,

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Query, status
 from gateway.http.deps import Admin, GatewayDep, client_ip, json_body
 from gateway.http.openapi import errors, json_body_schema, link
 from gateway.identity import audit
+from gateway.identity.users import User
 from gateway.models import (
     SourceCreate,
     SourceDetailOut,
@@ -30,7 +31,7 @@ from gateway.models import (
 )
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.source_rules import check_path, check_patterns
-from shared.storage import sources
+from shared.storage import groups, sources
 from shared.storage.documents import Db
 from shared.storage.sources import NewSource, Run, Source
 
@@ -79,6 +80,7 @@ async def _outs(pool: Db, found: list[Source]) -> list[SourceOut]:
     ids = [s.id for s in found]
     runs = await sources.latest_runs(pool, ids)
     counts = await sources.file_counts(pool, ids)
+    names = await groups.names_by_id(pool, {g for s in found for g in s.group_ids})
     outs = []
     for source in found:
         latest = runs.get(source.id, [])
@@ -94,6 +96,7 @@ async def _outs(pool: Db, found: list[Source]) -> list[SourceOut]:
                 exclude=source.exclude,
                 max_bytes=source.max_bytes,
                 visibility=source.visibility,
+                groups=[names[g] for g in source.group_ids if g in names],
                 tags=source.tags,
                 meta=source.meta,
                 interval_seconds=source.interval_seconds,
@@ -110,6 +113,17 @@ async def _outs(pool: Db, found: list[Source]) -> list[SourceOut]:
     return outs
 
 
+async def _groups_of(pool: Db, admin: User, body: SourceCreate) -> list[UUID]:
+    """The ids of the groups the source shares with (an admin may name any
+    of the tenant's), or ``InvalidInput`` for groups without visibility
+    ``groups`` or the other way round."""
+    if (body.visibility == "groups") != bool(body.groups):
+        raise InvalidInput("visibility 'groups' goes with `groups`, and `groups` only with it")
+    if not body.groups:
+        return []
+    return await groups.shareable(pool, admin.tenant_id, admin.id, body.groups, admin=True)
+
+
 async def _one(pool: Db, admin_tenant: UUID, source_id: UUID) -> Source:
     source = await sources.get(pool, admin_tenant, source_id)
     if source is None:
@@ -124,7 +138,11 @@ async def _one(pool: Db, admin_tenant: UUID, source_id: UUID) -> Source:
     openapi_extra=json_body_schema(SourceCreate),
     responses={
         **errors(
-            (InvalidInput, "A path that is not absolute or has `..`, or reserved metadata keys"),
+            (
+                InvalidInput,
+                "A path that is not absolute or has `..`, reserved metadata keys, or groups"
+                " the tenant has none of (or without visibility `groups`)",
+            ),
             (Forbidden, "Folder sync is off (no SYNC_ROOTS), or the path is not under them"),
             (Conflict, "The tenant has a source of that name"),
         ),
@@ -144,6 +162,8 @@ async def add_source(
     if reserved:
         raise InvalidInput(f"metadata keys {reserved} are the sync's own (source, path)")
     path = check_path(body.path, settings.sync_roots)
+    pool = gateway.clients.pool
+    group_ids = await _groups_of(pool, admin, body)
     new = NewSource(
         tenant_id=admin.tenant_id,
         user_id=admin.id,
@@ -156,8 +176,8 @@ async def add_source(
         tags=list(dict.fromkeys(body.tags)),
         meta=body.meta,
         interval_seconds=body.interval_seconds or settings.sync_interval_seconds,
+        group_ids=group_ids,
     )
-    pool = gateway.clients.pool
     async with pool.acquire() as conn, conn.transaction():
         source = await sources.create(conn, new)
         await audit.record(

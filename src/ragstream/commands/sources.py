@@ -43,8 +43,13 @@ def add_command(
         int | None, typer.Option("--max-bytes", min=1, help="skip larger files")
     ] = None,
     visibility: Annotated[
-        Literal["tenant", "private"], typer.Option("--visibility", help="of its documents")
+        Literal["tenant", "groups", "private"],
+        typer.Option("--visibility", help="of its documents (--group implies groups)"),
     ] = "tenant",
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="share its documents with this group (repeat)"),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="on every document")] = None,
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="key=value on every document")
@@ -60,7 +65,8 @@ def add_command(
         "path": path,
         "include": include or [],
         "exclude": exclude or [],
-        "visibility": visibility,
+        "visibility": "groups" if group else visibility,
+        "groups": group or [],
         "tags": tag or [],
         "meta": _meta(meta or []),
     }

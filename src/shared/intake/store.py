@@ -3,9 +3,10 @@ the queueing, all or nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from typing import BinaryIO
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -17,7 +18,7 @@ from shared.contracts.topics import Topics
 from shared.errors import Unavailable
 from shared.intake.queue import wait
 from shared.runtime.clients import Clients
-from shared.storage import documents
+from shared.storage import documents, groups
 from shared.storage.blobs import BlobStore
 from shared.storage.documents import Document, Quota
 
@@ -68,9 +69,12 @@ class Intake:
         *,
         checkpoint: Callable[[], None] = _go_on,
         accepted: Hook | None = None,
+        share_with: Collection[UUID] = (),
     ) -> Document:
-        """Blob, row, ``queued``, then waiting for release, then ``accepted``
-        (the gateway's audit entry: a document no entry accounts for is not
+        """Blob, row (and its groups, ``share_with``, for visibility
+        ``groups``: linked before it waits, so it is indexed with them),
+        ``queued``, then waiting for release, then ``accepted`` (the
+        gateway's audit entry: a document no entry accounts for is not
         kept). On any failure, neither blob nor row is left, and a store's
         failure is ``Unavailable`` (retry). ``checkpoint`` runs between the
         steps and may raise to stop them (the client went away)."""
@@ -83,6 +87,8 @@ class Intake:
             # fit get a row.
             await documents.insert_within_quota(self.pool, doc, self.quota)
             inserted = True
+            if share_with:
+                await groups.set_document_groups(self.pool, doc.tenant_id, doc.id, share_with)
             checkpoint()
             await wait(self.broker, self.topics, doc, correlation_id, db=self.pool)
             if accepted is not None:

@@ -269,6 +269,14 @@ async def set_document_groups(
     return removed != "DELETE 0" or added != "INSERT 0 0"
 
 
+async def names_by_id(db: Db, group_ids: Collection[UUID]) -> dict[UUID, str]:
+    """The names of those of ``group_ids`` that exist."""
+    if not group_ids:
+        return {}
+    rows = await db.fetch("SELECT id, name FROM groups WHERE id = ANY($1::uuid[])", list(group_ids))
+    return {row["id"]: row["name"] for row in rows}
+
+
 async def of_document(db: Db, document_id: UUID) -> list[UUID]:
     """The ids of the groups the document is shared with, sorted."""
     rows = await db.fetch(

@@ -25,9 +25,9 @@ FileStatus = Literal["pending", "synced", "failed", "skipped"]
 Outcome = Literal["running", "ok", "partial", "failed", "interrupted"]
 
 _COLUMNS = (
-    "id, tenant_id, user_id, name, path, include, exclude, max_bytes, visibility, tags, meta,"
-    " interval_seconds, created_at, next_run_at, removing_at, keep_documents, lease_owner,"
-    " lease_until"
+    "id, tenant_id, user_id, name, path, include, exclude, max_bytes, visibility, group_ids,"
+    " tags, meta, interval_seconds, created_at, next_run_at, removing_at, keep_documents,"
+    " lease_owner, lease_until"
 )
 _FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
 
@@ -43,6 +43,7 @@ class Source:
     exclude: list[str]
     max_bytes: int
     visibility: Visibility
+    group_ids: list[UUID]
     tags: list[str]
     meta: dict[str, str]
     interval_seconds: int
@@ -74,14 +75,15 @@ class NewSource:
     tags: list[str]
     meta: dict[str, str]
     interval_seconds: int
+    group_ids: list[UUID] = field(default_factory=list)
 
 
 async def create(pool: Db, new: NewSource) -> Source:
     try:
         record = await pool.fetchrow(
             "INSERT INTO sources (id, tenant_id, user_id, name, path, include, exclude,"  # noqa: S608
-            " max_bytes, visibility, tags, meta, interval_seconds)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::text::jsonb,$12)"
+            " max_bytes, visibility, tags, meta, interval_seconds, group_ids)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::text::jsonb,$12,$13::uuid[])"
             f" RETURNING {_COLUMNS}",
             uuid4(),
             new.tenant_id,
@@ -95,11 +97,24 @@ async def create(pool: Db, new: NewSource) -> Source:
             new.tags,
             json.dumps(new.meta),
             new.interval_seconds,
+            new.group_ids,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"the tenant already has a source named {new.name!r}") from None
     assert record is not None
     return Source.from_record(record)
+
+
+async def live_groups(pool: Db, source: Source) -> list[UUID]:
+    """The source's groups that still exist (in its tenant), by id."""
+    if not source.group_ids:
+        return []
+    rows = await pool.fetch(
+        "SELECT id FROM groups WHERE tenant_id=$1 AND id = ANY($2::uuid[]) ORDER BY id",
+        source.tenant_id,
+        source.group_ids,
+    )
+    return [row["id"] for row in rows]
 
 
 async def in_tenant(pool: Db, tenant_id: UUID) -> list[Source]:

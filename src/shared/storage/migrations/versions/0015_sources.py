@@ -52,6 +52,14 @@ def _sources() -> None:
         sa.Column("exclude", postgresql.ARRAY(sa.Text), nullable=False, server_default=_EMPTY),
         sa.Column("max_bytes", sa.BigInteger, nullable=False),
         sa.Column("visibility", sa.Text, nullable=False),
+        # With visibility 'groups': the groups its documents are shared with
+        # (a group deleted since drops out; shared.storage.sources.live_groups).
+        sa.Column(
+            "group_ids",
+            postgresql.ARRAY(UUID(as_uuid=True)),
+            nullable=False,
+            server_default=sa.text("'{}'::uuid[]"),
+        ),
         sa.Column("tags", postgresql.ARRAY(sa.Text), nullable=False, server_default=_EMPTY),
         sa.Column("meta", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("interval_seconds", sa.Integer, nullable=False),
