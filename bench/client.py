@@ -61,23 +61,32 @@ async def wait_indexed(
     seconds: float,
     every: float = 0.1,
 ) -> list[dict[str, Any]]:
-    """Every document's row once all are indexed (raises if one failed). One
-    list call per poll (every ``every`` seconds), so polling costs the
-    gateway little while it is timed."""
+    """Every document's row once all are indexed (raises if one failed). The
+    account's list, page by page (500 a page), every ``every`` seconds, so
+    polling costs the gateway little while it is timed."""
     wanted = set(doc_ids)
     async with asyncio.timeout(seconds):
         while True:
-            response = await http.get(
-                "/api/documents", headers=account.headers, params={"limit": 500}
-            )
-            response.raise_for_status()
-            rows = {d["id"]: d for d in response.json() if d["id"] in wanted}
+            rows = {d["id"]: d for d in await _all_documents(http, account) if d["id"] in wanted}
             failed = [d for d in rows.values() if d["status"] == "failed"]
             if failed:
                 raise RuntimeError(f"document {failed[0]['id']} failed: {failed[0].get('error')}")
             if len(rows) == len(wanted) and all(d["status"] == "indexed" for d in rows.values()):
                 return [rows[d] for d in doc_ids]
             await asyncio.sleep(every)
+
+
+async def _all_documents(http: httpx.AsyncClient, account: Account) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    while True:
+        response = await http.get(
+            "/api/documents", headers=account.headers, params={"limit": 500, "offset": len(rows)}
+        )
+        response.raise_for_status()
+        page: list[dict[str, Any]] = response.json()
+        rows += page
+        if len(page) < 500:
+            return rows
 
 
 async def wait_one_indexed(
