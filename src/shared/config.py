@@ -10,6 +10,7 @@ builds a ``Settings`` once at start-up and hands it down.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -1133,6 +1134,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("sync_roots", "cors_origins", "oidc_algorithms", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        # The environment's form (a JSON list) passed as a value: tools and
+        # tests build Settings from an environment's strings.
+        return json.loads(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _generator_for_generative_steps(self) -> Settings:

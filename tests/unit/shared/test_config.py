@@ -112,3 +112,15 @@ def test_s3_blob_store_settings_are_read_and_secrets_kept_secret(
     assert settings.blob_s3_secret_access_key is not None
     assert settings.blob_s3_secret_access_key.get_secret_value() == "wJalrXUtnFEMI"
     assert "wJalrXUtnFEMI" not in repr(settings) and "AKIAEXAMPLE" not in repr(settings)
+
+
+def test_list_settings_read_the_same_from_the_environment_and_as_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SYNC_ROOTS", '["/srv/shares"]')
+    from_env = Settings()
+    as_value = Settings(sync_roots='["/srv/shares"]', cors_origins='["https://a.example"]')
+    assert from_env.sync_roots == as_value.sync_roots == [Path("/srv/shares")]
+    assert as_value.cors_origins == ["https://a.example"]
+    with pytest.raises(ValidationError):
+        Settings(sync_roots="/srv/shares")  # not a JSON list
