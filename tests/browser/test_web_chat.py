@@ -179,7 +179,7 @@ async def test_a_timeout_and_a_refused_upload_show_visible_errors(
 ) -> None:
     page = web.page
     await sign_in(page, client)
-    await page.click("details summary")
+    await page.click("details:has(#stream-timeout) > summary")
     await page.fill("#stream-timeout", "0.001")
     answer = await ask(page, "Is anyone there?")
     await expect(answer).to_have_attribute("data-state", "timeout", timeout=ANSWER_MS)
